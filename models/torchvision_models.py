@@ -1,0 +1,90 @@
+"""Torchvision classification models as backbones: ResNet-50 for the ImageNet-1k protocol, and any
+other torchvision classifier by name (``--model tv:<name>``).
+
+The model's last ``nn.Linear`` becomes the head ``fc``; everything before it (with the head replaced by
+an identity) computes the penultimate feature phi(x).
+"""
+import torch
+import torch.nn as nn
+import torchvision
+
+from ood.errors import UserError
+
+
+def _parent_and_attr(model, dotted):
+    parent = model
+    *path, attr = dotted.split(".")
+    for p in path:
+        parent = getattr(parent, p)
+    return parent, attr
+
+
+def _replace_first_conv(model, in_channels):
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            if m.in_channels == in_channels:
+                return
+            new = nn.Conv2d(in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                            m.dilation, m.groups, m.bias is not None, m.padding_mode)
+            with torch.no_grad():  # keep pretrained filters usable: average them over the input channels
+                new.weight.copy_(m.weight.mean(1, keepdim=True).expand_as(new.weight))
+                if m.bias is not None:
+                    new.bias.copy_(m.bias)
+            parent, attr = _parent_and_attr(model, name)
+            setattr(parent, attr, new)
+            return
+    raise UserError(f"cannot set in_channels={in_channels}: the model has no nn.Conv2d layer")
+
+
+class TorchvisionBackbone(nn.Module):
+    """A torchvision classifier split into ``body`` (input -> phi) and ``fc`` (phi -> logits)."""
+
+    def __init__(self, model, head_name):
+        super().__init__()
+        parent, attr = _parent_and_attr(model, head_name)
+        self.fc = getattr(parent, attr)
+        setattr(parent, attr, nn.Identity())
+        self.body = model
+        self.feature_dim = self.fc.in_features
+
+    def forward_features(self, x):
+        return torch.flatten(self.body(x), 1)
+
+    def forward(self, x):
+        return self.fc(self.forward_features(x))
+
+
+def _load_weights(name, weights):
+    try:
+        return torchvision.models.get_model(name, weights=weights)
+    except Exception as e:  # network, proxy or checksum failure while fetching the weights
+        raise UserError(
+            f"could not load the pretrained weights {weights} of torchvision's {name} ({type(e).__name__}: "
+            f"{e}). torchvision downloads them to {torch.hub.get_dir()}/checkpoints/; on a machine without "
+            f"internet, download {weights.url} elsewhere and copy it there, or pass "
+            f"--checkpoint with a trained state dict instead of --pretrained.") from None
+
+
+def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, **_):
+    """Build torchvision's ``name``. With ``pretrained``, load its ImageNet weights (IMAGENET1K_V1 for
+    resnet50, torchvision's DEFAULT otherwise) and, when ``num_classes`` differs from 1000, put a fresh
+    head on top for fine-tuning."""
+    if name not in torchvision.models.list_models(torchvision.models):
+        known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
+        raise UserError(f"torchvision has no classification model named {name!r}. Known: {known}.")
+    if pretrained:
+        enum = torchvision.models.get_model_weights(name)
+        model = _load_weights(name, enum.IMAGENET1K_V1 if name == "resnet50" else enum.DEFAULT)
+    else:
+        kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UserError(f"torchvision's {name} has no final nn.Linear layer, so it has no penultimate "
+                        f"feature in the sense of this project; choose another model.")
+    backbone = TorchvisionBackbone(model, linears[-1])
+    if backbone.fc.out_features != num_classes:
+        backbone.fc = nn.Linear(backbone.feature_dim, num_classes)
+    if in_channels != 3:
+        _replace_first_conv(backbone.body, in_channels)
+    return backbone

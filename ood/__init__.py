@@ -1,0 +1,1 @@
+"""Shared code of the RecLag repository: data sets, feature cache, metrics, training, reports."""

@@ -1,0 +1,80 @@
+"""Loading backbones from checkpoints written by train_model.py, or from plain state dicts."""
+from pathlib import Path
+
+import torch
+
+import models
+from .errors import UserError
+from .io import sha256_file
+
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel / torch.compile
+
+
+def clean_state_dict(state):
+    """Strip the prefixes that DataParallel, DDP and torch.compile add to parameter names."""
+    out = {}
+    for k, v in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k, changed = k[len(p):], True
+        out[k] = v
+    return out
+
+
+def read_checkpoint(path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist. Train one with train_model.py (it writes "
+                        f"checkpoints/<dataset>/<model>.pt) or pass --checkpoint PATH.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} could not be read as a PyTorch file ({type(e).__name__}: {e}).") from None
+
+
+def load_backbone(model, path, expect=None):
+    """Load the weights in ``path`` into ``model``. ``expect`` (dict: model, num_classes, ...) is checked
+    against the metadata train_model.py stores, so a checkpoint of another model or class count fails
+    with a clear message instead of a shape error."""
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
+    state = ckpt["model"] if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) else ckpt
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds no state dict.")
+    if expect and meta:
+        for key in ("model", "num_classes", "in_channels"):
+            if key in meta and key in expect and meta[key] != expect[key]:
+                raise UserError(
+                    f"checkpoint {path} was trained with {key}={meta[key]!r} ({meta.get('model')}, "
+                    f"{meta.get('num_classes')} classes, data set {meta.get('dataset')}), but this run asks "
+                    f"for {key}={expect[key]!r}. Pass the matching --model/--dataset, or the right --checkpoint.")
+    state = clean_state_dict(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = "; ".join(x for x in [
+            f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+            f"shape mismatch: {', '.join(wrong[:3])}" if wrong else ""] if x)
+        raise UserError(f"checkpoint {path} does not fit the requested model ({detail}). It was probably "
+                        f"trained for another --model, --dataset (class count) or model option.")
+    model.load_state_dict(state)
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def checkpoint_id(args):
+    """What identifies the weights in cache fingerprints: the checkpoint file's sha256, or the name of
+    torchvision's pretrained weights."""
+    if getattr(args, "pretrained", False) and not args.checkpoint:
+        return f"torchvision:{args.model}:pretrained"
+    return sha256_file(args.checkpoint)
+
+
+def default_checkpoint(dataset, model):
+    return Path("checkpoints") / dataset / f"{model.replace(':', '_').replace('/', '_')}.pt"

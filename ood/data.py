@@ -1,0 +1,254 @@
+"""Data sets and transforms: the in-distribution (ID) sets, the OOD sets, and their transforms.
+
+Everything loads through torchvision's own classes (CIFAR10/100, SVHN, FashionMNIST, ImageFolder) from
+one data root, ``--dataset_path``, laid out as in the reference code (METHOD.md section 7):
+
+    <root>/cifar-10-batches-py/  <root>/cifar-100-python/   torchvision's CIFAR folders
+    <root>/FashionMNIST/raw/                                torchvision's Fashion-MNIST folder
+    <root>/imagenet/train/  <root>/imagenet/val/            ImageNet-1k as ImageFolder trees
+    <root>/SVHN/test_32x32.mat                              torchvision's SVHN, test split
+    <root>/LSUN_C/ LSUN_resize/ iSUN/ Places/ dtd/images/ Imagenet_resize/ SUN/ iNaturalist/
+
+A missing or empty set stops with a message naming the folder it expected, where to download the data
+and the archive's md5 sum.
+"""
+import gzip
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch.utils.data import Dataset, Subset
+from torchvision import transforms as T
+
+from .errors import UserError
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Out-of-distribution sets
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OODSet:
+    """One OOD set. ``build(root, transform)`` returns a torch Dataset; the rest feeds error messages
+    and the data verifier."""
+    name: str                      # canonical name, used in tables and file names
+    folder: str                    # where it lives under the data root
+    expected: int                  # number of images in the reference protocol
+    url: str = ""                  # where to download it
+    archive: str = ""              # archive file name
+    md5: str = ""                  # the archive's md5 sum
+    note: str = ""                 # how to lay the archive out
+    aliases: tuple = ()
+    builder: object = None         # callable(path, transform) -> Dataset; default: ImageFolder
+
+    def build(self, root, transform):
+        path = Path(root) / self.folder
+        return (self.builder or _image_folder)(path, transform, self)
+
+    def missing_message(self, path, detail=""):
+        msg = f"OOD set {self.name} was not found: expected {'the file' if self.name == 'SVHN' else 'an ImageFolder tree (images in one or more sub-folders)'} at {path}"
+        msg += f" ({detail})." if detail else "."
+        if self.url:
+            msg += f" Download {self.archive or self.url} from {self.url}"
+            msg += f" (md5 {self.md5})" if self.md5 else ""
+            msg += f" and {self.note}" if self.note else f" into {path}"
+            msg += "."
+        msg += " Pass --dataset_path for another data root, or --ood to choose other sets."
+        return msg
+
+
+def _image_folder(path, transform, spec):
+    if not path.is_dir():
+        raise UserError(spec.missing_message(path))
+    try:
+        return torchvision.datasets.ImageFolder(str(path), transform=transform)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise UserError(spec.missing_message(path, str(e).rstrip("."))) from None
+
+
+def _svhn(path, transform, spec):
+    try:
+        return torchvision.datasets.SVHN(str(path), split="test", transform=transform)
+    except RuntimeError:
+        raise UserError(spec.missing_message(path / "test_32x32.mat", "missing or corrupted")) from None
+
+
+_MOS = "http://pages.cs.wisc.edu/~huangrui/imagenet_ood_dataset/"
+OOD_SETS = {s.name.lower(): s for s in [
+    OODSet("SVHN", "SVHN", 26032, torchvision.datasets.SVHN.split_list["test"][0], "test_32x32.mat",
+           torchvision.datasets.SVHN.split_list["test"][2], "put it in <root>/SVHN/", ("svhn",), _svhn),
+    OODSet("LSUN_C", "LSUN_C", 10000, "https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz",
+           "LSUN.tar.gz", "458a0a0ab8e5f1cb4516d7400568e460",
+           "extract it and rename the folder LSUN/ to <root>/LSUN_C/", ("lsun-c", "lsunc", "lsun")),
+    OODSet("LSUN_R", "LSUN_resize", 10000, "https://www.dropbox.com/s/moqh2wh8696c3yl/LSUN_resize.tar.gz",
+           "LSUN_resize.tar.gz", "278b7b31c8cb7e804a1465a8ce03a2dc", "extract it into <root>/",
+           ("lsun-r", "lsunr", "lsun_resize")),
+    OODSet("iSUN", "iSUN", 8925, "https://www.dropbox.com/s/ssz7qxfqae0cca5/iSUN.tar.gz", "iSUN.tar.gz",
+           "be77b0f2c26fda898afac5f99645ee70", "extract it into <root>/"),
+    OODSet("Places", "Places", 10000, _MOS + "Places.tar.gz", "Places.tar.gz",
+           "b5cb5eba2754ae2a28beea8718db699a", "extract it into <root>/", ("places365",)),
+    OODSet("Textures", "dtd/images", 5640, "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+           "dtd-r1.0.1.tar.gz", "fff73e5086ae6bdbea199a49dfb8a4c1",
+           "extract it into <root>/ (it creates dtd/images/)", ("dtd",)),
+    OODSet("TinyImageNet", "Imagenet_resize", 10000,
+           "https://www.dropbox.com/s/kp3my3412u5k9rl/Imagenet_resize.tar.gz", "Imagenet_resize.tar.gz",
+           "0f9ff11d45babf2eff5fe12281d1ac31", "extract it into <root>/",
+           ("tiny-imagenet", "tinyimagenet_r", "imagenet_resize", "tim")),
+    OODSet("SUN", "SUN", 10000, _MOS + "SUN.tar.gz", "SUN.tar.gz", "8469c3ada62211477954ec1be53b12d0",
+           "extract it into <root>/"),
+    OODSet("iNaturalist", "iNaturalist", 10000, _MOS + "iNaturalist.tar.gz", "iNaturalist.tar.gz",
+           "5be6ea8aa027d7b631916427b32cb335", "extract it into <root>/", ("inat",)),
+]}
+CIFAR_OOD = ("SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist")
+IMAGENET_OOD = ("iNaturalist", "SUN", "Places", "Textures")
+
+
+def register_ood(spec):
+    """Register an extra OOD set (an :class:`OODSet`), usable by name like the built-in ones."""
+    OOD_SETS[spec.name.lower()] = spec
+
+
+def resolve_ood(name):
+    """Map a user-given OOD name (case-insensitive, aliases allowed) or ``name=path`` to an OODSet."""
+    if "=" in name:
+        label, path = name.split("=", 1)
+        if not label or not path:
+            raise UserError(f"custom OOD set {name!r}: write it as NAME=PATH (an ImageFolder tree).")
+        return OODSet(label, str(Path(path).expanduser().resolve()), 0)
+    key = name.lower()
+    for spec in OOD_SETS.values():
+        if key == spec.name.lower() or key in spec.aliases or key == spec.folder.lower():
+            return spec
+    raise UserError(f"unknown OOD set {name!r}. Known: {', '.join(s.name for s in OOD_SETS.values())}; "
+                    f"or give a folder of your own as NAME=PATH.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# In-distribution sets
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IDSet:
+    name: str
+    num_classes: int
+    mean: tuple
+    std: tuple
+    protocol: str                  # "cifar": Resize((s, s)); "imagenet": Resize + CenterCrop
+    default_ood: tuple = CIFAR_OOD
+    channels: int = field(default=3)
+
+
+ID_SETS = {
+    "cifar10": IDSet("cifar10", 10, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    # The reference code normalises CIFAR-100 and all OOD sets with the CIFAR-10 statistics.
+    "cifar100": IDSet("cifar100", 100, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    "imagenet": IDSet("imagenet", 1000, IMAGENET_MEAN, IMAGENET_STD, "imagenet", IMAGENET_OOD),
+    "fashionmnist": IDSet("fashionmnist", 10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "cifar", channels=1),
+}
+
+
+def get_id_set(name):
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in ID_SETS:
+        raise UserError(f"unknown data set {name!r}. Choose one of: {', '.join(ID_SETS)}.")
+    return ID_SETS[key]
+
+
+def test_transform(id_set, size):
+    """The evaluation transform of METHOD.md section 1, shared by ID train/test features and OOD sets.
+    Grayscale ID sets (in_channels 1) see every image in grayscale."""
+    if id_set.protocol == "imagenet":
+        resize = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
+    else:
+        resize = [T.Resize((size, size))]
+    gray = [T.Grayscale(1)] if id_set.channels == 1 else []
+    return T.Compose(resize + gray + [T.ToTensor(), T.Normalize(id_set.mean, id_set.std)])
+
+
+def train_transform(id_set, size, augment="autoaugment"):
+    """Training transform: Resize -> AutoAugment (CIFAR-10 policy) -> RandomHorizontalFlip -> ToTensor ->
+    Normalize (the reference recipe), at the input size actually used for testing."""
+    if id_set.protocol == "imagenet":
+        steps = [T.RandomResizedCrop(size)]
+    else:
+        steps = [T.Resize((size, size))]
+    if id_set.channels == 1:
+        steps.append(T.Grayscale(1))
+    if augment == "autoaugment":
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    if augment in ("autoaugment", "flip"):
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose(steps + [T.ToTensor(), T.Normalize(id_set.mean, id_set.std)])
+
+
+def _prepare_fashion_mnist(root):
+    """torchvision reads Fashion-MNIST from <root>/FashionMNIST/raw/ (uncompressed idx files). If it is
+    not there but Debian's package dataset-fashion-mnist is installed, unpack that copy there."""
+    raw = Path(root) / "FashionMNIST" / "raw"
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte"]
+    if all((raw / n).exists() for n in names) or not DEBIAN_FASHION_MNIST.is_dir():
+        return
+    raw.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        src = DEBIAN_FASHION_MNIST / (n + ".gz")
+        if (raw / n).exists() or not src.exists():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=raw, prefix=n + ".")
+        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        os.replace(tmp, raw / n)
+
+
+def build_id_dataset(id_set, root, train, transform, download=False):
+    """ID train or test split through torchvision's class for the set."""
+    split = "train" if train else "test"
+    try:
+        if id_set.name == "cifar10":
+            return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
+        if id_set.name == "cifar100":
+            return torchvision.datasets.CIFAR100(root, train=train, transform=transform, download=download)
+        if id_set.name == "fashionmnist":
+            _prepare_fashion_mnist(root)
+            return torchvision.datasets.FashionMNIST(root, train=train, transform=transform, download=download)
+    except RuntimeError:
+        where = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/",
+                 "fashionmnist": "FashionMNIST/raw/ (uncompressed idx files)"}[id_set.name]
+        hint = {"cifar10": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, md5 c58f30108f718f92721af3b95e74349a)",
+                "cifar100": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, md5 eb9058c3a382ffc7106e4002c42a8d85)",
+                "fashionmnist": "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or let torchvision download it with --download"}[id_set.name]
+        raise UserError(f"the {split} split of {id_set.name} was not found or is corrupted under "
+                        f"{Path(root) / where}; {hint}. Pass --dataset_path to use another data root.") from None
+    # ImageNet-1k: ImageFolder trees <root>/imagenet/train and <root>/imagenet/val
+    path = Path(root) / "imagenet" / ("train" if train else "val")
+    try:
+        return torchvision.datasets.ImageFolder(str(path), transform=transform)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise UserError(f"ImageNet-1k {split} split not found at {path} ({e}). Lay it out as an ImageFolder "
+                        f"tree (one sub-folder per class, as extracted by torchvision's ImageNet helpers) "
+                        f"from https://image-net.org/download.php.") from None
+
+
+def subset(dataset, n):
+    """At most ``n`` images of ``dataset``, at evenly spaced indices (deterministic; for quick trials)."""
+    if not n or n >= len(dataset):
+        return dataset
+    return Subset(dataset, np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist())
+
+
+def dataset_labels(dataset):
+    """Integer labels of a dataset without decoding its images."""
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset)[torch.as_tensor(dataset.indices)]
+    for attr in ("targets", "labels"):
+        if hasattr(dataset, attr):
+            return torch.as_tensor(np.asarray(getattr(dataset, attr)), dtype=torch.long)
+    return torch.full((len(dataset),), -1, dtype=torch.long)

@@ -1,0 +1,173 @@
+"""Result files: results.json (every row), and results.csv / .md / .tex in the paper's layout (rows:
+scores; columns: FPR95 (lower is better) and AUROC (higher is better) per OOD set and their average, in
+percent; the best value of each column in bold), plus optional plots."""
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_path, write_text
+
+
+def _table(rows):
+    """(scores, oods, cell) where cell(score, ood) -> (fpr, fpr_std, auroc, auroc_std) in percent."""
+    scores = list(dict.fromkeys(r["score"] for r in rows))
+    oods = list(dict.fromkeys(r["ood_dataset"] for r in rows))
+    by = {(r["score"], r["ood_dataset"]): r for r in rows}
+
+    def cell(s, o):
+        if o == "Average":
+            rs = [by[(s, x)] for x in oods if (s, x) in by]
+            return (100 * np.mean([r["fpr95"] for r in rs]), 0.0, 100 * np.mean([r["auroc"] for r in rs]), 0.0)
+        r = by.get((s, o))
+        if r is None:
+            return None
+        return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
+
+    return scores, oods + (["Average"] if len(oods) > 1 else []), cell
+
+
+def _best(scores, cols, cell):
+    best = {}
+    for o in cols:
+        vals = [cell(s, o) for s in scores]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            best[o] = (round(min(v[0] for v in vals), 2), round(max(v[2] for v in vals), 2))
+    return best
+
+
+def _fmt(mean, std, bold, latex=False):
+    text = f"{mean:.2f}" + ((r"$\pm$" if latex else "±") + f"{std:.2f}" if std > 0 else "")
+    if not bold:
+        return text
+    return rf"\textbf{{{text}}}" if latex else f"**{text}**"
+
+
+def markdown(rows):
+    scores, cols, cell = _table(rows)
+    best = _best(scores, cols, cell)
+    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |"
+    lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
+    for s in scores:
+        cells = []
+        for o in cols:
+            v = cell(s, o)
+            if v is None:
+                cells += ["–", "–"]
+                continue
+            cells += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0]), _fmt(v[2], v[3], round(v[2], 2) == best[o][1])]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def latex(rows, caption=""):
+    scores, cols, cell = _table(rows)
+    best = _best(scores, cols, cell)
+    esc = lambda t: t.replace("_", r"\_")
+    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
+           r"\toprule",
+           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
+           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + r" \\", r"\midrule"]
+    for s in scores:
+        cells = []
+        for o in cols:
+            v = cell(s, o)
+            if v is None:
+                cells += ["--", "--"]
+                continue
+            cells += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0], True),
+                      _fmt(v[2], v[3], round(v[2], 2) == best[o][1], True)]
+        out.append(f"{esc(s)} & " + " & ".join(cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        out.append(rf"\caption{{{esc(caption)}}}")
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def csv_table(rows):
+    scores, cols, cell = _table(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")])
+    for s in scores:
+        vals = []
+        for o in cols:
+            v = cell(s, o)
+            vals += ["" if v is None else f"{x:.4f}" for x in (v or (None,) * 4)]
+        w.writerow([s] + vals)
+    return buf.getvalue()
+
+
+def write_results(rows, out_dir, caption=""):
+    """Write results.json/.csv/.md/.tex into ``out_dir`` (each atomically); return the Markdown table."""
+    out = Path(out_dir)
+    write_text(json.dumps({"rows": rows}, indent=1) + "\n", out / "results.json")
+    write_text(csv_table(rows), out / "results.csv")
+    md = markdown(rows)
+    write_text((f"{caption}\n\n" if caption else "") + md, out / "results.md")
+    write_text(latex(rows, caption), out / "results.tex")
+    return md
+
+
+def save_scores(per_score, out_dir):
+    """scores.npz with keys '<score>/id' and '<score>/<ood name>', per-sample scores in input order."""
+    arrays = {f"{s}/{k}": np.asarray(v) for s, d in per_score.items() for k, v in d.items()}
+    with atomic_path(Path(out_dir) / "scores.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def plot(per_score, out_dir):
+    """Per score: histograms of the ID scores against each OOD set, and ROC curves (ID positive)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    out = Path(out_dir) / "plots"
+    written = []
+    for s, d in per_score.items():
+        oods = [k for k in d if k != "id"]
+        n = len(oods)
+        cols = min(3, n)
+        rows_ = (n + cols - 1) // cols
+        fig, axes = plt.subplots(rows_, cols, figsize=(4 * cols, 3 * rows_), squeeze=False)
+        for ax, o in zip(axes.flat, oods):
+            lo = min(d["id"].min(), d[o].min())
+            hi = max(d["id"].max(), d[o].max())
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
+            ax.hist(d["id"], bins, alpha=0.6, density=True, label="ID test")
+            ax.hist(d[o], bins, alpha=0.6, density=True, label=o)
+            ax.set_title(f"{s}: ID vs {o}", fontsize=9)
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.supxlabel(f"{s} score (higher = more in-distribution)")
+        fig.tight_layout()
+        written.append(_savefig(fig, out / f"hist_{s}.png"))
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        for o in oods:
+            y = np.r_[np.ones(len(d["id"])), np.zeros(len(d[o]))]
+            fpr, tpr, _ = roc_curve(y, np.r_[d["id"], d[o]])
+            ax.plot(fpr, tpr, label=o, lw=1.2)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.axhline(0.95, color="gray", lw=0.6, ls="--")
+        ax.set(xlabel="false positive rate (OOD accepted)", ylabel="true positive rate (ID accepted)",
+               title=f"ROC, {s}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(_savefig(fig, out / f"roc_{s}.png"))
+        plt.close(fig)
+    return written
+
+
+def _savefig(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path

@@ -1,0 +1,61 @@
+"""Score registry. ``make_scores(names, options)`` builds the requested scores from the CLI options.
+
+Every score is "higher = more in-distribution" and returns its values in input order.
+"""
+from ood.errors import UserError
+
+from .base import Score
+from .hopfield import HE, SHE
+from .logits import MSP, Energy
+from .react import ReAct
+
+SCORES = {cls.name.lower(): cls for cls in (MSP, Energy, ReAct, HE, SHE)}
+ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE"]
+
+
+def resolve_names(names):
+    """Map user-given names (case-insensitive, ``all``) to canonical score names, in table order."""
+    wanted = []
+    for n in names:
+        if n.lower() == "all":
+            wanted += ORDER
+        elif n.lower() in SCORES:
+            wanted.append(SCORES[n.lower()].name)
+        else:
+            raise UserError(f"unknown score {n!r}. Choose from {', '.join(ORDER)} or 'all'.")
+    return [n for n in ORDER if n in wanted]
+
+
+def make_score(name, opts):
+    """Instantiate score ``name`` with the hyper-parameters in ``opts`` (a dict of CLI values)."""
+    key = name.lower()
+    if key == "msp":
+        return MSP()
+    if key == "energy":
+        return Energy(T=opts["T"])
+    if key == "react":
+        return ReAct(percentile=opts["react_percentile"], T=opts["T"])
+    if key == "he":
+        return HE(beta=opts["he_beta"])
+    if key == "she":
+        return SHE()
+    raise UserError(f"unknown score {name!r}.")
+
+
+def options(args, model_spec):
+    """The score hyper-parameters of parsed CLI ``args``, with the model-dependent defaults filled in."""
+    opts = vars(args).copy()
+    if opts.get("he_beta") is None:
+        opts["he_beta"] = model_spec.he_beta
+    return opts
+
+
+def add_score_args(parser):
+    g = parser.add_argument_group("score hyper-parameters")
+    g.add_argument("--T", type=float, default=1.0, help="temperature of Energy and ReAct (default 1)")
+    g.add_argument("--react_percentile", type=float, default=90.0,
+                   help="ReAct clips phi at this percentile of the training features (SHE code: 90; the "
+                        "RecLag code used 98)")
+    g.add_argument("--he_beta", type=float, default=None,
+                   help="beta of HE (default: 0.01 for ResNets, 0.2 for WRN, as in the SHE code)")
+    return g

@@ -1,0 +1,35 @@
+"""ReAct (Sun et al., NeurIPS 2021): the energy of the logits of the clipped feature min(phi, t)."""
+import numpy as np
+import torch
+
+from .base import Score
+from .logits import energy
+
+MAX_PERCENTILE_ENTRIES = 1 << 25  # above this, estimate the percentile from a fixed random sample
+
+
+class ReAct(Score):
+    """Score = T * logsumexp((W min(phi, t) + b) / T), with t the p-th percentile of all scalar entries of
+    phi over the ID training set."""
+    name = "ReAct"
+    needs_fit = True
+
+    def __init__(self, percentile=90.0, T=1.0):
+        self.percentile = percentile  # 90 in the SHE code; the RecLag code used 98
+        self.T = T
+
+    def fit_settings(self):
+        return {"percentile": self.percentile}
+
+    def fit(self, train, head):
+        flat = train["features"].float().flatten()
+        if flat.numel() > MAX_PERCENTILE_ENTRIES:  # e.g. ImageNet: 1.28M x 2048 entries
+            g = torch.Generator().manual_seed(0)
+            flat = flat[torch.randint(flat.numel(), (MAX_PERCENTILE_ENTRIES,), generator=g)]
+        return {"threshold": float(np.percentile(flat.numpy(), self.percentile)),
+                "percentile": self.percentile}
+
+    def score(self, data, state, head):
+        clipped = data["features"].float().clamp(max=state["threshold"])
+        logits = clipped @ head["weight"].float().T + head["bias"].float()
+        return energy(logits, self.T).float()

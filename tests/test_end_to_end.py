@@ -1,0 +1,78 @@
+"""The three scripts end to end on generated data in the real formats, with a tiny WRN."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import generate_stored_pattern
+import test_score_ood_detection
+import train_model
+
+TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+        "--resize_val", "16", "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]
+OODS = ["SVHN", "LSUN_C", "iSUN", "Textures"]
+
+
+def test_train_generate_score(data, workdir):
+    common = TINY + ["--dataset_path", str(data)]
+    log = train_model.main(common + ["--epochs", "1", "--lr", "0.05"])
+    assert len(log) == 1 and (workdir / "checkpoints/cifar10/wrn.log.csv").exists()
+    ckpt = torch.load(workdir / "checkpoints/cifar10/wrn.pt", weights_only=True)
+    assert ckpt["finished"] and ckpt["epoch"] == 1 and ckpt["meta"]["input_size"] == 16
+
+    generate_stored_pattern.main(common + ["--ood"] + OODS)
+    store = workdir / "stored_pattern/cifar10/wrn"
+    train = torch.load(store / "features/train.pt", weights_only=True)
+    assert train["features"].shape == (100, 64) and train["logits"].shape == (100, 10)
+    assert (train["features"] >= 0).all()  # phi after the last ReLU
+    assert train["labels"].tolist() == _cifar_labels(data)
+    for name in ["test", "SVHN", "LSUN_C", "iSUN", "Textures"]:
+        f = torch.load(store / f"features/{name}.pt", weights_only=True)
+        assert set(f) >= {"features", "logits", "labels", "fingerprint"}
+    for p in ["HE", "SHE", "ReAct"]:
+        assert (store / f"patterns/{p}.pt").exists()
+
+    rows = test_score_ood_detection.main(common + ["--score", "all", "--ood"] + OODS +
+                                         ["--save_scores", "--plot"])
+    out = workdir / "results/cifar10/wrn"
+    got = json.loads((out / "results.json").read_text())["rows"]
+    assert len(got) == 5 * 4 == len(rows)
+    keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
+            "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std"}
+    for r in got:
+        assert set(r) == keys
+        assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40
+    assert {r["ood_dataset"]: r["n_ood"] for r in got} == {"SVHN": 30, "LSUN_C": 12, "iSUN": 12, "Textures": 24}
+    md = (out / "results.md").read_text()
+    assert "| MSP |" in md and "Average FPR95↓" in md
+    assert r"\begin{tabular}" in (out / "results.tex").read_text()
+    assert (out / "results.csv").read_text().startswith("score,SVHN FPR95")
+    npz = np.load(out / "scores.npz")
+    assert set(npz.files) == {f"{s}/{k}" for s in ["MSP", "Energy", "ReAct", "HE", "SHE"]
+                              for k in ["id"] + OODS}
+    assert npz["MSP/id"].shape == (40,)
+    for s in ["MSP", "HE"]:
+        assert (out / f"plots/hist_{s}.png").stat().st_size > 1000
+        assert (out / f"plots/roc_{s}.png").stat().st_size > 1000
+
+    # Scores in input order: recompute MSP from the cached logits.
+    test = torch.load(store / "features/test.pt", weights_only=True)
+    np.testing.assert_allclose(npz["MSP/id"], torch.softmax(test["logits"].double(), 1).max(1).values, rtol=1e-6)
+
+    # Sampled protocol: draws of N_ID / 5 = 8 images, mean and std over repeats; no backbone run needed.
+    mtimes = {p: p.stat().st_mtime_ns for p in (store / "features").iterdir()}
+    rows = test_score_ood_detection.main(common + ["--score", "MSP", "HE", "--ood"] + OODS +
+                                         ["--protocol", "sampled", "--repeats", "4", "--results_dir", "res2"])
+    assert all(r["n_ood"] == 8 and r["repeats"] == 4 and r["seed"] == 12 for r in rows)
+    assert any(r["auroc_std"] > 0 for r in rows)
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (store / "features").iterdir()}
+
+
+def _cifar_labels(root):
+    import pickle
+    labels = []
+    for b in range(1, 6):
+        with open(root / "cifar-10-batches-py" / f"data_batch_{b}", "rb") as f:
+            labels += pickle.load(f)["labels"]
+    return labels

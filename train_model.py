@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Train a backbone (ResNet18/34 at 112x112, WRN-40-2 at 64x64, or any registered / torchvision model)
+on an ID data set with the reference recipe: SGD (lr 0.2, momentum 0.9, weight decay 5e-4), batch 128,
+100 epochs, lr / 10 at 50% and 75%, AutoAugment (CIFAR-10 policy) + horizontal flip, cross-entropy.
+
+Writes checkpoints/<dataset>/<model>.pt (after every epoch, atomically; --resume continues it) and the
+per-epoch log checkpoints/<dataset>/<model>.log.csv.
+
+Example:  python train_model.py --dataset cifar10 --model resnet18 --dataset_path ./data
+"""
+from ood import cli
+from ood.errors import cli_main
+from ood.training import Trainer
+
+
+def build_parser():
+    p = cli.parser(__doc__)
+    cli.add_common(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--lr", type=float, default=0.2, help="initial learning rate (RecLag code 0.2, SHE code 0.1)")
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight_decay", type=float, default=5e-4)
+    g.add_argument("--augment", choices=["autoaugment", "flip", "none"], default="autoaugment",
+                   help="autoaugment: AutoAugment (CIFAR-10 policy) + flip, as the reference")
+    g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="start again even if the checkpoint exists")
+    return p
+
+
+@cli_main
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return Trainer(args).run()
+
+
+if __name__ == "__main__":
+    main()
