@@ -24,11 +24,16 @@ def clean_state_dict(state):
     return out
 
 
-def read_checkpoint(path):
+def _require(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist. Train one with train_model.py (it writes "
                         f"checkpoints/<dataset>/<model>.pt) or pass --checkpoint PATH.")
+    return path
+
+
+def read_checkpoint(path):
+    path = _require(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -73,7 +78,7 @@ def checkpoint_id(args):
     torchvision's pretrained weights."""
     if getattr(args, "pretrained", False) and not args.checkpoint:
         return f"torchvision:{args.model}:pretrained"
-    return sha256_file(args.checkpoint)
+    return sha256_file(_require(args.checkpoint))
 
 
 def default_checkpoint(dataset, model):

@@ -117,20 +117,14 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
-        return ckpt["epoch"]
+        return ckpt["epoch"], ckpt["log"]
 
-    def save(self, epoch):
-        save_torch({"model": clean_state_dict(self.model.state_dict()), "optimizer": self.opt.state_dict(),
+    def save(self, epoch, log):
+        save_torch({"log": log, "model": clean_state_dict(self.model.state_dict()), "optimizer": self.opt.state_dict(),
                     "scheduler": self.sched.state_dict(), "rng": rng_state(), "epoch": epoch,
                     "epochs": self.args.epochs, "finished": epoch == self.args.epochs, "meta": self.meta,
                     "args": {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool))}},
                    self.path)
-
-    def read_log(self, upto):
-        if not self.log_path.exists():
-            return []
-        with open(self.log_path) as f:
-            return [r for r in csv.DictReader(f) if int(r["epoch"]) <= upto]
 
     def write_log(self, rows):
         buf = io.StringIO()
@@ -165,10 +159,9 @@ class Trainer:
         if self.path.exists() and not (a.resume or a.overwrite):
             raise UserError(f"checkpoint {self.path} already exists. Pass --resume to continue that run, "
                             f"--overwrite to train from scratch, or --checkpoint for another path.")
+        seed_everything(a.seed)  # before build(): the initial weights depend on it
         self.build()
-        seed_everything(a.seed)
-        start = self.resume() if a.resume and self.path.exists() else 0
-        log = self.read_log(start) if start else []
+        start, log = self.resume() if a.resume and self.path.exists() else (0, [])
         if start >= a.epochs:
             print(f"{self.path} is already trained for {a.epochs} epochs; nothing to do.")
             return log
@@ -182,10 +175,10 @@ class Trainer:
             train_loss, train_acc = self.train_epoch(epoch)
             test_loss, test_acc = evaluate(self.model, test_loader, self.device)
             self.sched.step()
-            self.save(epoch + 1)
-            log.append({"epoch": epoch + 1, "lr": lr, "train_loss": f"{train_loss:.5f}",
-                        "train_acc": f"{train_acc:.5f}", "test_loss": f"{test_loss:.5f}",
-                        "test_acc": f"{test_acc:.5f}", "seconds": f"{time.time() - t0:.1f}"})
+            log.append({"epoch": epoch + 1, "lr": lr, "train_loss": round(train_loss, 5),
+                        "train_acc": round(train_acc, 5), "test_loss": round(test_loss, 5),
+                        "test_acc": round(test_acc, 5), "seconds": round(time.time() - t0, 1)})
+            self.save(epoch + 1, log)  # the checkpoint holds the log too, so the two never disagree
             self.write_log(log)
             print(f"epoch {epoch + 1}/{a.epochs}  lr {lr:.4g}  train loss {train_loss:.4f} acc {train_acc:.4f}"
                   f"  test loss {test_loss:.4f} acc {test_acc:.4f}  ({time.time() - t0:.1f} s)", flush=True)
