@@ -76,3 +76,33 @@ def _cifar_labels(root):
         with open(root / "cifar-10-batches-py" / f"data_batch_{b}", "rb") as f:
             labels += pickle.load(f)["labels"]
     return labels
+
+
+def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
+    """scripts/generate_SHEandHE_feature.sh drives generate_stored_pattern.py for each data set and
+    model; here on Fashion-MNIST idx files (grayscale, in_channels 1) with a tiny WRN."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import datagen
+    root = Path(__file__).resolve().parents[1]
+    datagen.write_fashion_mnist(tmp_path / "data")
+    datagen.write_image_folder(tmp_path / "data" / "iSUN", n=6)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+            "--resize_val", "16", "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet",
+            "--dataset_path", str(tmp_path / "data")]
+    train_model.main(tiny + ["--epochs", "1", "--augment", "flip"])
+    env = {**os.environ, "DATASETS": "fashionmnist", "MODELS": "wrn", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(root / "scripts/generate_SHEandHE_feature.sh"), *tiny[4:], "--ood", "iSUN",
+                           "--stored_pattern_dir", str(tmp_path / "sp")],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    store = tmp_path / "sp/fashionmnist/wrn"
+    for f in ["features/train.pt", "features/test.pt", "features/iSUN.pt", "patterns/HE.pt", "patterns/SHE.pt",
+              "patterns/ReAct.pt"]:
+        assert (store / f).exists(), f
+    she = torch.load(store / "patterns/SHE.pt", weights_only=True)["state"]["means"]
+    assert she.shape == (10, 64)
