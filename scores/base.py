@@ -10,6 +10,8 @@ import warnings
 
 import torch
 
+from ood.errors import UserError
+
 
 class Score:
     name = ""
@@ -38,6 +40,10 @@ def correct_by_class(train, num_classes):
     keep = pred == labels
     feats, labels = feats[keep], labels[keep]
     order = torch.argsort(labels, stable=True)  # stable: each class keeps the stored order
+    if not keep.any():
+        raise UserError("no training image is classified correctly by this backbone, so HE, SHE and RecLag "
+                        "have no stored patterns. Is the checkpoint trained (see its .log.csv) and for "
+                        "this data set?")
     counts = torch.bincount(labels, minlength=num_classes)
     offsets = torch.zeros(num_classes + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(counts, 0)

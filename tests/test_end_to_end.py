@@ -94,7 +94,7 @@ def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
     tiny = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
             "--resize_val", "16", "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet",
             "--dataset_path", str(tmp_path / "data")]
-    train_model.main(tiny + ["--epochs", "1", "--augment", "flip"])
+    train_model.main(tiny + ["--epochs", "2", "--lr", "0.05", "--augment", "none"])
     env = {**os.environ, "DATASETS": "fashionmnist", "MODELS": "wrn", "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(root / "scripts/generate_SHEandHE_feature.sh"), *tiny[4:], "--ood", "iSUN",
                            "--stored_pattern_dir", str(tmp_path / "sp")],

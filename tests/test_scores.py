@@ -175,3 +175,12 @@ def test_she_matches_pytorch_ood(sets):
     torch.testing.assert_close(state["means"], det.patterns.float(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.score(test, state, head), -det.predict_features(test["features"]),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_no_correct_training_sample_is_a_clear_error(sets):
+    from ood.errors import UserError
+    train, _, head = sets
+    train = dict(train, labels=(train["logits"].argmax(1) + 1) % C)
+    for s in (HE(), SHE()):
+        with pytest.raises(UserError, match="no training image is classified correctly"):
+            s.fit(train, head)
