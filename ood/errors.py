@@ -1,6 +1,7 @@
 """Errors a user can cause, and how the command-line front ends report them."""
 import functools
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -14,6 +15,7 @@ def cli_main(fn):
     """Decorator for a script's ``main(argv=None)``: turn a UserError into exit status 2."""
     @functools.wraps(fn)
     def wrapper(argv=None):
+        warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
         try:
             return fn(argv)
         except UserError as e:
