@@ -46,20 +46,26 @@ def _fmt(mean, std, bold, latex=False):
     return rf"\textbf{{{text}}}" if latex else f"**{text}**"
 
 
+def _cells(score, cols, cell, best, latex=False):
+    """The FPR95 and AUROC cells of one table row, best values in bold."""
+    out = []
+    for o in cols:
+        v = cell(score, o)
+        if v is None:
+            out += ["--", "--"] if latex else ["–", "–"]
+            continue
+        out += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0], latex),
+                _fmt(v[2], v[3], round(v[2], 2) == best[o][1], latex)]
+    return out
+
+
 def markdown(rows):
     scores, cols, cell = _table(rows)
     best = _best(scores, cols, cell)
     head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |"
     lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
     for s in scores:
-        cells = []
-        for o in cols:
-            v = cell(s, o)
-            if v is None:
-                cells += ["–", "–"]
-                continue
-            cells += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0]), _fmt(v[2], v[3], round(v[2], 2) == best[o][1])]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append(f"| {s} | " + " | ".join(_cells(s, cols, cell, best)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,15 +78,7 @@ def latex(rows, caption=""):
            "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
            " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + r" \\", r"\midrule"]
     for s in scores:
-        cells = []
-        for o in cols:
-            v = cell(s, o)
-            if v is None:
-                cells += ["--", "--"]
-                continue
-            cells += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0], True),
-                      _fmt(v[2], v[3], round(v[2], 2) == best[o][1], True)]
-        out.append(f"{esc(s)} & " + " & ".join(cells) + r" \\")
+        out.append(f"{esc(s)} & " + " & ".join(_cells(s, cols, cell, best, True)) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
         out.append(rf"\caption{{{esc(caption)}}}")
