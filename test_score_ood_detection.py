@@ -24,7 +24,6 @@ from ood.pipeline import Run
 def build_parser():
     p = cli.parser(__doc__)
     cli.add_common(p)
-    p.set_defaults(seed=12)
     g = p.add_argument_group("evaluation")
     g.add_argument("--score", nargs="+", default=["all"], help=f"{', '.join(scores.ORDER)} or all")
     g.add_argument("--ood", nargs="+", default=None,

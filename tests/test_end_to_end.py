@@ -11,15 +11,17 @@ import train_model
 
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
         "--resize_val", "16", "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]
+# a few epochs without augmentation: enough for every class to have correctly classified images
+QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]
 OODS = ["SVHN", "LSUN_C", "iSUN", "Textures"]
 
 
 def test_train_generate_score(data, workdir):
     common = TINY + ["--dataset_path", str(data)]
-    log = train_model.main(common + ["--epochs", "1", "--lr", "0.05"])
-    assert len(log) == 1 and (workdir / "checkpoints/cifar10/wrn.log.csv").exists()
+    log = train_model.main(common + QUICK_TRAIN)
+    assert len(log) == 3 and (workdir / "checkpoints/cifar10/wrn.log.csv").exists()
     ckpt = torch.load(workdir / "checkpoints/cifar10/wrn.pt", weights_only=True)
-    assert ckpt["finished"] and ckpt["epoch"] == 1 and ckpt["meta"]["input_size"] == 16
+    assert ckpt["finished"] and ckpt["epoch"] == 3 and ckpt["meta"]["input_size"] == 16
 
     generate_stored_pattern.main(common + ["--ood"] + OODS)
     store = workdir / "stored_pattern/cifar10/wrn"
@@ -64,7 +66,7 @@ def test_train_generate_score(data, workdir):
     mtimes = {p: p.stat().st_mtime_ns for p in (store / "features").iterdir()}
     rows = test_score_ood_detection.main(common + ["--score", "MSP", "HE", "--ood"] + OODS +
                                          ["--protocol", "sampled", "--repeats", "4", "--results_dir", "res2"])
-    assert all(r["n_ood"] == 8 and r["repeats"] == 4 and r["seed"] == 12 for r in rows)
+    assert all(r["n_ood"] == 8 and r["repeats"] == 4 and r["seed"] == 1 for r in rows)
     assert any(r["auroc_std"] > 0 for r in rows)
     assert mtimes == {p: p.stat().st_mtime_ns for p in (store / "features").iterdir()}
 

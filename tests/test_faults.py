@@ -16,6 +16,7 @@ from ood.training import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
         "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--quiet"]
+QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]  # every class gets correct images
 
 
 def _weights(path):
@@ -57,7 +58,7 @@ def test_resume_after_interruption_gives_same_weights(data, workdir, monkeypatch
 
 def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
     common = TINY + ["--dataset_path", str(data)]
-    train_model.main(common + ["--epochs", "1"])
+    train_model.main(common + QUICK_TRAIN)
     gen = common + ["--ood", "iSUN"]
     generate_stored_pattern.main(gen)
     feat = workdir / "stored_pattern/cifar10/wrn/features/iSUN.pt"
@@ -67,7 +68,7 @@ def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
     generate_stored_pattern.main(gen)  # unchanged inputs: nothing recomputed
     assert (feat.stat().st_mtime_ns, he.stat().st_mtime_ns) == stamp
 
-    train_model.main(common + ["--epochs", "1", "--overwrite", "--seed", "7"])
+    train_model.main(common + QUICK_TRAIN + ["--overwrite", "--seed", "7"])
     generate_stored_pattern.main(gen)
     second = torch.load(feat, weights_only=True)
     assert second["fingerprint"]["checkpoint"] != first["fingerprint"]["checkpoint"]
@@ -140,7 +141,7 @@ def test_checkpoint_for_another_model_or_class_count(data, workdir, capsys):
         test_score_ood_detection.main(common + ["--checkpoint", "missing.pt", "--ood", "iSUN"])
     assert e.value.code == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
-    train_model.main(common + ["--epochs", "1"])
+    train_model.main(common + QUICK_TRAIN)
     ck = "checkpoints/cifar10/wrn.pt"
     for bad, phrase in ((["--dataset", "cifar100"], "num_classes=10"),
                         (["--widen-factor", "2"], "does not fit")):
