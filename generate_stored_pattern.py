@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the backbone once over the ID training set, the ID test set and the OOD sets, cache the
 penultimate features (stored_pattern/<dataset>/<model>/features/<set>.pt), and fit the stored patterns
-of the scores that need them (patterns/HE.pt, SHE.pt, ReAct.pt).
+of the scores that need them (patterns/HE.pt, SHE.pt, ReAct.pt, RecLag.pt).
 
 Example:  python generate_stored_pattern.py --dataset cifar10 --model resnet18 --dataset_path ./data
 """
@@ -18,7 +18,7 @@ def build_parser():
     cli.add_common(p)
     p.add_argument("--ood", nargs="*", default=None,
                    help="OOD sets to extract (default: all of the data set's protocol; none with --ood)")
-    p.add_argument("--score", nargs="+", default=["HE", "SHE", "ReAct"],
+    p.add_argument("--score", nargs="+", default=["HE", "SHE", "ReAct", "RecLag"],
                    help="scores whose stored patterns to fit")
     p.add_argument("--stored_pattern_dir", default="stored_pattern")
     scores.add_score_args(p)
@@ -36,7 +36,7 @@ def main(argv=None):
     run.features("test")
     for name in ood:
         run.features(name)
-    opts = scores.options(args, run.spec)
+    opts = scores.options(args, run.spec, run.device)
     for name in names:
         score = scores.make_score(name, opts)
         if score.needs_fit:

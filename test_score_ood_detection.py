@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Score the ID test set and the OOD sets with MSP, Energy, ReAct, HE and SHE, from the cached features
+"""Score the ID test set and the OOD sets with MSP, Energy, ReAct, HE, SHE and RecLag, from the cached features
 (the backbone runs only for an image set whose cache is missing or stale), and report AUROC, AUPR and
 FPR95 (ID positive) as results.json / .csv / .md / .tex, optional per-sample scores and plots.
 
@@ -58,7 +58,7 @@ def main(argv=None):
     id_feats = run.features("test")
     ood_feats = {o: run.features(o) for o in ood_names}
     head = run.head()
-    opts = scores.options(args, run.spec)
+    opts = scores.options(args, run.spec, run.device)
 
     rows, per_score = [], {}
     for name in names:

@@ -8,9 +8,10 @@ from .base import Score
 from .hopfield import HE, SHE
 from .logits import MSP, Energy
 from .react import ReAct
+from .reclag import RecLag
 
-SCORES = {cls.name.lower(): cls for cls in (MSP, Energy, ReAct, HE, SHE)}
-ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE"]
+SCORES = {cls.name.lower(): cls for cls in (MSP, Energy, ReAct, HE, SHE, RecLag)}
+ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
 
 
 def resolve_names(names):
@@ -39,12 +40,18 @@ def make_score(name, opts):
         return HE(beta=opts["he_beta"])
     if key == "she":
         return SHE()
+    if key == "reclag":
+        return RecLag(hidden=opts["hidden"], beta=opts["beta"], n_samples=opts["n_samples"],
+                      batch_size=opts["reclag_batch"], epochs=opts["reclag_epochs"], lr=opts["reclag_lr"],
+                      init=opts["init"], sampler=opts["sampler"], seed=opts["seed"], device=opts.get("learner_device"))
     raise UserError(f"unknown score {name!r}.")
 
 
-def options(args, model_spec):
-    """The score hyper-parameters of parsed CLI ``args``, with the model-dependent defaults filled in."""
+def options(args, model_spec, device=None):
+    """The score hyper-parameters of parsed CLI ``args``, with the model-dependent defaults filled in;
+    ``device`` is where RecLag learns its memories."""
     opts = vars(args).copy()
+    opts["learner_device"] = device
     if opts.get("he_beta") is None:
         opts["he_beta"] = model_spec.he_beta
     return opts
@@ -58,4 +65,16 @@ def add_score_args(parser):
                         "RecLag code used 98)")
     g.add_argument("--he_beta", type=float, default=None,
                    help="beta of HE (default: 0.01 for ResNets, 0.2 for WRN, as in the SHE code)")
+    g = parser.add_argument_group("RecLag (defaults: the reference learner, learn_RecLag.py)")
+    g.add_argument("--hidden", type=int, default=10, help="memory neurons H per class")
+    g.add_argument("--beta", type=float, default=5.0, help="inverse temperature of RecLag (learning and score)")
+    g.add_argument("--n_samples", type=int, default=5, help="memory samples S per input and step")
+    g.add_argument("--reclag_batch", type=int, default=50, help="batch size B (the remainder is dropped)")
+    g.add_argument("--reclag_epochs", type=int, default=50)
+    g.add_argument("--reclag_lr", type=float, default=1e-3, help="Adam learning rate (betas 0.9/0.98, eps 1e-9)")
+    g.add_argument("--init", choices=["random", "kmeans"], default="random",
+                   help="initial memories: distinct random rows of X_c, or k-means++ centres; rescaled to norm 10")
+    g.add_argument("--sampler", choices=["reference", "posterior"], default="reference",
+                   help="reference: samples from softmax(z) as the published code (tf.random.categorical on "
+                        "probabilities); posterior: samples from z, the paper's intent")
     return g

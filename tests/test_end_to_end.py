@@ -32,14 +32,14 @@ def test_train_generate_score(data, workdir):
     for name in ["test", "SVHN", "LSUN_C", "iSUN", "Textures"]:
         f = torch.load(store / f"features/{name}.pt", weights_only=True)
         assert set(f) >= {"features", "logits", "labels", "fingerprint"}
-    for p in ["HE", "SHE", "ReAct"]:
+    for p in ["HE", "SHE", "ReAct", "RecLag"]:
         assert (store / f"patterns/{p}.pt").exists()
 
     rows = test_score_ood_detection.main(common + ["--score", "all", "--ood"] + OODS +
                                          ["--save_scores", "--plot"])
     out = workdir / "results/cifar10/wrn"
     got = json.loads((out / "results.json").read_text())["rows"]
-    assert len(got) == 5 * 4 == len(rows)
+    assert len(got) == 6 * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std"}
     for r in got:
@@ -51,10 +51,10 @@ def test_train_generate_score(data, workdir):
     assert r"\begin{tabular}" in (out / "results.tex").read_text()
     assert (out / "results.csv").read_text().startswith("score,SVHN FPR95")
     npz = np.load(out / "scores.npz")
-    assert set(npz.files) == {f"{s}/{k}" for s in ["MSP", "Energy", "ReAct", "HE", "SHE"]
+    assert set(npz.files) == {f"{s}/{k}" for s in ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
                               for k in ["id"] + OODS}
     assert npz["MSP/id"].shape == (40,)
-    for s in ["MSP", "HE"]:
+    for s in ["MSP", "HE", "RecLag"]:
         assert (out / f"plots/hist_{s}.png").stat().st_size > 1000
         assert (out / f"plots/roc_{s}.png").stat().st_size > 1000
 

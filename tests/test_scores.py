@@ -126,7 +126,7 @@ def test_class_without_patterns_warns_and_falls_back(sets):
 
 
 def test_registry_names():
-    assert scores.resolve_names(["all"]) == ["MSP", "Energy", "ReAct", "HE", "SHE"]
+    assert scores.resolve_names(["all"]) == ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
     assert scores.resolve_names(["she", "MSP"]) == ["MSP", "SHE"]
     from ood.errors import UserError
     with pytest.raises(UserError, match="unknown score"):
