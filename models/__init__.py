@@ -10,6 +10,7 @@ from typing import Callable
 from ood.errors import UserError
 
 from .resnet import resnet18, resnet34
+from .small_cnn import small_cnn
 from .torchvision_models import torchvision_model
 from .wrn import wrn
 
@@ -34,6 +35,7 @@ def register(name, builder, input_size, he_beta=0.01):
 register("resnet18", resnet18, 112)
 register("resnet34", resnet34, 112)
 register("wrn", wrn, 64, he_beta=0.2)
+register("cnn", small_cnn, 28)  # small CNN of the CPU demo (Fashion-MNIST at 28x28)
 register("resnet50", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
          torchvision_model("resnet50", num_classes, in_channels, pretrained), 224)
 

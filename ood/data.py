@@ -252,3 +252,6 @@ def dataset_labels(dataset):
         if hasattr(dataset, attr):
             return torch.as_tensor(np.asarray(getattr(dataset, attr)), dtype=torch.long)
     return torch.full((len(dataset),), -1, dtype=torch.long)
+
+
+from . import package_sets  # noqa: E402,F401  (registers the OOD sets shipped inside packages)

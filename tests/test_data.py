@@ -103,3 +103,17 @@ def test_unknown_names():
         D.get_id_set("mnist")
     with pytest.raises(UserError, match="unknown OOD set"):
         D.resolve_ood("cifar5")
+
+
+def test_package_ood_sets():
+    from ood.package_sets import PACKAGE_OOD, photos
+    tf = D.test_transform(D.get_id_set("fashionmnist"), 28)
+    sizes = {}
+    for name in PACKAGE_OOD:
+        ds = D.resolve_ood(name.lower()).build("unused", tf)
+        sizes[name] = len(ds)
+        x, y = ds[len(ds) - 1]
+        assert x.shape == (1, 28, 28) and y == -1 and torch.isfinite(x).all()
+    assert sizes == {"Digits": 1797, "Photos": 2000, "Faces": 200, "GaussianNoise": 1000, "UniformNoise": 1000}
+    a, b = photos(n=5), photos(n=5)
+    assert (a == b).all() and a.std() > 10  # fixed seed, real image content

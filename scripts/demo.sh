@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole pipeline on real data on a laptop CPU, offline: train a small CNN on Fashion-MNIST, extract
+# the features once, fit the stored patterns, and score MSP, Energy, ReAct, HE, SHE and RecLag against
+# OOD sets of real images that ship inside Python packages (handwritten digits, photo crops, faces)
+# and two noise sets. Prints the table and writes results/fashionmnist/cnn/ (results.{json,csv,md,tex},
+# scores.npz, plots/).
+#
+#   bash scripts/demo.sh                     # the full demo (about 4 minutes on 2 CPU cores)
+#   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images
+#
+# Environment: DATA (data root, default ./data), OUT (output root, default .), EPOCHS (2), SUBSET (0:
+# all images), PYTHON (python3), DEVICE (default: cuda if available). Extra arguments go to every script.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON=${PYTHON:-python3}
+DATA=${DATA:-./data}
+OUT=${OUT:-.}
+EPOCHS=${EPOCHS:-2}
+SUBSET=${SUBSET:-0}
+
+# Python packages (pinned torch/torchvision), unless they are already importable.
+if ! "$PYTHON" -c "import torch, torchvision, sklearn, skimage, tqdm, matplotlib" 2>/dev/null; then
+  "$PYTHON" -m pip install -q -r "$REPO/requirements.txt"
+fi
+
+# Fashion-MNIST: torchvision's folder under $DATA, else Debian's package (installed here when apt-get
+# can), else torchvision's download.
+DOWNLOAD=()
+if [ ! -f "$DATA/FashionMNIST/raw/train-images-idx3-ubyte" ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's dataset-fashion-mnist"
+    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+      || DOWNLOAD=(--download)
+  else
+    DOWNLOAD=(--download)
+  fi
+fi
+
+COMMON=(--dataset fashionmnist --model cnn --dataset_path "$DATA" --subset "$SUBSET"
+        --checkpoint "$OUT/checkpoints/fashionmnist/cnn.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
+OODS=(Digits Photos Faces GaussianNoise UniformNoise)
+start=$(date +%s)
+"$PYTHON" "$REPO/train_model.py" "${COMMON[@]}" "${DOWNLOAD[@]}" --epochs "$EPOCHS" --lr 0.1 --augment flip \
+  --batch_size 128 --resume "$@"
+"$PYTHON" "$REPO/generate_stored_pattern.py" "${COMMON[@]}" --ood "${OODS[@]}" --score all \
+  --stored_pattern_dir "$OUT/stored_pattern" --batch_size 500 "$@"
+"$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score all \
+  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/cnn" --batch_size 500 \
+  --save_scores --plot "$@"
+echo "demo finished in $(( $(date +%s) - start )) s"

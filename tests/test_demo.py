@@ -1,0 +1,30 @@
+"""A shortened demo (one epoch, few images) through scripts/demo.sh and the same three scripts."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datagen
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_script_shortened(tmp_path):
+    datagen.write_fashion_mnist(tmp_path / "data", n_train=300, n_test=100)
+    env = {**os.environ, "DATA": str(tmp_path / "data"), "OUT": str(tmp_path / "out"), "EPOCHS": "1",
+           "SUBSET": "300", "PYTHON": sys.executable, "DEVICE": "cpu"}
+    proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh"), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "demo finished" in proc.stdout and "| RecLag |" in proc.stdout
+    out = tmp_path / "out"
+    assert (out / "checkpoints/fashionmnist/cnn.pt").exists()
+    rows = json.loads((out / "results/fashionmnist/cnn/results.json").read_text())["rows"]
+    assert {r["score"] for r in rows} == {"MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"}
+    assert {r["ood_dataset"] for r in rows} == {"Digits", "Photos", "Faces", "GaussianNoise", "UniformNoise"}
+    assert all(r["n_id"] == 100 for r in rows)
+    assert {r["ood_dataset"]: r["n_ood"] for r in rows}["Faces"] == 200
+    assert (out / "results/fashionmnist/cnn/plots/hist_RecLag.png").exists()
+    assert (out / "results/fashionmnist/cnn/scores.npz").exists()
+    assert not (tmp_path / "checkpoints").exists()  # everything went under OUT
