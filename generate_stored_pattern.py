@@ -4,11 +4,13 @@ penultimate features (stored_pattern/<dataset>/<model>/features/<set>.pt), and f
 of the scores that need them (patterns/HE.pt, SHE.pt, ReAct.pt, RecLag.pt).
 
 Example:  python generate_stored_pattern.py --dataset cifar10 --model resnet18 --dataset_path ./data
+Several GPUs:  torchrun --nproc_per_node 4 generate_stored_pattern.py ...  (each image set is split across
+the processes and gathered in its original order)
 """
 import time
 
 import scores
-from ood import cli
+from ood import accel, cli
 from ood.errors import cli_main
 from ood.pipeline import Run
 
@@ -36,6 +38,9 @@ def main(argv=None):
     run.features("test")
     for name in ood:
         run.features(name)
+    accel.teardown()  # under torchrun, rank 0 alone goes on to fit the stored patterns
+    if run.rank != 0:
+        return
     opts = scores.options(args, run.spec, run.device)
     for name in names:
         score = scores.make_score(name, opts)

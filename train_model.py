@@ -7,8 +7,10 @@ Writes checkpoints/<dataset>/<model>.pt (after every epoch, atomically; --resume
 per-epoch log checkpoints/<dataset>/<model>.log.csv.
 
 Example:  python train_model.py --dataset cifar10 --model resnet18 --dataset_path ./data
+Several GPUs:  torchrun --nproc_per_node 4 train_model.py ...  (DistributedDataParallel; --batch_size is
+the total over all processes)
 """
-from ood import cli
+from ood import accel, cli
 from ood.errors import cli_main
 from ood.training import Trainer
 
@@ -31,7 +33,10 @@ def build_parser():
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return Trainer(args).run()
+    try:
+        return Trainer(args).run()
+    finally:
+        accel.teardown()
 
 
 if __name__ == "__main__":

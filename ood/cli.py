@@ -40,6 +40,12 @@ def add_common(p):
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--amp", choices=["off", "bf16", "fp16"], default=None,
+                   help="autocast precision (default: bf16 for training on CUDA; fp32 otherwise, and always "
+                        "for feature extraction unless asked)")
+    g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory layout (default: on for CUDA)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
     return p
 
 

@@ -12,15 +12,17 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import models
+from . import accel
 from . import data as D
 from .checkpoints import checkpoint_id, default_checkpoint, load_backbone
 from .cli import model_options, resolve_device, safe_model_name
 from .errors import UserError
 from .io import save_torch
+from .training import loader_options
 
 CACHE_VERSION = 1
 
@@ -30,20 +32,28 @@ def safe_name(name):
 
 
 @torch.inference_mode()
-def extract(model, dataset, batch_size, device, workers=0, desc="", quiet=False):
-    """phi, logits and labels of every image of ``dataset``, in dataset order (eval mode)."""
+def extract(model, dataset, batch_size, device, workers=0, desc="", quiet=False, amp="off",
+            channels_last=False, features_fn=None):
+    """phi, logits and labels of every image of ``dataset``, in dataset order (eval mode).
+    ``features_fn`` replaces ``model.forward_features`` (e.g. its torch.compile'd version)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    features_fn = features_fn or model.forward_features
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options(workers, device))
     feats, logits, labels = [], [], []
     bar = tqdm(loader, desc=desc, leave=False, disable=quiet or not sys.stderr.isatty())
     for x, y in bar:
-        f = model.forward_features(x.to(device, non_blocking=True))
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with accel.autocast(device, amp):
+            f = features_fn(x)
+            out = model.fc(f)
         feats.append(f.float().cpu())
-        logits.append(model.fc(f).float().cpu())
+        logits.append(out.float().cpu())
         labels.append(torch.as_tensor(y))
     if not feats:
-        raise UserError(f"image set {desc!r} is empty.")
+        return {"features": torch.empty(0, model.feature_dim), "logits": torch.empty(0, model.fc.out_features),
+                "labels": torch.empty(0, dtype=torch.long)}
     return {"features": torch.cat(feats), "logits": torch.cat(logits), "labels": torch.cat(labels).long()}
 
 
@@ -55,12 +65,21 @@ class Run:
         self.id_set = D.get_id_set(args.dataset)
         self.spec = models.get_spec(args.model)
         self.size = args.resize_val or self.spec.input_size
-        self.device = resolve_device(args.device)
+        self.device = accel.setup(args.device) or resolve_device(args.device)
+        self.amp = accel.amp_mode(args, self.device, training=False)
         if args.checkpoint is None and not args.pretrained:
             args.checkpoint = str(default_checkpoint(self.id_set.name, args.model))
         self.root = Path(stored_pattern_dir) / self.id_set.name / safe_model_name(args.model)
         self.quiet = args.quiet
         self._sets = {}
+
+    @property
+    def rank(self):
+        return accel.world()[0]
+
+    @property
+    def world(self):
+        return accel.world()[1]
 
     # -- the model -------------------------------------------------------------------------------------
     @cached_property
@@ -78,7 +97,11 @@ class Run:
         elif m.fc.out_features != self.id_set.num_classes:
             raise UserError(f"--pretrained {a.model} has {m.fc.out_features} outputs but {a.dataset} has "
                             f"{self.id_set.num_classes} classes: fine-tune it with train_model.py first.")
-        return m.to(self.device).eval()
+        return accel.prepare(m, self.device, a).eval()
+
+    @cached_property
+    def features_fn(self):
+        return torch.compile(self.model.forward_features) if self.args.compile else self.model.forward_features
 
     def head(self):
         """The final linear layer {"weight", "bias"}, cached beside the features."""
@@ -117,7 +140,7 @@ class Run:
         origin = name if name in ("train", "test") else D.resolve_ood(name).folder
         return {"version": CACHE_VERSION, "checkpoint": self.checkpoint_id, "model": a.model,
                 "options": model_options(a), "input_size": self.size, "dataset": self.id_set.name,
-                "set": origin, "n_files": len(dataset), "transform": repr(transform)}
+                "set": origin, "n_files": len(dataset), "transform": repr(transform), "amp": self.amp}
 
     def _set(self, name):
         """(dataset, fingerprint, cache path) of image set ``name``, built once per run."""
@@ -133,10 +156,16 @@ class Run:
         cached = self._load(path, fp)
         if cached is not None:
             return cached
-        out = extract(self.model, ds, self.args.batch_size, self.device, self.args.workers,
-                      desc=f"features {self.set_key(name)}", quiet=self.quiet)
+        # under torchrun, process r extracts images r, r + W, ...; the parts are gathered in order
+        shard = ds if self.world == 1 else Subset(ds, range(self.rank, len(ds), self.world))
+        out = extract(self.model, shard, self.args.batch_size, self.device, self.args.workers,
+                      desc=f"features {self.set_key(name)}", quiet=self.quiet or self.rank != 0, amp=self.amp,
+                      channels_last=accel.channels_last(self.args, self.device), features_fn=self.features_fn)
+        out = accel.gather_in_order(out, len(ds))
         out["fingerprint"] = fp
-        save_torch(out, path)
+        if self.rank == 0:
+            save_torch(out, path)
+        accel.barrier()
         return out
 
     # -- stored patterns -------------------------------------------------------------------------------
