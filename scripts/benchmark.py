@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Speed benchmark of the pipeline: every figure is a ratio of two timings measured side by side in this
+one run, so it means the same on a busy machine. Writes a JSON file and prints a summary.
+
+1. extraction: feature-extraction throughput of the pipeline (DataLoader + transform + forward + copy
+   to the CPU, ``ood.pipeline.extract``) vs the bare model forward on the same, already transformed
+   tensors (target >= 0.9);
+2. scoring: time to compute all six scores for an ID test set and nine OOD sets from cached features of
+   CIFAR shape vs one score (MSP), both alone and including the one backbone pass over the images that
+   the cache stands for (target <= 1.3 for the latter), and the number of backbone passes per full table
+   against the reference's structure (one script run per score, each extracting its own features);
+3. HE: scoring throughput in GFLOP/s vs a plain matrix multiply of the same shape (target >= 0.5);
+4. precision: bf16 vs fp32 extraction speed (autocast on this device); on a GPU also training
+   throughput with bf16 + channels-last (+ compile) vs the reference's fp32 setting.
+
+    python3 scripts/benchmark.py --json results/benchmark.json [--quick] [--device cuda]
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import models  # noqa: E402
+import scores  # noqa: E402
+from ood import accel  # noqa: E402
+from ood.data import CIFAR_OOD, get_id_set, test_transform  # noqa: E402
+from ood.evaluation import evaluate  # noqa: E402
+from ood.package_sets import ArrayImages  # noqa: E402
+from ood.pipeline import extract  # noqa: E402
+from scores.hopfield import lse_scores  # noqa: E402
+
+
+def timed_pair(f, g, repeats=3):
+    """Fastest of ``repeats`` runs of f and of g, run alternately (f, g, f, g, ...) after a warm-up of
+    each, so both see the same machine load."""
+    f(), g()
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for i, fn in enumerate((f, g)):
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def bench_extraction(device, model_name, size, n, batch, workers, amp="off", with_bf16=False):
+    """Pipeline extraction vs bare forward on the same images; and the pipeline in fp32 vs bf16."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # CIFAR-sized images, resized by the transform
+    id_set = get_id_set("cifar10")
+    ds = ArrayImages(images, test_transform(id_set, size))
+    model = models.build_model(model_name, 10).to(device).eval()
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    tensors = torch.stack([ds[i][0] for i in range(n)])
+
+    @torch.inference_mode()
+    def bare():
+        for i in range(0, n, batch):
+            x = tensors[i:i + batch].to(device, non_blocking=True)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with accel.autocast(device, amp):
+                f = model.forward_features(x)
+                out = model.fc(f)
+            f.float().cpu(), out.float().cpu()
+
+    def pipeline(mode=amp):
+        extract(model, ds, batch, device, workers, quiet=True, amp=mode, channels_last=cl)
+
+    t_bare, t_pipe = timed_pair(bare, pipeline)
+    out = {"model": model_name, "input_size": size, "images": n, "batch_size": batch, "workers": workers,
+           "amp": amp, "bare_img_s": n / t_bare, "pipeline_img_s": n / t_pipe, "ratio": t_bare / t_pipe,
+           "target": ">= 0.9"}
+    if with_bf16:
+        t32, t16 = timed_pair(lambda: pipeline("off"), lambda: pipeline("bf16"))
+        out["bf16_vs_fp32_pipeline_speed"] = t32 / t16
+    return out
+
+
+def fake_cache(n_train, n_test, n_ood, d=512, classes=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(classes, d, generator=g)
+
+    W = centres - centres.mean(0)  # a head that mostly classifies the ID features right
+
+    def make(n, ood=False):
+        y = torch.randint(classes, (n,), generator=g)
+        f = (torch.rand(n, d, generator=g) + (0 if ood else 2 * centres[y])).relu()
+        return {"features": f, "logits": f @ W.T, "labels": y}
+    return make(n_train), make(n_test), {f"ood{i}": make(n_ood, True) for i in range(9)}, {"weight": W, "bias": torch.zeros(classes)}
+
+
+def bench_scoring(quick, extraction_img_s):
+    n_train, n_test, n_ood = (5000, 1000, 1000) if quick else (50000, 10000, 10000)
+    train, test, oods, head = fake_cache(n_train, n_test, n_ood)
+    opts = {"T": 1.0, "react_percentile": 90.0, "he_beta": 0.01, "hidden": 10, "beta": 5.0, "n_samples": 5,
+            "reclag_batch": 50, "reclag_epochs": 2 if quick else 50, "reclag_lr": 1e-3, "init": "random",
+            "sampler": "reference", "seed": 1}
+    names = scores.ORDER
+    states = {}
+    t_fit = {}
+    for name in names:
+        s = scores.make_score(name, opts)
+        t0 = time.perf_counter()
+        states[name] = s.fit(train, head) if s.needs_fit else {}
+        t_fit[name] = time.perf_counter() - t0
+
+    def score_all(which):
+        for name in which:
+            s = scores.make_score(name, opts)
+            ids = s.score(test, states[name], head).numpy()
+            for o, f in oods.items():
+                evaluate(ids, s.score(f, states[name], head).numpy(), o)
+
+    t_one, t_all = timed_pair(lambda: score_all(["MSP"]), lambda: score_all(names), 1)
+    n_images = n_train + n_test + 9 * n_ood
+    t_pass = n_images / extraction_img_s["resnet18"]
+    # passes over an image set per full table: ours once per set; the reference runs one script per
+    # score, each extracting the ID test set and the nine OOD sets, plus the training set when it fits
+    ours = 1 + 1 + 9
+    reference = sum(1 + 9 + (1 if scores.make_score(n, opts).needs_fit else 0) for n in names)
+    return {"shape": {"train": n_train, "test": n_test, "ood_sets": 9, "per_ood": n_ood, "d": 512},
+            "fit_s": t_fit, "one_score_s": t_one, "six_scores_s": t_all, "ratio_scoring_only": t_all / t_one,
+            "backbone_pass_s": t_pass, "backbone_img_s": extraction_img_s["resnet18"],
+            "ratio_with_backbone_pass": (t_pass + t_all) / (t_pass + t_one), "target": "<= 1.3 (with the pass)",
+            "backbone_passes_per_table": {"ours": ours, "reference": reference, "ratio": reference / ours}}
+
+
+def bench_he(device, quick):
+    nq, npat, d = (2000, 2000, 512) if quick else (10000, 5000, 512)
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.rand(nq, d, generator=g).to(device), torch.rand(npat, d, generator=g).to(device)
+    flops = 2 * nq * npat * d
+    t_he, t_mm = timed_pair(lambda: lse_scores(q, p, 0.01), lambda: q @ p.T)
+    return {"queries": nq, "patterns": npat, "d": d, "he_gflops": flops / t_he / 1e9,
+            "matmul_gflops": flops / t_mm / 1e9, "ratio": t_mm / t_he, "target": ">= 0.5"}
+
+
+def bench_training(device, steps, batch):
+    """ResNet18 at 112x112: the reference's fp32 setting vs bf16 + channels-last (+ compile)."""
+    out = {}
+    x = torch.randn(batch, 3, 112, 112, device=device)
+    y = torch.randint(10, (batch,), device=device)
+    for name, amp, cl, comp in [("fp32 (reference)", "off", False, False), ("bf16+channels_last", "bf16", True, False),
+                                ("bf16+channels_last+compile", "bf16", True, True)]:
+        model = models.build_model("resnet18", 10).to(device)
+        xx = x
+        if cl:
+            model, xx = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        net = torch.compile(model) if comp else model
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step():
+            with accel.autocast(device, amp):
+                loss = F.cross_entropy(net(xx).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        out[name] = batch * steps / (time.perf_counter() - t0)
+    base = out["fp32 (reference)"]
+    return {"img_s": out, "speedup": {k: v / base for k, v in out.items()}}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", required=True)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quick", action="store_true", help="smaller shapes (a smoke test)")
+    a = p.parse_args()
+    warnings.simplefilter("ignore")
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpu = device.type == "cuda"
+    res = {"machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__,
+                       "device": torch.cuda.get_device_name(device) if gpu else "cpu"},
+           "method": "each ratio compares two timings taken side by side in this run (fastest of repeats)"}
+    n = (64 if a.quick else 128) if not gpu else 4096
+    res["extraction"] = {m: bench_extraction(device, m, s, n if m != "wrn" else 2 * n, 64 if not gpu else 256,
+                                             0 if not gpu else 8, with_bf16=m == "wrn")
+                         for m, s in (("resnet18", 112 if gpu or not a.quick else 32), ("wrn", 64 if not a.quick else 32))}
+    img_s = {m: r["pipeline_img_s"] for m, r in res["extraction"].items()}
+    res["scoring"] = bench_scoring(a.quick, img_s)
+    res["he"] = bench_he(device, a.quick)
+    if gpu:
+        res["training"] = bench_training(device, 20 if a.quick else 50, 256)
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+
+    e, s, h = res["extraction"], res["scoring"], res["he"]
+    print(f"device: {res['machine']['device']}")
+    for m, r in e.items():
+        print(f"1. extraction {m}@{r['input_size']}: pipeline {r['pipeline_img_s']:.1f} img/s vs bare forward "
+              f"{r['bare_img_s']:.1f} img/s -> ratio {r['ratio']:.3f} (target >= 0.9)")
+    print(f"2. six scores vs one from the cache: {s['six_scores_s']:.2f} s vs {s['one_score_s']:.2f} s "
+          f"(ratio {s['ratio_scoring_only']:.2f}); with the one backbone pass ({s['backbone_pass_s']:.0f} s at "
+          f"{s['backbone_img_s']:.1f} img/s): ratio {s['ratio_with_backbone_pass']:.3f} (target <= 1.3); "
+          f"backbone passes per table: {s['backbone_passes_per_table']['ours']} vs reference "
+          f"{s['backbone_passes_per_table']['reference']}")
+    print(f"3. HE: {h['he_gflops']:.1f} GFLOP/s vs matmul {h['matmul_gflops']:.1f} GFLOP/s -> ratio {h['ratio']:.2f} "
+          f"(target >= 0.5)")
+    print(f"4. bf16 vs fp32 extraction (wrn): {e['wrn']['bf16_vs_fp32_pipeline_speed']:.2f}x")
+    if gpu:
+        for k, v in res["training"]["speedup"].items():
+            print(f"   training resnet18@112 {k}: {res['training']['img_s'][k]:.0f} img/s ({v:.2f}x)")
+    print(f"written to {a.json}")
+
+
+if __name__ == "__main__":
+    main()

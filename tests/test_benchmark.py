@@ -1,0 +1,24 @@
+"""scripts/benchmark.py --quick runs and writes every figure the README quotes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/benchmark.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    for m in ("resnet18", "wrn"):
+        e = res["extraction"][m]
+        assert e["pipeline_img_s"] > 0 and e["bare_img_s"] > 0 and e["ratio"] > 0
+    assert res["extraction"]["wrn"]["bf16_vs_fp32_pipeline_speed"] > 0
+    s = res["scoring"]
+    assert s["six_scores_s"] > s["one_score_s"] > 0 and s["ratio_with_backbone_pass"] >= 1
+    assert s["backbone_passes_per_table"] == {"ours": 11, "reference": 64, "ratio": 64 / 11}
+    assert res["he"]["he_gflops"] > 0 and res["he"]["matmul_gflops"] > 0
+    assert "1. extraction" in proc.stdout and "3. HE" in proc.stdout
