@@ -72,7 +72,7 @@ def markdown(rows):
 def latex(rows, caption=""):
     scores, cols, cell = _table(rows)
     best = _best(scores, cols, cell)
-    esc = lambda t: t.replace("_", r"\_")
+    esc = lambda t: t.replace("%", r"\%").replace("_", r"\_")
     out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
            r"\toprule",
            "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",

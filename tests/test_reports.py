@@ -44,3 +44,9 @@ def test_sampled_protocol_draws():
     assert full["n_ood"] == 300 and full["auroc_std"] == 0 and full["seed"] is None
     with pytest.raises(ValueError, match="protocol"):
         evaluate([1.0], [0.0], "x", "bogus")
+
+
+def test_latex_caption_escapes_percent(tmp_path):
+    reports.write_results([row("MSP", "SVHN", 0.5, 0.9)], tmp_path, "cifar10, FPR95 and AUROC in %")
+    tex = (tmp_path / "results.tex").read_text()
+    assert r"\caption{cifar10, FPR95 and AUROC in \%}" in tex

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""generate_stored_pattern.py with the ImageNet-1k defaults, as the authors' generate_stored_pattern_imagenet.py:
+torchvision's ResNet-50 with its IMAGENET1K_V1 weights, features of the ImageNet training set
+(<dataset_path>/imagenet/train, an ImageFolder tree), of the validation set (imagenet/val) and of the OOD
+sets iNaturalist, SUN, Places and Textures, then the stored patterns of HE, SHE, ReAct and RecLag.
+
+It adds --dataset imagenet --model resnet50 --pretrained unless you give --dataset, --model, or
+--pretrained/--checkpoint yourself (--checkpoint: your own weights instead of torchvision's).
+Every other option is generate_stored_pattern.py's (listed below).
+
+Example:  python generate_stored_pattern_imagenet.py --dataset_path ./data --device cuda:0 --workers 16
+"""
+import sys
+
+import generate_stored_pattern
+
+IMAGENET_DEFAULTS = "--dataset imagenet --model resnet50 --pretrained"
+
+
+def imagenet_argv(argv=None):
+    """``argv`` with the ImageNet defaults put in front of it, for each one the user did not give."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    pre = []
+    if "--dataset" not in given:
+        pre += ["--dataset", "imagenet"]
+    if "--model" not in given:
+        pre += ["--model", "resnet50"]
+    if not given & {"--pretrained", "--checkpoint"}:
+        pre += ["--pretrained"]
+    return pre + argv
+
+
+def help_requested(argv):
+    return any(a in ("-h", "--help") for a in argv)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if help_requested(argv):
+        print(__doc__)
+        print(f"(the defaults shown below are generate_stored_pattern.py's; this entry point adds {IMAGENET_DEFAULTS})\n")
+    return generate_stored_pattern.main(imagenet_argv(argv))
+
+
+if __name__ == "__main__":
+    main()

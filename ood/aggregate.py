@@ -1,0 +1,318 @@
+"""Combine results.json files (several seeds, backbones, data sets, protocols) into one table: for each
+(id_dataset, model, protocol, score, ood_dataset), the mean and standard deviation of AUROC, FPR95 and
+AUPR over the runs that hold it (one run = one results.json file).
+
+The tables keep the paper's layout of ``ood.reports`` (rows: scores; columns: FPR95 (lower is better)
+and AUROC (higher is better) per OOD set and their average, in percent, best in bold), one per
+(id_dataset, model, protocol). The average column is computed per run and then averaged, so its ± is
+the spread of the runs' averages. With a single run the ± is what that run reported (the spread over
+the sampled protocol's draws, 0 for the full protocol), as in results.md.
+
+``aggregate_results.py`` is the command line.
+"""
+import csv
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import reports
+from .errors import UserError
+from .io import write_text
+
+METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
+GROUP = ("id_dataset", "model", "protocol")
+SCORE_ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
+
+
+def find_results(paths):
+    """results.json files among ``paths`` (files, or folders searched recursively), each once, sorted."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(p.rglob("results.json"))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"{p} does not exist: give results.json files or folders that hold them.")
+    seen, out = set(), []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    if not out:
+        raise UserError(f"no results.json under {', '.join(map(str, paths))}. Run test_score_ood_detection.py "
+                        f"first; it writes results.json into its --results_dir.")
+    return out
+
+
+def load_runs(files):
+    """[(path, rows)] of the results.json files."""
+    runs = []
+    for f in files:
+        try:
+            rows = json.loads(Path(f).read_text())["rows"]
+            for r in rows:
+                for k in GROUP + ("score", "ood_dataset", "fpr95", "auroc"):
+                    r[k]  # noqa: B018 (KeyError if missing)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{f} is not a results.json of test_score_ood_detection.py ({type(e).__name__}: {e}).") from None
+        runs.append((Path(f), rows))
+    return runs
+
+
+def _ordered(values, order=()):
+    values = list(dict.fromkeys(values))
+    known = [v for v in order if v in values]
+    return known + [v for v in values if v not in known]
+
+
+def _run_labels(paths):
+    """Short names of runs: the parts of their paths that differ (e.g. seed1, seed2)."""
+    parts = [p.resolve().parent.parts for p in paths]
+    if len(parts) == 1:
+        seeds = [x for x in parts[0] if re.fullmatch(r"seed\d+", x)]
+        return [seeds[-1] if seeds else str(paths[0].parent)]
+    pre = 0
+    while all(len(x) > pre for x in parts) and len({x[pre] for x in parts}) == 1:
+        pre += 1
+    suf = 0
+    while all(len(x) > pre + suf for x in parts) and len({x[-1 - suf] for x in parts}) == 1:
+        suf += 1
+    return ["/".join(x[pre:len(x) - suf]) or str(p) for x, p in zip(parts, paths)]
+
+
+def aggregate(runs, ddof=0):
+    """Aggregated rows and per-group summaries of ``runs`` ([(path, rows)]).
+
+    Returns {"rows": [...], "groups": [...]}: a row per (group, score, ood_dataset) including the
+    "Average" pseudo-set, with mean, ``<metric>_std`` (over runs, ``ddof`` as numpy.std; the run's own
+    std when there is one run), ``n_runs`` and the per-run ``values``; a group per (id_dataset, model,
+    protocol) with its runs, scores and OOD sets in table order."""
+    if ddof not in (0, 1):
+        raise UserError("--ddof must be 0 (population std, as numpy.std and the sampled protocol) or 1.")
+    cells = {}   # (group, score, ood) -> list of (run index, row)
+    for i, (_, rows) in enumerate(runs):
+        seen = set()
+        for r in rows:
+            key = (tuple(r[k] for k in GROUP), r["score"], r["ood_dataset"])
+            if key in seen:
+                raise UserError(f"{runs[i][0]} holds two rows for {key}; one results.json should hold one "
+                                f"row per score and OOD set.")
+            seen.add(key)
+            cells.setdefault(key, []).append((i, r))
+
+    groups = {}
+    for (g, s, o) in cells:
+        groups.setdefault(g, {"scores": [], "oods": []})
+        groups[g]["scores"].append(s)
+        groups[g]["oods"].append(o)
+    out_rows, out_groups = [], []
+    for g, info in groups.items():
+        scores = _ordered(info["scores"], SCORE_ORDER)
+        oods = _ordered(info["oods"])
+        run_ids = sorted({i for (gg, _, _), lst in cells.items() if gg == g for i, _ in lst})
+        labels = dict(zip(run_ids, _run_labels([runs[i][0] for i in run_ids])))
+        group = dict(zip(GROUP, g))
+        for s in scores:
+            per_run = {}  # run -> {ood: row}
+            for o in oods:
+                lst = cells.get((g, s, o))
+                if not lst:
+                    continue
+                out_rows.append(_combine(group, s, o, [r for _, r in lst], [labels[i] for i, _ in lst], ddof))
+                for i, r in lst:
+                    per_run.setdefault(i, {})[o] = r
+            if len(oods) > 1 and per_run:
+                common = [o for o in oods if all(o in d for d in per_run.values())]
+                if common:
+                    avg = [{**{m: float(np.mean([d[o][m] for o in common])) for m in METRICS if
+                                all(m in d[o] for o in common)}, "n_id": None, "n_ood": None}
+                           for d in per_run.values()]
+                    row = _combine(group, s, "Average", avg, [labels[i] for i in per_run], ddof)
+                    row["ood_sets"] = common
+                    out_rows.append(row)
+        n_runs = [len(cells.get((g, s, o), [])) for s in scores for o in oods]
+        out_groups.append({**group, "runs": [labels[i] for i in run_ids], "files": [str(runs[i][0]) for i in run_ids],
+                           "scores": scores, "ood_datasets": oods, "min_runs": min(n_runs), "max_runs": max(n_runs)})
+        if min(n_runs) != max(n_runs):
+            warnings.warn(f"{'/'.join(g)}: some scores or OOD sets are in {min(n_runs)} run(s), others in "
+                          f"{max(n_runs)}; each cell is the mean over the runs that hold it.")
+    return {"rows": out_rows, "groups": out_groups}
+
+
+def _combine(group, score, ood, rows, labels, ddof):
+    out = {**group, "score": score, "ood_dataset": ood, "n_runs": len(rows), "runs": labels}
+    for m in METRICS:
+        vals = [r[m] for r in rows if r.get(m) is not None]
+        if not vals:
+            continue
+        out[m] = float(np.mean(vals))
+        if len(vals) > 1:
+            out[f"{m}_std"] = float(np.std(vals, ddof=ddof))
+        else:
+            out[f"{m}_std"] = float(rows[0].get(f"{m}_std") or 0.0)
+        out.setdefault("values", {})[m] = vals
+    out["std_over"] = "runs" if len(rows) > 1 else ("draws" if rows[0].get("protocol") == "sampled" else "none")
+    sizes = {(r.get("n_id"), r.get("n_ood")) for r in rows if r.get("n_id") is not None}
+    if len(sizes) > 1:
+        warnings.warn(f"{group['id_dataset']}/{group['model']}/{group['protocol']} {score} vs {ood}: the runs "
+                      f"have different numbers of images {sorted(sizes)}; are they the same protocol?")
+    if sizes:
+        out["n_id"], out["n_ood"] = sorted(sizes)[0]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tables in the paper's layout (cell formatting and bold best values from ood.reports)
+# ----------------------------------------------------------------------------------------------------
+def _table(agg, group):
+    rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP)]
+    by = {(r["score"], r["ood_dataset"]): r for r in rows}
+    cols = group["ood_datasets"] + (["Average"] if len(group["ood_datasets"]) > 1 else [])
+    cols = [c for c in cols if any((s, c) in by for s in group["scores"])]
+
+    def cell(s, o):
+        r = by.get((s, o))
+        if r is None:
+            return None
+        return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
+    return group["scores"], cols, cell
+
+
+def caption(group):
+    n = group["max_runs"]
+    runs = f"{n} runs ({', '.join(group['runs'])})" if n > 1 else f"1 run ({group['runs'][0]})"
+    spread = "mean ± std over runs" if n > 1 else (
+        "± std over the sampled protocol's draws" if group["protocol"] == "sampled" else "single run")
+    return (f"{group['id_dataset']}, {group['model']}, {group['protocol']} protocol: {runs}; "
+            f"FPR95 and AUROC in %, {spread}")
+
+
+def markdown_table(agg, group):
+    scores, cols, cell = _table(agg, group)
+    best = reports._best(scores, cols, cell)
+    lines = ["| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |",
+             "|" + "---|" * (1 + 2 * len(cols))]
+    lines += [f"| {s} | " + " | ".join(reports._cells(s, cols, cell, best)) + " |" for s in scores]
+    return "\n".join(lines) + "\n"
+
+
+def latex_table(agg, group):
+    scores, cols, cell = _table(agg, group)
+    best = reports._best(scores, cols, cell)
+    esc = lambda t: t.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
+    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
+           r"\toprule",
+           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
+           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + r" \\", r"\midrule"]
+    out += [f"{esc(s)} & " + " & ".join(reports._cells(s, cols, cell, best, True)) + r" \\" for s in scores]
+    out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption(group))}}}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def csv_wide(agg, group):
+    """One group's table as CSV, in the layout of results.csv."""
+    scores, cols, cell = _table(agg, group)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")])
+    for s in scores:
+        vals = []
+        for o in cols:
+            v = cell(s, o)
+            vals += ["" if v is None else f"{x:.4f}" for x in (v or (None,) * 4)]
+        w.writerow([s] + vals)
+    return buf.getvalue()
+
+
+def csv_long(agg):
+    """Every aggregated cell, one per line, in percent."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = {"fpr95": "FPR95", "auroc": "AUROC", "aupr_in": "AUPR_In", "aupr_out": "AUPR_Out"}
+    w.writerow(list(GROUP) + ["score", "ood_dataset", "n_runs"] +
+               [f"{names[m]}{s}" for m in METRICS for s in ("", "_std")] + ["std_over", "runs"])
+    for r in agg["rows"]:
+        vals = []
+        for m in METRICS:
+            vals += [f"{100 * r[m]:.4f}", f"{100 * r[m + '_std']:.4f}"] if m in r else ["", ""]
+        w.writerow([r[k] for k in GROUP] + [r["score"], r["ood_dataset"], r["n_runs"]] + vals +
+                   [r["std_over"], " ".join(r["runs"])])
+    return buf.getvalue()
+
+
+def group_name(group):
+    return "_".join(str(group[k]).replace(":", "_").replace("/", "_") for k in GROUP)
+
+
+def plot(agg, path):
+    """Grouped bars per OOD set (one bar per score, ± std as error bars): FPR95 and AUROC side by side,
+    one row of panels per (id_dataset, model, protocol)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = agg["groups"]
+    ncols_max = max(len(_table(agg, g)[1]) for g in groups)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(max(8, 1.1 * ncols_max * 2 + 2), 3.2 * len(groups)),
+                             squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for (ax_f, ax_a), g in zip(axes, groups):
+        scores, cols, cell = _table(agg, g)
+        x = np.arange(len(cols))
+        width = 0.8 / max(1, len(scores))
+        for j, s in enumerate(scores):
+            vals = [cell(s, o) for o in cols]
+            f = [v[0] if v else np.nan for v in vals]
+            fs = [v[1] if v else 0 for v in vals]
+            a = [v[2] if v else np.nan for v in vals]
+            as_ = [v[3] if v else 0 for v in vals]
+            off = x - 0.4 + width * (j + 0.5)
+            ax_f.bar(off, f, width, yerr=fs, label=s, color=colors[j % 10], capsize=1.5, error_kw={"lw": 0.7})
+            ax_a.bar(off, a, width, yerr=as_, label=s, color=colors[j % 10], capsize=1.5, error_kw={"lw": 0.7})
+        for ax, name in ((ax_f, "FPR95 % (lower is better)"), (ax_a, "AUROC % (higher is better)")):
+            ax.set_xticks(x)
+            ax.set_xticklabels(cols, rotation=30, ha="right", fontsize=8)
+            ax.set_ylabel(name, fontsize=8)
+            ax.grid(axis="y", lw=0.4, alpha=0.5)
+            ax.set_axisbelow(True)
+        lo = np.nanmin([cell(s, o)[2] for s in scores for o in cols if cell(s, o)] + [100])
+        ax_a.set_ylim(max(0, min(50, lo - 5)), 100.5)
+        ax_f.set_ylim(0, 100.5)
+        n = g["max_runs"]
+        title = f"{g['id_dataset']} · {g['model']} · {g['protocol']} ({n} run{'s' if n > 1 else ''})"
+        ax_f.set_title(title, fontsize=9, loc="left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    height = fig.get_figheight()
+    fig.legend(handles, labels, loc="upper center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
+    reports._savefig(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write(agg, out_dir, figure=True):
+    """aggregate.{md,csv,tex,json} (+ .png) in ``out_dir``, and tables/<group>.{md,csv,tex} per
+    (id_dataset, model, protocol). Returns the Markdown."""
+    out = Path(out_dir)
+    md, tex = [], []
+    for g in agg["groups"]:
+        md.append(f"### {caption(g)}\n\n{markdown_table(agg, g)}")
+        tex.append(latex_table(agg, g))
+        name = group_name(g)
+        write_text(f"{caption(g)}\n\n{markdown_table(agg, g)}", out / "tables" / f"{name}.md")
+        write_text(csv_wide(agg, g), out / "tables" / f"{name}.csv")
+        write_text(latex_table(agg, g), out / "tables" / f"{name}.tex")
+    text = "\n".join(md)
+    write_text(text, out / "aggregate.md")
+    write_text("\n".join(tex), out / "aggregate.tex")
+    write_text(csv_long(agg), out / "aggregate.csv")
+    write_text(json.dumps(agg, indent=1) + "\n", out / "aggregate.json")
+    if figure:
+        plot(agg, out / "aggregate.png")
+    return text

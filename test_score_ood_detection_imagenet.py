@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""test_score_ood_detection.py with the ImageNet-1k defaults, as the authors' test_score_ood_detection_imagenet.py:
+torchvision's ResNet-50 with its IMAGENET1K_V1 weights, the ImageNet validation set (<dataset_path>/imagenet/val)
+as ID test set against iNaturalist, SUN, Places and Textures, every score (MSP, Energy, ReAct, HE, SHE,
+RecLag); results in results/imagenet/resnet50/ unless --results_dir says otherwise.
+
+It adds --dataset imagenet --model resnet50 --pretrained unless you give --dataset, --model, or
+--pretrained/--checkpoint yourself (--checkpoint: your own weights instead of torchvision's).
+Every other option is test_score_ood_detection.py's (listed below).
+
+Example:  python test_score_ood_detection_imagenet.py --dataset_path ./data --device cuda:0 --protocol sampled
+"""
+import sys
+
+import test_score_ood_detection
+from generate_stored_pattern_imagenet import IMAGENET_DEFAULTS, help_requested, imagenet_argv
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if help_requested(argv):
+        print(__doc__)
+        print(f"(the defaults shown below are test_score_ood_detection.py's; this entry point adds {IMAGENET_DEFAULTS})\n")
+    return test_score_ood_detection.main(imagenet_argv(argv))
+
+
+if __name__ == "__main__":
+    main()
