@@ -194,40 +194,16 @@ def caption(group):
 
 
 def markdown_table(agg, group):
-    scores, cols, cell = _table(agg, group)
-    best = reports._best(scores, cols, cell)
-    lines = ["| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |",
-             "|" + "---|" * (1 + 2 * len(cols))]
-    lines += [f"| {s} | " + " | ".join(reports._cells(s, cols, cell, best)) + " |" for s in scores]
-    return "\n".join(lines) + "\n"
+    return reports.render_markdown(_table(agg, group))
 
 
 def latex_table(agg, group):
-    scores, cols, cell = _table(agg, group)
-    best = reports._best(scores, cols, cell)
-    esc = lambda t: t.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
-    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
-           r"\toprule",
-           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
-           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + r" \\", r"\midrule"]
-    out += [f"{esc(s)} & " + " & ".join(reports._cells(s, cols, cell, best, True)) + r" \\" for s in scores]
-    out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(caption(group))}}}", r"\end{table}"]
-    return "\n".join(out) + "\n"
+    return reports.render_latex(_table(agg, group), caption(group))
 
 
 def csv_wide(agg, group):
     """One group's table as CSV, in the layout of results.csv."""
-    scores, cols, cell = _table(agg, group)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")])
-    for s in scores:
-        vals = []
-        for o in cols:
-            v = cell(s, o)
-            vals += ["" if v is None else f"{x:.4f}" for x in (v or (None,) * 4)]
-        w.writerow([s] + vals)
-    return buf.getvalue()
+    return reports.render_csv(_table(agg, group))
 
 
 def csv_long(agg):

@@ -35,8 +35,13 @@ def write_text(text, path):
         Path(tmp).write_text(text)
 
 
-def sha256_file(path, chunk=1 << 22):
-    h = hashlib.sha256()
+def sha256_file(path):
+    return file_digest(path, "sha256")
+
+
+def file_digest(path, algorithm="sha256", chunk=1 << 22):
+    """Hex digest of a file's contents, read in blocks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)

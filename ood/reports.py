@@ -60,7 +60,20 @@ def _cells(score, cols, cell, best, latex=False):
 
 
 def markdown(rows):
-    scores, cols, cell = _table(rows)
+    return render_markdown(_table(rows))
+
+
+def latex(rows, caption=""):
+    return render_latex(_table(rows), caption)
+
+
+def csv_table(rows):
+    return render_csv(_table(rows))
+
+
+def render_markdown(table):
+    """A table (scores, columns, cell function) as Markdown; best values in bold."""
+    scores, cols, cell = table
     best = _best(scores, cols, cell)
     head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |"
     lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
@@ -69,10 +82,10 @@ def markdown(rows):
     return "\n".join(lines) + "\n"
 
 
-def latex(rows, caption=""):
-    scores, cols, cell = _table(rows)
+def render_latex(table, caption=""):
+    scores, cols, cell = table
     best = _best(scores, cols, cell)
-    esc = lambda t: t.replace("%", r"\%").replace("_", r"\_")
+    esc = lambda t: t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
     out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
            r"\toprule",
            "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
@@ -86,8 +99,8 @@ def latex(rows, caption=""):
     return "\n".join(out) + "\n"
 
 
-def csv_table(rows):
-    scores, cols, cell = _table(rows)
+def render_csv(table):
+    scores, cols, cell = table
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")])

@@ -8,7 +8,6 @@ listing (files with an image extension in class sub-folders, as ImageFolder coun
 ``check(root, target)`` returns a :class:`Report`; ``verify_data.py`` is its command line.
 """
 import gzip
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from . import data as D
 from .errors import UserError
+from .io import file_digest
 
 IMAGENET_URL = "https://image-net.org/download.php"
 
@@ -315,12 +315,8 @@ def entries():
 # ----------------------------------------------------------------------------------------------------
 # The check
 # ----------------------------------------------------------------------------------------------------
-def md5sum(path, chunk=1 << 22):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def md5sum(path):
+    return file_digest(path, "md5")
 
 
 def _check_row(entry, root, needed, expected, md5_cache):
