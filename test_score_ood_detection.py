@@ -72,7 +72,8 @@ def main(argv=None):
             except ValueError as e:
                 raise UserError(f"score {name} against {o}: {e}") from None
             rows.append({"id_dataset": run.id_set.name, "model": args.model, "score": name, "ood_dataset": o,
-                         **m})
+                         **m, "fpr_variant": args.fpr_variant, "input_size": run.size,
+                         "feature_precision": "fp32" if run.amp == "off" else run.amp})
 
     out = args.results_dir or f"results/{run.id_set.name}/{cli.safe_model_name(args.model)}"
     caption = (f"{run.id_set.name}, {args.model} @ {run.size}px, {args.protocol} protocol"

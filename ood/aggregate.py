@@ -25,6 +25,7 @@ from .io import write_text
 
 METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 GROUP = ("id_dataset", "model", "protocol")
+SETTINGS = ("fpr_variant", "input_size", "feature_precision")  # must agree across the runs of a cell
 SCORE_ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
 
 
@@ -164,6 +165,11 @@ def _combine(group, score, ood, rows, labels, ddof):
                       f"have different numbers of images {sorted(sizes)}; are they the same protocol?")
     if sizes:
         out["n_id"], out["n_ood"] = sorted(sizes)[0]
+    for key in SETTINGS:  # recorded by test_score_ood_detection.py; older files may lack them
+        values = sorted({str(r[key]) for r in rows if r.get(key) is not None})
+        if len(values) > 1:
+            warnings.warn(f"{group['id_dataset']}/{group['model']}/{group['protocol']} {score} vs {ood}: the runs "
+                          f"were made with different {key} ({', '.join(values)}); their mean mixes settings.")
     return out
 
 

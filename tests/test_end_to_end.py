@@ -43,7 +43,8 @@ def test_train_generate_score(data, workdir):
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std"}
     for r in got:
-        assert set(r) == keys
+        assert set(r) == keys | {"fpr_variant", "input_size", "feature_precision"}
+        assert (r["fpr_variant"], r["input_size"], r["feature_precision"]) == ("standard", 16, "fp32")
         assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40
     assert {r["ood_dataset"]: r["n_ood"] for r in got} == {"SVHN": 30, "LSUN_C": 12, "iSUN": 12, "Textures": 24}
     md = (out / "results.md").read_text()

@@ -397,3 +397,11 @@ def test_aggregate_groups_single_runs_and_errors(tmp_path, capsys):
         assert e.value.code == 2
     err = capsys.readouterr().err
     assert "no results.json under" in err and "does not exist" in err and "is not a results.json" in err
+
+
+def test_aggregate_warns_when_runs_mix_settings(tmp_path, capsys):
+    _write(tmp_path / "s1", [_row("MSP", "SVHN", .30, .90, fpr_variant="standard", input_size=64)])
+    _write(tmp_path / "s2", [_row("MSP", "SVHN", .40, .80, fpr_variant="strict", input_size=64)])
+    aggregate_results.main([str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "agg"), "--no-plot"])
+    out = capsys.readouterr().out
+    assert "different fpr_variant (standard, strict)" in out and "different input_size" not in out
