@@ -22,6 +22,9 @@ def add_common(p):
     g.add_argument("--model", default="resnet18",
                    help=f"backbone: {', '.join(models.model_names())}")
     g.add_argument("--dataset_path", default="./data", help="data root holding every data set (see README)")
+    g.add_argument("--id_classes", type=int, nargs="+", default=None,
+                   help="near-OOD split: keep only these classes as ID (relabelled 0..k-1); the test images "
+                        "of the others are the OOD set HeldOut. Outputs go under <dataset>_classes<...>/")
     g.add_argument("--download", action="store_true",
                    help="let torchvision download the ID set (and SVHN) when missing")
     g.add_argument("--resize_val", type=int, default=None,

@@ -12,6 +12,7 @@ one data root, ``--dataset_path``, laid out as in the reference code (METHOD.md 
 A missing or empty set stops with a message naming the folder it expected, where to download the data
 and the archive's md5 sum.
 """
+import dataclasses
 import gzip
 import os
 import shutil
@@ -108,6 +109,8 @@ OOD_SETS = {s.name.lower(): s for s in [
     OODSet("iNaturalist", "iNaturalist", 10000, _MOS + "iNaturalist.tar.gz", "iNaturalist.tar.gz",
            "5be6ea8aa027d7b631916427b32cb335", "extract it into <root>/", ("inat",)),
 ]}
+# The near-OOD set of an --id_classes split; built from the ID set by held_out() (see ood/pipeline.py).
+OOD_SETS["heldout"] = OODSet("HeldOut", "id-test:classes-not-in-id_classes", 0, aliases=("held-out", "near-ood"))
 CIFAR_OOD = ("SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist")
 IMAGENET_OOD = ("iNaturalist", "SUN", "Places", "Textures")
 
@@ -144,6 +147,8 @@ class IDSet:
     protocol: str                  # "cifar": Resize((s, s)); "imagenet": Resize + CenterCrop
     default_ood: tuple = CIFAR_OOD
     channels: int = field(default=3)
+    classes: tuple = ()            # with --id_classes: the original labels kept as ID, in order
+    base: str = ""                 # with --id_classes: the data set they come from
 
 
 ID_SETS = {
@@ -155,11 +160,23 @@ ID_SETS = {
 }
 
 
-def get_id_set(name):
+def get_id_set(name, id_classes=None):
+    """The ID set ``name``; with ``id_classes`` (a near-OOD split) only those classes, relabelled
+    0..k-1 in the order given, under the name ``<name>_classes<c1>-<c2>-...`` (which also names the
+    checkpoint, cache and results folders). The other classes form the OOD set ``HeldOut``."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in ID_SETS:
         raise UserError(f"unknown data set {name!r}. Choose one of: {', '.join(ID_SETS)}.")
-    return ID_SETS[key]
+    base = ID_SETS[key]
+    if not id_classes:
+        return base
+    classes = tuple(int(c) for c in id_classes)
+    if len(set(classes)) != len(classes) or not all(0 <= c < base.num_classes for c in classes) \
+            or not 1 < len(classes) < base.num_classes:
+        raise UserError(f"--id_classes must name at least two and fewer than all of the {base.num_classes} "
+                        f"classes of {base.name} (0..{base.num_classes - 1}), each once; got {list(classes)}.")
+    return dataclasses.replace(base, name=f"{base.name}_classes{'-'.join(map(str, classes))}",
+                               num_classes=len(classes), classes=classes, base=base.name)
 
 
 def test_transform(id_set, size):
@@ -208,8 +225,31 @@ def _prepare_fashion_mnist(root):
         os.replace(tmp, raw / n)
 
 
+class ClassSubset(torch.utils.data.Dataset):
+    """The images of ``dataset`` whose label is in ``classes``; labels mapped through ``relabel``
+    (a dict) when given, kept otherwise."""
+
+    def __init__(self, dataset, classes, relabel=None):
+        labels = dataset_labels(dataset).tolist()
+        keep = set(classes)
+        self.dataset, self.relabel = dataset, relabel
+        self.indices = [i for i, y in enumerate(labels) if y in keep]
+        self.targets = [relabel[labels[i]] if relabel else labels[i] for i in self.indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        x, _ = self.dataset[self.indices[i]]
+        return x, self.targets[i]
+
+
 def build_id_dataset(id_set, root, train, transform, download=False):
-    """ID train or test split through torchvision's class for the set."""
+    """ID train or test split through torchvision's class for the set (only the --id_classes classes,
+    relabelled, for a near-OOD split)."""
+    if id_set.classes:
+        full = build_id_dataset(ID_SETS[id_set.base], root, train, transform, download)
+        return ClassSubset(full, id_set.classes, {c: k for k, c in enumerate(id_set.classes)})
     split = "train" if train else "test"
     try:
         if id_set.name == "cifar10":
@@ -235,6 +275,16 @@ def build_id_dataset(id_set, root, train, transform, download=False):
         raise UserError(f"ImageNet-1k {split} split not found at {path} ({e}). Lay it out as an ImageFolder "
                         f"tree (one sub-folder per class, as extracted by torchvision's ImageNet helpers) "
                         f"from https://image-net.org/download.php.") from None
+
+
+def held_out(id_set, root, transform, download=False):
+    """The OOD set ``HeldOut`` of a near-OOD split: the ID test images of the classes not in --id_classes."""
+    if not id_set.classes:
+        raise UserError("the OOD set HeldOut is the test images of the classes left out by --id_classes; "
+                        "pass --id_classes to use it.")
+    base = ID_SETS[id_set.base]
+    full = build_id_dataset(base, root, False, transform, download)
+    return ClassSubset(full, [c for c in range(base.num_classes) if c not in id_set.classes])
 
 
 def subset(dataset, n):

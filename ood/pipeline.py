@@ -62,7 +62,7 @@ class Run:
 
     def __init__(self, args, stored_pattern_dir="stored_pattern"):
         self.args = args
-        self.id_set = D.get_id_set(args.dataset)
+        self.id_set = D.get_id_set(args.dataset, args.id_classes)
         self.spec = models.get_spec(args.model)
         self.size = args.resize_val or self.spec.input_size
         self.device = accel.setup(args.device) or resolve_device(args.device)
@@ -125,6 +125,8 @@ class Run:
             ds = D.build_id_dataset(self.id_set, root, name == "train", tf, download=a.download)
         else:
             spec = D.resolve_ood(name)
+            if spec.name == "HeldOut":
+                return D.subset(D.held_out(self.id_set, root, tf, a.download), a.subset), tf
             if spec.name == "SVHN" and a.download and not (Path(root) / "SVHN" / "test_32x32.mat").exists():
                 D.torchvision.datasets.SVHN(str(Path(root) / "SVHN"), split="test", download=True)
             ds = spec.build(root, tf)

@@ -82,7 +82,7 @@ def evaluate(model, loader, device, args, amp="off"):
 class Trainer:
     def __init__(self, args):
         self.args = a = args
-        self.id_set = D.get_id_set(a.dataset)
+        self.id_set = D.get_id_set(a.dataset, a.id_classes)
         self.spec = models.get_spec(a.model)
         self.size = a.resize_val or self.spec.input_size
         self.device = accel.setup(a.device) or resolve_device(a.device)

@@ -117,3 +117,22 @@ def test_package_ood_sets():
     assert sizes == {"Digits": 1797, "Photos": 2000, "Faces": 200, "GaussianNoise": 1000, "UniformNoise": 1000}
     a, b = photos(n=5), photos(n=5)
     assert (a == b).all() and a.std() > 10  # fixed seed, real image content
+
+
+def test_id_classes_split(tmp_path):
+    datagen.write_fashion_mnist(tmp_path, n_train=60, n_test=20)
+    split = D.get_id_set("fashionmnist", [7, 3])
+    assert (split.name, split.num_classes, split.classes, split.base) == ("fashionmnist_classes7-3", 2, (7, 3), "fashionmnist")
+    tf = D.test_transform(split, 28)
+    ds = D.build_id_dataset(split, tmp_path, True, tf)
+    assert len(ds) == 12 and sorted(set(ds.targets)) == [0, 1] and ds[0][0].shape == (1, 28, 28)
+    assert ds.targets[ds.indices.index(3) if 3 in ds.indices else 0] in (0, 1)
+    full = D.build_id_dataset(D.get_id_set("fashionmnist"), tmp_path, True, tf)
+    assert all(full.targets[i] == (7, 3)[t] for i, t in zip(ds.indices, ds.targets))  # relabelled in the given order
+    held = D.held_out(split, tmp_path, tf)
+    assert len(held) == 16 and set(held.targets) == {0, 1, 2, 4, 5, 6, 8, 9}
+    for bad in ([3], [3, 3], [0, 10], list(range(10))):
+        with pytest.raises(UserError, match="--id_classes"):
+            D.get_id_set("fashionmnist", bad)
+    with pytest.raises(UserError, match="pass --id_classes"):
+        D.held_out(D.get_id_set("fashionmnist"), tmp_path, tf)

@@ -109,3 +109,26 @@ def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
         assert (store / f).exists(), f
     she = torch.load(store / "patterns/SHE.pt", weights_only=True)["state"]["means"]
     assert she.shape == (10, 64)
+
+
+def test_near_ood_split_with_id_classes(tmp_path, monkeypatch):
+    """--id_classes keeps five Fashion-MNIST classes as ID; the test images of the other five are the
+    OOD set HeldOut; every output goes under fashionmnist_classes<...>/."""
+    import datagen
+    datagen.write_fashion_mnist(tmp_path / "data", n_train=100, n_test=40)
+    monkeypatch.chdir(tmp_path)
+    common = ["--dataset", "fashionmnist", "--id_classes", "0", "2", "4", "6", "8", "--model", "wrn", "--layers",
+              "10", "--widen-factor", "1", "--resize_val", "16", "--batch_size", "25", "--workers", "0",
+              "--device", "cpu", "--quiet", "--dataset_path", str(tmp_path / "data")]
+    train_model.main(common + QUICK_TRAIN)
+    ckpt = torch.load("checkpoints/fashionmnist_classes0-2-4-6-8/wrn.pt", weights_only=True)
+    assert ckpt["meta"]["num_classes"] == 5 and ckpt["model"]["fc.weight"].shape[0] == 5
+    generate_stored_pattern.main(common + ["--ood", "HeldOut", "--score", "ReAct"])
+    store = tmp_path / "stored_pattern/fashionmnist_classes0-2-4-6-8/wrn/features"
+    train = torch.load(store / "train.pt", weights_only=True)
+    assert len(train["labels"]) == 50 and sorted(set(train["labels"].tolist())) == [0, 1, 2, 3, 4]
+    held = torch.load(store / "HeldOut.pt", weights_only=True)
+    assert len(held["labels"]) == 20 and set(held["labels"].tolist()) == {1, 3, 5, 7, 9}
+    rows = test_score_ood_detection.main(common + ["--ood", "HeldOut", "--score", "MSP", "Energy"])
+    assert [r["ood_dataset"] for r in rows] == ["HeldOut", "HeldOut"] and rows[0]["n_id"] == 20
+    assert (tmp_path / "results/fashionmnist_classes0-2-4-6-8/wrn/results.json").exists()
