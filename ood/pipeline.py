@@ -125,11 +125,9 @@ class Run:
             ds = D.build_id_dataset(self.id_set, root, name == "train", tf, download=a.download)
         else:
             spec = D.resolve_ood(name)
-            if spec.name == "HeldOut":
-                return D.subset(D.held_out(self.id_set, root, tf, a.download), a.subset), tf
             if spec.name == "SVHN" and a.download and not (Path(root) / "SVHN" / "test_32x32.mat").exists():
                 D.torchvision.datasets.SVHN(str(Path(root) / "SVHN"), split="test", download=True)
-            ds = spec.build(root, tf)
+            ds = D.held_out(self.id_set, root, tf, a.download) if spec.name == "HeldOut" else spec.build(root, tf)
         if len(ds) == 0:
             raise UserError(f"image set {name} under {root} holds no images.")
         return D.subset(ds, a.subset), tf
