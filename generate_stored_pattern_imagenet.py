@@ -31,16 +31,17 @@ def imagenet_argv(argv=None):
     return pre + argv
 
 
-def help_requested(argv):
-    return any(a in ("-h", "--help") for a in argv)
+def run_with_imagenet_defaults(script, doc, argv=None):
+    """Call ``script.main`` with the ImageNet defaults; with --help, print ``doc`` first."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        print(f"(the defaults shown below are {script.__name__}.py's; this entry point adds {IMAGENET_DEFAULTS})\n")
+    return script.main(imagenet_argv(argv))
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if help_requested(argv):
-        print(__doc__)
-        print(f"(the defaults shown below are generate_stored_pattern.py's; this entry point adds {IMAGENET_DEFAULTS})\n")
-    return generate_stored_pattern.main(imagenet_argv(argv))
+    return run_with_imagenet_defaults(generate_stored_pattern, __doc__, argv)
 
 
 if __name__ == "__main__":

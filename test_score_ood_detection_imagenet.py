@@ -10,18 +10,12 @@ Every other option is test_score_ood_detection.py's (listed below).
 
 Example:  python test_score_ood_detection_imagenet.py --dataset_path ./data --device cuda:0 --protocol sampled
 """
-import sys
-
 import test_score_ood_detection
-from generate_stored_pattern_imagenet import IMAGENET_DEFAULTS, help_requested, imagenet_argv
+from generate_stored_pattern_imagenet import run_with_imagenet_defaults
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if help_requested(argv):
-        print(__doc__)
-        print(f"(the defaults shown below are test_score_ood_detection.py's; this entry point adds {IMAGENET_DEFAULTS})\n")
-    return test_score_ood_detection.main(imagenet_argv(argv))
+    return run_with_imagenet_defaults(test_score_ood_detection, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,15 @@ def test_registry_names():
 pood = pytest.importorskip("pytorch_ood.detector")
 
 
+def as_linear(head):
+    """The head as an nn.Linear, as pytorch-ood's detectors take it."""
+    linear = torch.nn.Linear(D, C)
+    with torch.no_grad():
+        linear.weight.copy_(head["weight"])
+        linear.bias.copy_(head["bias"])
+    return linear
+
+
 def test_msp_energy_match_pytorch_ood(sets):
     _, test, head = sets
     torch.testing.assert_close(MSP().score(test, {}, head), -pood.MaxSoftmax.score(test["logits"]), rtol=1e-5, atol=1e-6)
@@ -147,10 +156,7 @@ def test_msp_energy_match_pytorch_ood(sets):
 
 def test_react_matches_pytorch_ood(sets):
     train, test, head = sets
-    linear = torch.nn.Linear(D, C)
-    with torch.no_grad():
-        linear.weight.copy_(head["weight"])
-        linear.bias.copy_(head["bias"])
+    linear = as_linear(head)
     det = pood.ReAct(backbone=torch.nn.Identity(), head=linear, percentile=0.9)
     det.fit_feature_maps(train["features"], train["labels"])
     ours = ReAct(percentile=90)
@@ -162,10 +168,7 @@ def test_react_matches_pytorch_ood(sets):
 
 def test_she_matches_pytorch_ood(sets):
     train, test, head = sets
-    linear = torch.nn.Linear(D, C)
-    with torch.no_grad():
-        linear.weight.copy_(head["weight"])
-        linear.bias.copy_(head["bias"])
+    linear = as_linear(head)
     det = pood.SHE(encoder=torch.nn.Identity(), head=linear)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
