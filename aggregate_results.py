@@ -14,6 +14,7 @@ Examples:
 """
 import warnings
 
+import scores
 from ood import cli
 from ood.aggregate import aggregate, find_results, load_runs, write
 from ood.errors import cli_main
@@ -26,6 +27,10 @@ def build_parser():
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--ddof", type=int, default=0, choices=[0, 1],
                    help="std over runs: 0 = population std (numpy.std, as the sampled protocol), 1 = sample std")
+    p.add_argument("--allow_mixed", action="store_true",
+                   help="average runs even when they differ in a score's settings or in the FPR95 variant, "
+                        "input size, precision, subset or number of draws (by default that is an error "
+                        "naming the difference)")
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip aggregate.png")
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
     return p
@@ -37,7 +42,8 @@ def main(argv=None):
     files = find_results(args.results)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        agg = aggregate(load_runs(files), args.ddof)
+        agg = aggregate(load_runs(files), args.ddof, {c.name: c.order for c in scores.registered()},
+                        args.allow_mixed)
     for w in caught:
         print(f"warning: {w.message}")
     md = write(agg, args.out, figure=args.plot)

@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
 """Run the backbone once over the ID training set, the ID test set and the OOD sets, cache the
 penultimate features (stored_pattern/<dataset>/<model>/features/<set>.pt), and fit the stored patterns
-of the scores that need them (patterns/HE.pt, SHE.pt, ReAct.pt, RecLag.pt).
+of the scores that need them (patterns/<score>-<settings>.pt: HE, SHE, ReAct, RecLag, ...).
 
 Example:  python generate_stored_pattern.py --dataset cifar10 --model resnet18 --dataset_path ./data
 Several GPUs:  torchrun --nproc_per_node 4 generate_stored_pattern.py ...  (each image set is split across
 the processes and gathered in its original order)
 """
+import sys
 import time
 
 import scores
 from ood import accel, cli
+from ood.data import get_id_set
 from ood.errors import cli_main
-from ood.pipeline import Run
+from ood.features import TEST, TRAIN, FeatureStore
+from ood.io import check_writable_dir
+from ood.scoring import context, resolve_oods
+from ood.setup import Setup
 
 
-def build_parser():
+def build_parser(argv=None):
+    scores.load_plugins(argv)
     p = cli.parser(__doc__)
     cli.add_common(p)
     p.add_argument("--ood", nargs="*", default=None,
                    help="OOD sets to extract (default: all of the data set's protocol; none with --ood)")
-    p.add_argument("--score", nargs="+", default=["HE", "SHE", "ReAct", "RecLag"],
-                   help="scores whose stored patterns to fit")
+    p.add_argument("--score", nargs="+", default=["extended"],
+                   help="scores whose stored patterns to fit (default: every registered score that has one)")
     p.add_argument("--stored_pattern_dir", default="stored_pattern")
     scores.add_score_args(p)
     return p
@@ -29,24 +35,28 @@ def build_parser():
 
 @cli_main
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    run = Run(args, args.stored_pattern_dir)
-    names = scores.resolve_names(args.score)
-    ood = run.id_set.default_ood if args.ood is None else args.ood
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    classes = [c for c in scores.resolve_names(args.score) if c.needs_fit()]
+    oods = resolve_oods(get_id_set(args.dataset, args.id_classes).default_ood if args.ood is None else args.ood)
+    setup = Setup.from_args(args, training=False)
+    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
+    store = FeatureStore(setup, args.stored_pattern_dir)
+    store.check([TRAIN, TEST, *oods])  # every set is there and readable before any extraction
     t0 = time.time()
-    train = run.features("train")
-    run.features("test")
-    for name in ood:
-        run.features(name)
+    train = store.features(TRAIN)
+    store.features(TEST)
+    for o in oods:
+        store.features(o)
     accel.teardown()  # under torchrun, rank 0 alone goes on to fit the stored patterns
-    if run.rank != 0:
+    if store.rank != 0:
         return
-    opts = scores.options(args, run.spec, run.device)
-    for name in names:
-        score = scores.make_score(name, opts)
-        if score.needs_fit:
-            run.pattern(score)
-    print(f"stored patterns of {run.id_set.name}/{args.model} in {run.root} "
+    head = store.head()
+    ctx = context(setup, head)
+    for cls in classes:
+        for score in scores.instances(cls, scores.given_settings(cls, args), ctx, setup.device):
+            store.pattern(score)
+    print(f"stored patterns of {setup.id_set.name}/{setup.model.name} in {store.root} "
           f"({len(train['features'])} training features, {time.time() - t0:.1f} s)")
 
 

@@ -1,31 +1,36 @@
 #!/usr/bin/env python3
-"""Score the ID test set and the OOD sets with MSP, Energy, ReAct, HE, SHE and RecLag, from the cached features
-(the backbone runs only for an image set whose cache is missing or stale), and report AUROC, AUPR and
-FPR95 (ID positive) as results.json / .csv / .md / .tex, optional per-sample scores and plots.
+"""Score the ID test set and the OOD sets with the paper's six scores (MSP, Energy, ReAct, HE, SHE,
+RecLag), every registered score (--score extended) or a score of your own (--score package.module:Class),
+from the cached features (the backbone runs only for an image set whose cache is missing or stale), and
+report AUROC, AUPR and FPR95 (ID positive) in results.json / .csv / .md / .tex, optional per-sample scores
+and plots. Rows are merged into the results folder by key (see README, "Outputs").
 
 Example:  python test_score_ood_detection.py --dataset cifar10 --model resnet18 --score all
 """
 import sys
 import time
-import warnings
-
-import numpy as np
 
 import scores
 from ood import cli
-from ood import reports
-from ood.data import resolve_ood
-from ood.errors import UserError, cli_main
-from ood.evaluation import PROTOCOLS, evaluate
+from ood.data import get_id_set
+from ood.errors import cli_main
+from ood.evaluation import PROTOCOLS
+from ood.features import TEST, FeatureStore
+from ood.io import check_writable_dir
 from ood.metrics import FPR_VARIANTS
-from ood.pipeline import Run
+from ood.results import ResultsFolder, default_folder, variant_of
+from ood.scoring import compute, context, replicate_name, resolve_oods, rows_for
+from ood.setup import Setup
 
 
-def build_parser():
+def build_parser(argv=None):
+    scores.load_plugins(argv)
     p = cli.parser(__doc__)
     cli.add_common(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--score", nargs="+", default=["all"], help=f"{', '.join(scores.ORDER)} or all")
+    g.add_argument("--score", nargs="+", default=["all"],
+                   help=f"{', '.join(scores.names())}; all (the paper's six), extended (every registered "
+                        f"score), or package.module:Class for a score of your own")
     g.add_argument("--ood", nargs="+", default=None,
                    help="OOD sets (default: the nine of the CIFAR protocol, or the four of ImageNet): "
                         "SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist "
@@ -33,7 +38,7 @@ def build_parser():
     g.add_argument("--protocol", choices=PROTOCOLS, default="full",
                    help="full: every OOD image once (RecLag code); sampled: --repeats draws of N_ID/5 "
                         "OOD images, mean and std (SHE / energy code)")
-    g.add_argument("--repeats", type=int, default=10, help="draws of the sampled protocol")
+    g.add_argument("--repeats", type=cli.positive_int, default=10, help="draws of the sampled protocol")
     g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard",
                    help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
                         "code's ROC point with recall closest to 95%%; strict: the RecLag code's first "
@@ -48,57 +53,37 @@ def build_parser():
 
 @cli_main
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     t0 = time.time()
-    run = Run(args, args.stored_pattern_dir)
-    names = scores.resolve_names(args.score)
-    ood_names = [resolve_ood(o).name for o in (args.ood or run.id_set.default_ood)]
-    if args.repeats < 1:
-        raise UserError("--repeats must be at least 1.")
-    id_feats = run.features("test")
-    ood_feats = {o: run.features(o) for o in ood_names}
-    head = run.head()
-    opts = scores.options(args, run.spec, run.device)
+    classes = scores.resolve_names(args.score)
+    oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
+    setup = Setup.from_args(args, training=False)
+    out = ResultsFolder(args.results_dir or default_folder(setup, setup.model.name))
+    out.check_writable()
+    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
+    store = FeatureStore(setup, args.stored_pattern_dir)
+    store.check([TEST, *oods])  # a missing set or a bad image file stops the run before any work
+    head = store.head()
+    ctx = context(setup, head, args.protocol)
+    runs = [scores.instances(cls, scores.given_settings(cls, args), ctx, setup.device) for cls in classes]
 
-    rows, per_score = [], {}
-    for name in names:
-        score = scores.make_score(name, opts)
-        state = run.pattern(score) if score.needs_fit else {}
-        values = {k: _score_set(score, f, state, head, k) for k, f in [("id", id_feats), *ood_feats.items()]}
-        per_score[name] = values
-        for o in ood_names:
-            try:
-                m = evaluate(values["id"], values[o], o, args.protocol, args.repeats, args.seed, args.fpr_variant)
-            except ValueError as e:
-                raise UserError(f"score {name} against {o}: {e}") from None
-            rows.append({"id_dataset": run.id_set.name, "model": args.model, "score": name, "ood_dataset": o,
-                         **m, "fpr_variant": args.fpr_variant, "input_size": run.size,
-                         "feature_precision": "fp32" if run.amp == "off" else run.amp})
-
-    out = args.results_dir or f"results/{run.id_set.name}/{cli.safe_model_name(args.model)}"
-    caption = (f"{run.id_set.name}, {args.model} @ {run.size}px, {args.protocol} protocol"
-               + (f" ({args.repeats} draws, seed {args.seed})" if args.protocol == "sampled" else "")
-               + f", FPR95 variant {args.fpr_variant}; FPR95 and AUROC in %")
-    md = reports.write_results(rows, out, caption)
-    if args.save_scores:
-        reports.save_scores(per_score, out)
-    if args.plot:
-        reports.plot(per_score, out)
-    print(caption)
+    id_feats = store.features(TEST)
+    sets = {"id": id_feats, **{o.name: store.features(o) for o in oods}}
+    rows, per_sample = [], {}
+    for objs in runs:
+        states = [store.pattern(s) if s.needs_fit() else {} for s in objs]
+        values = compute(objs, states, sets, head)
+        new = rows_for(setup, objs, values, [o.name for o in oods], args.protocol, args.repeats, args.seed,
+                       args.fpr_variant, id_feats)
+        rows += new
+        per_sample[(objs[0].name, variant_of(new[0]))] = {
+            k: (v[0] if len(objs) == 1 else {replicate_name(s): x for s, x in zip(objs, v)}) for k, v in values.items()}
+    md = out.write(rows, order={c.name: c.order for c in scores.registered()}, per_sample=per_sample,
+                   save_scores=args.save_scores, plot=args.plot)
     print(md, end="")
-    print(f"results in {out}/ ({time.time() - t0:.1f} s)")
+    print(f"results in {out.path}/ ({time.time() - t0:.1f} s)")
     return rows
-
-
-def _score_set(score, feats, state, head, set_name):
-    """Scores of one image set; warnings (e.g. inputs routed to a class without stored patterns) are
-    printed once, naming the set."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        values = score.score(feats, state, head).numpy()
-    for w in caught:
-        print(f"warning: {'ID test' if set_name == 'id' else set_name}: {w.message}", file=sys.stderr)
-    return values
 
 
 if __name__ == "__main__":

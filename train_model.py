@@ -12,6 +12,7 @@ the total over all processes)
 """
 from ood import accel, cli
 from ood.errors import cli_main
+from ood.setup import Setup
 from ood.training import Trainer
 
 
@@ -19,10 +20,10 @@ def build_parser():
     p = cli.parser(__doc__)
     cli.add_common(p)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--lr", type=float, default=0.2, help="initial learning rate (RecLag code 0.2, SHE code 0.1)")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight_decay", type=float, default=5e-4)
+    g.add_argument("--epochs", type=cli.positive_int, default=100)
+    g.add_argument("--lr", type=cli.positive_float, default=0.2, help="initial learning rate (RecLag code 0.2, SHE code 0.1)")
+    g.add_argument("--momentum", type=cli.nonnegative_float, default=0.9)
+    g.add_argument("--weight_decay", type=cli.nonnegative_float, default=5e-4)
     g.add_argument("--augment", choices=["autoaugment", "flip", "none"], default="autoaugment",
                    help="autoaugment: AutoAugment (CIFAR-10 policy) + flip, as the reference")
     g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")
@@ -34,7 +35,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return Trainer(args).run()
+        setup = Setup.from_args(args, training=True)
+        hyper = {k: getattr(args, k) for k in ("epochs", "lr", "momentum", "weight_decay", "augment", "resume",
+                                               "overwrite")}
+        return Trainer(setup, hyper).run()
     finally:
         accel.teardown()
 

@@ -1,4 +1,4 @@
-"""Backbone registry: name -> builder, default input size, HE beta.
+"""Backbone registry: name -> builder, default input size, HE beta, and the builder's options.
 
 Every model returned by :func:`build_model` has ``forward_features(x) -> phi`` (N x d, the penultimate
 feature), a final linear layer ``fc`` (logits = fc(phi)), ``feature_dim`` and ``forward(x) -> logits``.
@@ -9,33 +9,37 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ood.errors import UserError
+from ood.params import Param
+from ood.plugins import is_plugin_name, load_object
 
 from .resnet import resnet18, resnet34
 from .small_cnn import small_cnn
 from .torchvision_models import torchvision_model
-from .wrn import wrn
+from .wrn import WRN_OPTIONS, wrn
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     builder: Callable
-    input_size: int          # default input resolution (METHOD.md section 1)
+    input_size: int          # default input resolution (docs/method.md, "Backbones")
     he_beta: float           # default beta of the HE score (SHE code: 0.01 for ResNets, 0.2 for WRN)
+    options: tuple = ()      # Params of the builder's architecture options (flags, fingerprints)
 
 
 _REGISTRY = {}
 
 
-def register(name, builder, input_size, he_beta=0.01):
+def register(name, builder, input_size, he_beta=0.01, options=()):
     """Register a backbone. ``builder(num_classes, in_channels, **options)`` must return a module with
-    ``forward_features``, ``fc`` and ``feature_dim`` (see the module docstring)."""
-    _REGISTRY[name] = ModelSpec(name, builder, input_size, he_beta)
+    ``forward_features``, ``fc`` and ``feature_dim`` (see the module docstring); ``options`` declares
+    its architecture options as ``ood.params.Param`` (each becomes a flag)."""
+    _REGISTRY[name] = ModelSpec(name, builder, input_size, he_beta, tuple(options))
 
 
 register("resnet18", resnet18, 112)
 register("resnet34", resnet34, 112)
-register("wrn", wrn, 64, he_beta=0.2)
+register("wrn", wrn, 64, he_beta=0.2, options=WRN_OPTIONS)
 register("cnn", small_cnn, 28)  # small CNN of the CPU demo (Fashion-MNIST at 28x28)
 register("resnet50", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
          torchvision_model("resnet50", num_classes, in_channels, pretrained), 224)
@@ -45,35 +49,38 @@ def model_names():
     return sorted(_REGISTRY) + ["tv:<torchvision model name>", "<package.module>:<builder function>"]
 
 
+def all_options():
+    """Every registered backbone's option Params, each flag once (for the command line)."""
+    seen = {}
+    for spec in _REGISTRY.values():
+        for p in spec.options:
+            seen.setdefault(p.name, p)
+    return tuple(seen.values())
+
+
 def get_spec(name):
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" in name and not name.startswith("tv:"):
-        return _from_module(name)
+    if is_plugin_name(name):
+        builder = load_object(name, "model builder")
+        return ModelSpec(name, builder, getattr(builder, "input_size", 32), getattr(builder, "he_beta", 0.01),
+                         tuple(getattr(builder, "options", ())))
     if name.startswith("tv:") and len(name) > 3:
+        import torchvision
         tv_name = name[3:]
+        if tv_name not in torchvision.models.list_models(torchvision.models):
+            known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
+            raise UserError(f"unknown model {name!r}: torchvision has no classification model named "
+                            f"{tv_name!r}. Known: {known}.")
         return ModelSpec(name, lambda num_classes=1000, in_channels=3, pretrained=False, **_:
                          torchvision_model(tv_name, num_classes, in_channels, pretrained), 224, 0.01)
     raise UserError(f"unknown model {name!r}. Choose one of: {', '.join(model_names())} "
                     f"(or register a builder in models/__init__.py).")
 
 
-def _from_module(name):
-    """``--model package.module:function``: a builder in a module of the user's (importable from the
-    current directory or PYTHONPATH), used without editing this repository. The builder may carry
-    ``input_size`` and ``he_beta`` attributes (defaults 32 and 0.01)."""
-    import importlib
-    import sys
-    from pathlib import Path
-    module, _, attr = name.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.append(str(Path.cwd()))
-    try:
-        builder = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise UserError(f"cannot load model builder {name!r} ({e}). Write it as package.module:function, "
-                        f"with the module importable from the current directory or PYTHONPATH.") from None
-    return ModelSpec(name, builder, getattr(builder, "input_size", 32), getattr(builder, "he_beta", 0.01))
+def resolve_options(spec, values):
+    """The checked architecture options of ``spec`` from ``values`` ({name: value or None})."""
+    return {p.name: p.resolve(values.get(p.name), flag=p.flag()) for p in spec.options}
 
 
 def build_model(name, num_classes, in_channels=3, pretrained=False, **options):

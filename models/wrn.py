@@ -9,6 +9,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ood.params import Param
+
+WRN_OPTIONS = (
+    Param("layers", int, 40, "wrn: depth", "WRN-40-2 of the energy-OOD and SHE code",
+          check=lambda v: None if v >= 10 and (v - 4) % 6 == 0 else "WRN depth must be 6n+4 with n >= 1 "
+                                                                    "(10, 16, 22, 28, 40, ...)"),
+    Param("widen_factor", int, 2, "wrn: widen factor", bounds="[1, inf)", aliases=("--widen-factor",)),
+    Param("droprate", float, 0.3, "wrn: dropout rate", bounds="[0, 1)"),
+)
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_planes, out_planes, stride, drop_rate=0.0):

@@ -1,9 +1,11 @@
 """Speed: mixed precision, channels-last memory layout, torch.compile, and multi-process runs under
 torchrun (DistributedDataParallel for training, sharded feature extraction).
 
-Defaults (``--amp``/``--channels_last`` left unset): on CUDA, training runs in bf16 autocast with
-channels-last tensors; feature extraction runs in fp32 (scores are compared at the 0.1-point level) with
-channels-last. On CPU everything runs in fp32, contiguous. fp16 uses a gradient scaler.
+``--amp auto`` (the default) picks the training precision from the hardware: bf16 autocast with
+channels-last tensors on CUDA, and on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX, which torch
+reports); fp32 with contiguous tensors elsewhere, so a CPU without it is not slowed down by emulated
+bf16. Feature extraction runs in fp32 unless ``--amp`` asks otherwise (scores are compared at the
+0.1-point level), with channels-last on CUDA. fp16 uses a gradient scaler.
 """
 import contextlib
 import os
@@ -12,18 +14,37 @@ import torch
 import torch.distributed as dist
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_CHOICES = ("auto", *AMP_DTYPES)
 
 
-def amp_mode(args, device, training):
-    """The autocast mode actually used: the flag, or the default for this device and phase."""
-    if getattr(args, "amp", None):
-        return args.amp
-    return "bf16" if training and device.type == "cuda" else "off"
+def cpu_has_native_bf16():
+    """True if this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), as torch's own checks say."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        return any(bool(c()) for c in checks if c is not None)
+    except Exception:
+        return False
 
 
-def channels_last(args, device):
-    flag = getattr(args, "channels_last", None)
-    return device.type == "cuda" if flag is None else flag
+def amp_mode(flag, device, training):
+    """(mode, why): the autocast mode a phase uses for ``--amp flag`` on ``device``."""
+    if flag and flag != "auto":
+        return flag, "--amp"
+    if not training:
+        return "off", "auto: feature extraction in fp32"
+    if device.type == "cuda":
+        return "bf16", "auto: CUDA"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16", "auto: this CPU has native bf16"
+    return "off", f"auto: no native bf16 on this {device.type}"
+
+
+def use_channels_last(flag, device, amp):
+    """``--channels_last`` if given; else on for CUDA, and on a CPU running bf16 (oneDNN's fast path)."""
+    if flag is not None:
+        return flag
+    return device.type == "cuda" or (device.type == "cpu" and amp == "bf16")
 
 
 def autocast(device, mode):
@@ -33,17 +54,17 @@ def autocast(device, mode):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def prepare(model, device, args):
-    """Move ``model`` to ``device`` in the memory layout asked for (channels-last by default on CUDA)."""
+def prepare(model, device, channels_last):
+    """Move ``model`` to ``device`` in the memory layout asked for."""
     model = model.to(device)
-    if channels_last(args, device):
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def to_input(x, device, args):
+def to_input(x, device, channels_last):
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last(args, device) else x
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 # -- torchrun ------------------------------------------------------------------------------------------

@@ -1,6 +1,11 @@
 """Combine results.json files (several seeds, backbones, data sets, protocols) into one table: for each
-(id_dataset, model, protocol, score, ood_dataset), the mean and standard deviation of AUROC, FPR95 and
-AUPR over the runs that hold it (one run = one results.json file).
+(id_dataset, model, protocol, score and its settings, ood_dataset), the mean and standard deviation of
+AUROC, FPR95 and AUPR over the runs that hold it (one run = one results.json file; a row with several
+replicates, e.g. RecLag fitted with several learner seeds, contributes each replicate).
+
+Runs are averaged only when they agree on everything but their seeds: a score's settings (its declared
+params), the FPR95 variant, input size, feature precision, subset and number of draws. Otherwise the
+aggregation stops and names the difference, unless ``allow_mixed`` says to average them anyway.
 
 The tables keep the paper's layout of ``ood.reports`` (rows: scores; columns: FPR95 (lower is better)
 and AUROC (higher is better) per OOD set and their average, in percent, best in bold), one per
@@ -22,11 +27,11 @@ import numpy as np
 from . import reports
 from .errors import UserError
 from .io import write_text
+from .results import assign_labels
 
 METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 GROUP = ("id_dataset", "model", "protocol")
-SETTINGS = ("fpr_variant", "input_size", "feature_precision")  # must agree across the runs of a cell
-SCORE_ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
+SETTINGS = ("fpr_variant", "input_size", "feature_precision", "subset", "repeats")  # must agree across runs
 
 
 def find_results(paths):
@@ -87,25 +92,70 @@ def _run_labels(paths):
     return ["/".join(x[pre:len(x) - suf]) or str(p) for x, p in zip(parts, paths)]
 
 
-def aggregate(runs, ddof=0):
+def _variant(row):
+    return json.dumps(row.get("settings") or {}, sort_keys=True)
+
+
+def _describe(variant):
+    settings = json.loads(variant)
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "no settings"
+
+
+def _check_mixed(runs, allow_mixed):
+    """Refuse (or, with allow_mixed, warn about) runs that differ in more than their seeds. Returns the
+    (group, score) pairs whose variants are to be averaged as one (allow_mixed, one variant per run)."""
+    problems, merge = [], set()
+    by_score = {}   # (group, score) -> {run: frozenset of variants}
+    by_setting = {}  # (group, setting) -> {value: [files]}
+    for path, rows in runs:
+        for r in rows:
+            g = tuple(r[k] for k in GROUP)
+            by_score.setdefault((g, r["score"]), {}).setdefault(str(path), set()).add(_variant(r))
+            for k in SETTINGS:
+                if r.get(k) is not None:
+                    by_setting.setdefault((g, k), {}).setdefault(json.dumps(r[k]), set()).add(str(path))
+    for (g, score), per_run in by_score.items():
+        kinds = {frozenset(v) for v in per_run.values()}
+        if len(kinds) > 1:
+            described = {}
+            for path, variants in per_run.items():
+                for v in variants:
+                    described.setdefault(v, []).append(path)
+            problems.append(f"{'/'.join(map(str, g))} {score}: " + "; ".join(
+                f"{_describe(v)} in {', '.join(sorted(files))}" for v, files in described.items()))
+            if all(len(v) == 1 for v in per_run.values()):
+                merge.add((g, score))
+    for (g, key), values in by_setting.items():
+        if len(values) > 1:
+            problems.append(f"{'/'.join(map(str, g))}: {key} " + "; ".join(
+                f"{v} in {', '.join(sorted(files))}" for v, files in values.items()))
+    if problems and not allow_mixed:
+        raise UserError("the runs differ in more than their seeds, so their mean would mix settings: "
+                        + " | ".join(problems) + ". Aggregate them separately, or pass --allow_mixed to "
+                        "average them anyway.")
+    for p in problems:
+        warnings.warn(f"averaging runs with different settings ({p})")
+    return merge
+
+
+def aggregate(runs, ddof=0, order=None, allow_mixed=False):
     """Aggregated rows and per-group summaries of ``runs`` ([(path, rows)]).
 
     Returns {"rows": [...], "groups": [...]}: a row per (group, score, ood_dataset) including the
-    "Average" pseudo-set, with mean, ``<metric>_std`` (over runs, ``ddof`` as numpy.std; the run's own
-    std when there is one run), ``n_runs`` and the per-run ``values``; a group per (id_dataset, model,
-    protocol) with its runs, scores and OOD sets in table order."""
+    "Average" pseudo-set, with mean, ``<metric>_std`` (over runs and replicates, ``ddof`` as numpy.std;
+    the run's own std when there is one run and one replicate), ``n_runs``, the per-run ``values`` and
+    the score's ``settings``; a group per (id_dataset, model, protocol) with its runs, scores and OOD
+    sets in table order (``order``: score name -> table position)."""
     if ddof not in (0, 1):
         raise UserError("--ddof must be 0 (population std, as numpy.std and the sampled protocol) or 1.")
-    cells = {}   # (group, score, ood) -> list of (run index, row)
+    order = order or {}
+    merge = _check_mixed(runs, allow_mixed)
+    cells = {}   # (group, (score, variant), ood) -> list of (run index, row)
     for i, (_, rows) in enumerate(runs):
-        seen = set()
         for r in rows:
-            key = (tuple(r[k] for k in GROUP), r["score"], r["ood_dataset"])
-            if key in seen:
-                raise UserError(f"{runs[i][0]} holds two rows for {key}; one results.json should hold one "
-                                f"row per score and OOD set.")
-            seen.add(key)
-            cells.setdefault(key, []).append((i, r))
+            g = tuple(r[k] for k in GROUP)
+            variant = "mixed" if (g, r["score"]) in merge else _variant(r)
+            cells.setdefault((g, (r["score"], variant), r["ood_dataset"]), []).append((i, r))
 
     groups = {}
     for (g, s, o) in cells:
@@ -114,42 +164,73 @@ def aggregate(runs, ddof=0):
         groups[g]["oods"].append(o)
     out_rows, out_groups = [], []
     for g, info in groups.items():
-        scores = _ordered(info["scores"], SCORE_ORDER)
+        scores = sorted(dict.fromkeys(info["scores"]), key=lambda s: (order.get(s[0], 1000), s))
         oods = _ordered(info["oods"])
         run_ids = sorted({i for (gg, _, _), lst in cells.items() if gg == g for i, _ in lst})
         labels = dict(zip(run_ids, _run_labels([runs[i][0] for i in run_ids])))
         group = dict(zip(GROUP, g))
+        group_rows = []
         for s in scores:
             per_run = {}  # run -> {ood: row}
             for o in oods:
                 lst = cells.get((g, s, o))
                 if not lst:
                     continue
-                out_rows.append(_combine(group, s, o, [r for _, r in lst], [labels[i] for i, _ in lst], ddof))
+                group_rows.append(_combine(group, s, o, [r for _, r in lst], [labels[i] for i, _ in lst], ddof))
                 for i, r in lst:
                     per_run.setdefault(i, {})[o] = r
             if len(oods) > 1 and per_run:
                 common = [o for o in oods if all(o in d for d in per_run.values())]
                 if common:
-                    avg = [{**{m: float(np.mean([d[o][m] for o in common])) for m in METRICS if
-                                all(m in d[o] for o in common)}, "n_id": None, "n_ood": None}
-                           for d in per_run.values()]
+                    avg = [_average_row([d[o] for o in common]) for d in per_run.values()]
                     row = _combine(group, s, "Average", avg, [labels[i] for i in per_run], ddof)
                     row["ood_sets"] = common
-                    out_rows.append(row)
+                    group_rows.append(row)
+        assign_labels(group_rows)
+        out_rows += group_rows
         n_runs = [len(cells.get((g, s, o), [])) for s in scores for o in oods]
+        replicated = {r["label"]: len(r["values"]["auroc"]) for r in group_rows
+                      if len(r.get("values", {}).get("auroc", [])) > r["n_runs"]}
         out_groups.append({**group, "runs": [labels[i] for i in run_ids], "files": [str(runs[i][0]) for i in run_ids],
-                           "scores": scores, "ood_datasets": oods, "min_runs": min(n_runs), "max_runs": max(n_runs)})
+                           "scores": list(dict.fromkeys(r["label"] for r in group_rows)), "ood_datasets": oods,
+                           "min_runs": min(n_runs), "max_runs": max(n_runs), "replicated": replicated})
         if min(n_runs) != max(n_runs):
             warnings.warn(f"{'/'.join(g)}: some scores or OOD sets are in {min(n_runs)} run(s), others in "
                           f"{max(n_runs)}; each cell is the mean over the runs that hold it.")
     return {"rows": out_rows, "groups": out_groups}
 
 
-def _combine(group, score, ood, rows, labels, ddof):
-    out = {**group, "score": score, "ood_dataset": ood, "n_runs": len(rows), "runs": labels}
+def _samples(row, metric):
+    """The values a row contributes to a cell: one per replicate (or the row's own mean)."""
+    reps = row.get("replicate_metrics")
+    if reps and len(reps) > 1 and all(metric in x for x in reps):
+        return [x[metric] for x in reps]
+    return [row[metric]] if row.get(metric) is not None else []
+
+
+def _average_row(rows):
+    """The "Average" pseudo-row of one run: the mean over OOD sets, per replicate."""
+    out = {"n_id": None, "n_ood": None, "settings": rows[0].get("settings")}
     for m in METRICS:
-        vals = [r[m] for r in rows if r.get(m) is not None]
+        if all(m in r for r in rows):
+            out[m] = float(np.mean([r[m] for r in rows]))
+    reps = [r.get("replicate_metrics") or [] for r in rows]
+    if reps[0] and all(len(x) == len(reps[0]) for x in reps):
+        out["replicate_metrics"] = [{m: float(np.mean([x[j][m] for x in reps])) for m in METRICS
+                                     if all(m in x[j] for x in reps)} for j in range(len(reps[0]))]
+    return out
+
+
+def _combine(group, score, ood, rows, labels, ddof):
+    """One aggregated cell; ``score`` is (name, variant), variant "mixed" for runs averaged with
+    --allow_mixed (their settings are then listed)."""
+    name, variant = score
+    settings = rows[0].get("settings") or {}
+    if variant == "mixed":
+        settings = {"mixed": [json.loads(v) for v in dict.fromkeys(_variant(r) for r in rows)]}
+    out = {**group, "score": name, "ood_dataset": ood, "n_runs": len(rows), "runs": labels, "settings": settings}
+    for m in METRICS:
+        vals = [v for r in rows for v in _samples(r, m)]
         if not vals:
             continue
         out[m] = float(np.mean(vals))
@@ -158,18 +239,15 @@ def _combine(group, score, ood, rows, labels, ddof):
         else:
             out[f"{m}_std"] = float(rows[0].get(f"{m}_std") or 0.0)
         out.setdefault("values", {})[m] = vals
-    out["std_over"] = "runs" if len(rows) > 1 else ("draws" if rows[0].get("protocol") == "sampled" else "none")
+    n_values = len(out.get("values", {}).get("auroc", []))
+    out["std_over"] = ("runs" if len(rows) > 1 else "replicates") if n_values > 1 else \
+        ("draws" if rows[0].get("protocol") == "sampled" else "none")
     sizes = {(r.get("n_id"), r.get("n_ood")) for r in rows if r.get("n_id") is not None}
     if len(sizes) > 1:
-        warnings.warn(f"{group['id_dataset']}/{group['model']}/{group['protocol']} {score} vs {ood}: the runs "
+        warnings.warn(f"{group['id_dataset']}/{group['model']}/{group['protocol']} {name} vs {ood}: the runs "
                       f"have different numbers of images {sorted(sizes)}; are they the same protocol?")
     if sizes:
         out["n_id"], out["n_ood"] = sorted(sizes)[0]
-    for key in SETTINGS:  # recorded by test_score_ood_detection.py; older files may lack them
-        values = sorted({str(r[key]) for r in rows if r.get(key) is not None})
-        if len(values) > 1:
-            warnings.warn(f"{group['id_dataset']}/{group['model']}/{group['protocol']} {score} vs {ood}: the runs "
-                          f"were made with different {key} ({', '.join(values)}); their mean mixes settings.")
     return out
 
 
@@ -178,7 +256,7 @@ def _combine(group, score, ood, rows, labels, ddof):
 # ----------------------------------------------------------------------------------------------------
 def _table(agg, group):
     rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP)]
-    by = {(r["score"], r["ood_dataset"]): r for r in rows}
+    by = {(r["label"], r["ood_dataset"]): r for r in rows}
     cols = group["ood_datasets"] + (["Average"] if len(group["ood_datasets"]) > 1 else [])
     cols = [c for c in cols if any((s, c) in by for s in group["scores"])]
 
@@ -195,8 +273,10 @@ def caption(group):
     runs = f"{n} runs ({', '.join(group['runs'])})" if n > 1 else f"1 run ({group['runs'][0]})"
     spread = "mean ± std over runs" if n > 1 else (
         "± std over the sampled protocol's draws" if group["protocol"] == "sampled" else "single run")
+    reps = "".join(f"; {s}: mean ± std over {n} fits (runs × learner seeds)"
+                   for s, n in group.get("replicated", {}).items())
     return (f"{group['id_dataset']}, {group['model']}, {group['protocol']} protocol: {runs}; "
-            f"FPR95 and AUROC in %, {spread}")
+            f"FPR95 and AUROC in %, {spread}{reps}")
 
 
 def markdown_table(agg, group):
@@ -223,7 +303,7 @@ def csv_long(agg):
         vals = []
         for m in METRICS:
             vals += [f"{100 * r[m]:.4f}", f"{100 * r[m + '_std']:.4f}"] if m in r else ["", ""]
-        w.writerow([r[k] for k in GROUP] + [r["score"], r["ood_dataset"], r["n_runs"]] + vals +
+        w.writerow([r[k] for k in GROUP] + [r["label"], r["ood_dataset"], r["n_runs"]] + vals +
                    [r["std_over"], " ".join(r["runs"])])
     return buf.getvalue()
 

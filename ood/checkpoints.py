@@ -5,7 +5,7 @@ import torch
 
 import models
 from .errors import UserError
-from .io import sha256_file
+from .io import safe_name
 
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel / torch.compile
 
@@ -26,6 +26,9 @@ def clean_state_dict(state):
 
 def _require(path):
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory; --checkpoint takes the .pt file written by "
+                        f"train_model.py (or a state dict).")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist. Train one with train_model.py (it writes "
                         f"checkpoints/<dataset>/<model>.pt) or pass --checkpoint PATH.")
@@ -73,13 +76,18 @@ def load_backbone(model, path, expect=None):
     return ckpt if isinstance(ckpt, dict) else {}
 
 
-def checkpoint_id(args):
-    """What identifies the weights in cache fingerprints: the checkpoint file's sha256, or the name of
-    torchvision's pretrained weights."""
-    if getattr(args, "pretrained", False) and not args.checkpoint:
-        return f"torchvision:{args.model}:pretrained"
-    return sha256_file(_require(args.checkpoint))
+def checkpoint_meta(path):
+    """What train_model.py recorded about the run (model, data set, input size, epoch, epochs, finished),
+    read without loading the weights into memory; {} for a plain state dict."""
+    path = _require(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise UserError(f"checkpoint {path} could not be read as a PyTorch file ({type(e).__name__}: {e}).") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict):
+        return {}
+    return {**ckpt["meta"], **{k: ckpt[k] for k in ("epoch", "epochs", "finished", "recipe") if k in ckpt}}
 
 
 def default_checkpoint(dataset, model):
-    return Path("checkpoints") / dataset / f"{model.replace(':', '_').replace('/', '_')}.pt"
+    return Path("checkpoints") / dataset / f"{safe_name(model)}.pt"

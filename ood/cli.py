@@ -1,18 +1,63 @@
-"""Command-line options shared by the three scripts."""
+"""Command-line options shared by the scripts. Bad values end with one line and exit status 2."""
 import argparse
-
-import torch
+import os
+import sys
 
 import models
-from .errors import UserError
+
+from .accel import AMP_CHOICES
+from .params import add_params
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``<script>: error: <what to fix>`` and exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (--help lists the options)", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
 def parser(description):
-    return argparse.ArgumentParser(description=description, formatter_class=Formatter)
+    return Parser(description=description, formatter_class=Formatter)
+
+
+def ranged(kind, low, open_low=False):
+    """An argparse type: a ``kind`` number >= low (> low with ``open_low``), finite."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
+                                             f"{text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text}: expected a finite number")
+        if v < low or (open_low and v == low):
+            raise argparse.ArgumentTypeError(f"{text}: must be {'above' if open_low else 'at least'} {low}")
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = ranged(int, 1)
+nonnegative_int = ranged(int, 0)
+positive_float = ranged(float, 0, open_low=True)
+nonnegative_float = ranged(float, 0)
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_workers():
+    """DataLoader workers: the CPUs this process may use, at most 8 (PyTorch warns above that count)."""
+    return min(8, available_cpus())
 
 
 def add_common(p):
@@ -27,50 +72,28 @@ def add_common(p):
                         "of the others are the OOD set HeldOut. Outputs go under <dataset>_classes<...>/")
     g.add_argument("--download", action="store_true",
                    help="let torchvision download the ID set (and SVHN) when missing")
-    g.add_argument("--resize_val", type=int, default=None,
-                   help="input size (default: 112 for resnet18/34, 64 for wrn, 224 for resnet50)")
+    g.add_argument("--resize_val", type=positive_int, default=None,
+                   help="input size (default: the checkpoint's when it records one, else 112 for "
+                        "resnet18/34, 64 for wrn, 224 for resnet50)")
+    g.add_argument("--force_input_size", action="store_true",
+                   help="extract at --resize_val even if the checkpoint was trained at another size")
     g.add_argument("--checkpoint", default=None, help="checkpoint path (default checkpoints/<dataset>/<model>.pt)")
     g.add_argument("--pretrained", action="store_true",
                    help="resnet50 / tv:<name>: use torchvision's ImageNet weights (no checkpoint needed)")
-    g.add_argument("--layers", type=int, default=40, help="wrn: depth")
-    g.add_argument("--widen-factor", "--widen_factor", dest="widen_factor", type=int, default=2, help="wrn: widen factor")
-    g.add_argument("--droprate", type=float, default=0.3, help="wrn: dropout rate")
-    g.add_argument("--subset", type=int, default=0,
+    add_params(p.add_argument_group("backbone options"), models.all_options())
+    g.add_argument("--subset", type=nonnegative_int, default=0,
                    help="use at most this many images of each image set (evenly spaced; 0 = all), for quick trials")
     g = p.add_argument_group("execution")
-    g.add_argument("--batch_size", type=int, default=128)
-    g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    g.add_argument("--batch_size", type=positive_int, default=128)
+    g.add_argument("--workers", type=nonnegative_int, default=default_workers(),
+                   help="DataLoader worker processes (default: the CPUs available, at most 8)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--seed", type=nonnegative_int, default=1)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    g.add_argument("--amp", choices=["off", "bf16", "fp16"], default=None,
-                   help="autocast precision (default: bf16 for training on CUDA; fp32 otherwise, and always "
-                        "for feature extraction unless asked)")
+    g.add_argument("--amp", choices=AMP_CHOICES, default="auto",
+                   help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "
+                        "(AVX512-BF16/AMX), fp32 elsewhere; feature extraction in fp32")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory layout (default: on for CUDA)")
+                   help="channels-last memory layout (default: on for CUDA and for bf16 on a CPU)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     return p
-
-
-def model_options(args):
-    """Builder options of the chosen model that change its architecture (and so the fingerprints)."""
-    if args.model == "wrn":
-        return {"layers": args.layers, "widen_factor": args.widen_factor, "droprate": args.droprate}
-    return {}
-
-
-def safe_model_name(name):
-    """A model name usable as a file or folder name (tv:resnet50 -> tv_resnet50)."""
-    return name.replace(":", "_").replace("/", "_")
-
-
-def resolve_device(name):
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device name (use cpu, cuda or cuda:N).") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} was asked for, but this PyTorch sees no CUDA device. Use --device cpu.")
-    return dev

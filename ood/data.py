@@ -1,7 +1,7 @@
 """Data sets and transforms: the in-distribution (ID) sets, the OOD sets, and their transforms.
 
 Everything loads through torchvision's own classes (CIFAR10/100, SVHN, FashionMNIST, ImageFolder) from
-one data root, ``--dataset_path``, laid out as in the reference code (METHOD.md section 7):
+one data root, ``--dataset_path``, laid out as in the reference code (docs/method.md, "Data"):
 
     <root>/cifar-10-batches-py/  <root>/cifar-100-python/   torchvision's CIFAR folders
     <root>/FashionMNIST/raw/                                torchvision's Fashion-MNIST folder
@@ -12,18 +12,22 @@ one data root, ``--dataset_path``, laid out as in the reference code (METHOD.md 
 A missing or empty set stops with a message naming the folder it expected, where to download the data
 and the archive's md5 sum.
 """
+import contextlib
 import dataclasses
 import gzip
 import os
+import re
 import shutil
 import tempfile
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
-from torch.utils.data import Dataset, Subset
+from PIL import Image
+from torch.utils.data import Subset
 from torchvision import transforms as T
 
 from .errors import UserError
@@ -51,9 +55,16 @@ class OODSet:
     aliases: tuple = ()
     builder: object = None         # callable(path, transform) -> Dataset; default: ImageFolder
 
-    def build(self, root, transform):
+    def build(self, root, transform, download=False):
         path = Path(root) / self.folder
+        if self.builder is _svhn:
+            return _svhn(path, transform, self, download)
         return (self.builder or _image_folder)(path, transform, self)
+
+    @property
+    def key(self):
+        """The set's cache file stem."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)
 
     def missing_message(self, path, detail=""):
         msg = f"OOD set {self.name} was not found: expected {'the file' if self.name == 'SVHN' else 'an ImageFolder tree (images in one or more sub-folders)'} at {path}"
@@ -67,16 +78,67 @@ class OODSet:
         return msg
 
 
+class BadImage(Exception):
+    """An image file that cannot be decoded. Raised inside DataLoader workers, which re-raise it in the
+    main process with the worker's traceback around the message; ``bad_image_message`` recovers the line
+    that names the file."""
+
+
+_BAD_IMAGE = "unreadable image"
+
+
+def bad_image_message(error):
+    m = re.search(rf"{_BAD_IMAGE}: [^\n]*", str(error))
+    return m.group(0) if m else str(error).splitlines()[-1]
+
+
+def load_image(path):
+    """An image file as an RGB PIL image, as torchvision's ImageFolder loader does, except that 16-bit
+    images are scaled to 8 bits (PIL's plain conversion clips them, which turns them almost white) and
+    that a truncated or corrupt file raises ``BadImage`` naming it."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()
+    except Exception as e:  # OSError (truncated), PIL.UnidentifiedImageError, SyntaxError, ...
+        raise BadImage(f"{_BAD_IMAGE}: {path} ({type(e).__name__}: {e}). Remove or replace the file.") from None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.int64)
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = arr // 257  # 0..65535 -> 0..255
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
+def image_folder(path, transform):
+    """A torchvision ImageFolder read with ``load_image``."""
+    return torchvision.datasets.ImageFolder(str(path), transform=transform, loader=load_image)
+
+
 def _image_folder(path, transform, spec):
     if not path.is_dir():
         raise UserError(spec.missing_message(path))
     try:
-        return torchvision.datasets.ImageFolder(str(path), transform=transform)
+        return image_folder(path, transform)
     except (FileNotFoundError, RuntimeError) as e:
         raise UserError(spec.missing_message(path, str(e).rstrip("."))) from None
 
 
-def _svhn(path, transform, spec):
+@contextlib.contextmanager
+def download_errors(what, url, folder):
+    """Turn a failed torchvision download (no network, proxy, checksum) into one clear line."""
+    try:
+        yield
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        raise UserError(f"--download could not fetch {what} from {url} ({reason}). On a machine without "
+                        f"internet, download it elsewhere and put it in {folder}.") from None
+
+
+def _svhn(path, transform, spec, download=False):
+    if download and not (path / "test_32x32.mat").exists():
+        with download_errors("SVHN", spec.url, path):
+            torchvision.datasets.SVHN(str(path), split="test", download=True)
     try:
         return torchvision.datasets.SVHN(str(path), split="test", transform=transform)
     except RuntimeError:
@@ -109,7 +171,7 @@ OOD_SETS = {s.name.lower(): s for s in [
     OODSet("iNaturalist", "iNaturalist", 10000, _MOS + "iNaturalist.tar.gz", "iNaturalist.tar.gz",
            "5be6ea8aa027d7b631916427b32cb335", "extract it into <root>/", ("inat",)),
 ]}
-# The near-OOD set of an --id_classes split; built from the ID set by held_out() (see ood/pipeline.py).
+# The near-OOD set of an --id_classes split; built from the ID set by held_out() (see ood/features.py).
 OOD_SETS["heldout"] = OODSet("HeldOut", "id-test:classes-not-in-id_classes", 0, aliases=("held-out", "near-ood"))
 CIFAR_OOD = ("SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist")
 IMAGENET_OOD = ("iNaturalist", "SUN", "Places", "Textures")
@@ -180,7 +242,7 @@ def get_id_set(name, id_classes=None):
 
 
 def test_transform(id_set, size):
-    """The evaluation transform of METHOD.md section 1, shared by ID train/test features and OOD sets.
+    """The evaluation transform (docs/method.md, "Backbones"), shared by ID train/test features and OOD sets.
     Grayscale ID sets (in_channels 1) see every image in grayscale."""
     if id_set.protocol == "imagenet":
         resize = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
@@ -251,26 +313,30 @@ def build_id_dataset(id_set, root, train, transform, download=False):
         full = build_id_dataset(ID_SETS[id_set.base], root, train, transform, download)
         return ClassSubset(full, id_set.classes, {c: k for k, c in enumerate(id_set.classes)})
     split = "train" if train else "test"
-    try:
-        if id_set.name == "cifar10":
-            return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
-        if id_set.name == "cifar100":
-            return torchvision.datasets.CIFAR100(root, train=train, transform=transform, download=download)
+    tv = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
+          "fashionmnist": torchvision.datasets.FashionMNIST}
+    if id_set.name in tv:
+        cls = tv[id_set.name]
         if id_set.name == "fashionmnist":
             _prepare_fashion_mnist(root)
-            return torchvision.datasets.FashionMNIST(root, train=train, transform=transform, download=download)
-    except RuntimeError:
-        where = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/",
-                 "fashionmnist": "FashionMNIST/raw/ (uncompressed idx files)"}[id_set.name]
-        hint = {"cifar10": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, md5 c58f30108f718f92721af3b95e74349a)",
-                "cifar100": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, md5 eb9058c3a382ffc7106e4002c42a8d85)",
-                "fashionmnist": "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or let torchvision download it with --download"}[id_set.name]
-        raise UserError(f"the {split} split of {id_set.name} was not found or is corrupted under "
-                        f"{Path(root) / where}; {hint}. Pass --dataset_path to use another data root.") from None
+        if download:
+            url = getattr(cls, "url", None) or (cls.mirrors[0] if getattr(cls, "mirrors", None) else "")
+            with download_errors(id_set.name, url, Path(root)):
+                cls(root, train=train, download=True)
+        try:
+            return cls(root, train=train, transform=transform)
+        except RuntimeError:
+            where = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/",
+                     "fashionmnist": "FashionMNIST/raw/ (uncompressed idx files)"}[id_set.name]
+            hint = {"cifar10": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, md5 c58f30108f718f92721af3b95e74349a)",
+                    "cifar100": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, md5 eb9058c3a382ffc7106e4002c42a8d85)",
+                    "fashionmnist": "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or let torchvision download it with --download"}[id_set.name]
+            raise UserError(f"the {split} split of {id_set.name} was not found or is corrupted under "
+                            f"{Path(root) / where}; {hint}. Pass --dataset_path to use another data root.") from None
     # ImageNet-1k: ImageFolder trees <root>/imagenet/train and <root>/imagenet/val
     path = Path(root) / "imagenet" / ("train" if train else "val")
     try:
-        return torchvision.datasets.ImageFolder(str(path), transform=transform)
+        return image_folder(path, transform)
     except (FileNotFoundError, RuntimeError) as e:
         raise UserError(f"ImageNet-1k {split} split not found at {path} ({e}). Lay it out as an ImageFolder "
                         f"tree (one sub-folder per class, as extracted by torchvision's ImageNet helpers) "

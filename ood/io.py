@@ -1,27 +1,74 @@
-"""Atomic writes and file hashes."""
+"""Files: atomic writes with the umask's mode, stale temporaries cleaned, a lock for one writer at a
+time, early checks that an output location is writable, file hashes and safe file names."""
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
+
+def safe_name(name):
+    """A name usable as one file or folder name (tv:resnet50 -> tv_resnet50, a/b -> a_b)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+def _umask_mode(base=0o666):
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_temporaries(path):
+    """Remove temporaries of ``path`` left by writers that were killed (their pid is gone)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$")
+    with contextlib.suppress(OSError):
+        for other in path.parent.iterdir():
+            m = pattern.match(other.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    other.unlink()
+
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
-    An interrupted run therefore never leaves a half-written file behind."""
+    """Yield a temporary path next to ``path``; on success give it the umask's mode and rename it to
+    ``path``, on error delete it. An interrupted run never leaves a half-written file behind, and the
+    temporaries of a killed run are removed by the next write of the same file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write {path}: {path.parent} is not a directory.") from None
+    _clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise UserError(f"the disk is full: could not write {path}. Free some space and run again "
+                            f"(finished steps are kept).") from None
         raise
 
 
@@ -33,6 +80,62 @@ def save_torch(obj, path):
 def write_text(text, path):
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def load_torch(path, mmap=False):
+    """A torch file saved by this project, or None when it is missing, unreadable or not a dict
+    (a cache of another version or kind: the caller recomputes it)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+@contextlib.contextmanager
+def locked(folder):
+    """Hold an exclusive lock on ``folder`` (its .lock file) while the block runs: concurrent runs that
+    write into the same folder take turns instead of mixing their outputs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_writable_dir(path, flag):
+    """Fail early (before any long work) when ``path`` cannot become a writable folder: it, or the
+    nearest part of it that exists, is a file or is not writable. Creates nothing."""
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == path else f"lies under {existing}, which is"
+        raise UserError(f"{flag} {path} {what} a file, not a folder; choose another location.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write into {existing} ({e.strerror}); choose a writable "
+                        f"location.") from None
+
+
+def check_writable_file(path, flag):
+    """Fail early when ``path`` cannot be written as a file (it is a folder, or its folder is not writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; give a file path.")
+    check_writable_dir(path.parent, f"{flag} {path}: its folder")
 
 
 def sha256_file(path):

@@ -1,4 +1,4 @@
-"""OOD-detection metrics (METHOD.md §6).
+"""OOD-detection metrics (docs/method.md, "Metrics").
 
 Every score is "higher = more in-distribution"; **ID is the positive class** (label 1), as in the
 RecLag, SHE and energy-OOD code and the papers' tables. All functions take the ID scores and the OOD
@@ -127,16 +127,22 @@ def _auroc(id_s, ood_s) -> float:
         return float(roc_auc_score(labels, scores))
 
 
+def _fraction(v) -> float:
+    """A metric as a python float in [0, 1]: sklearn's average precision sums precisions times recall
+    steps and can land an ulp above 1 (1.0000000000000002)."""
+    return min(1.0, max(0.0, float(v)))
+
+
 def _aupr_in(id_s, ood_s) -> float:
     labels, scores = _labels_and_scores(id_s, ood_s)
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(average_precision_score(labels, scores))
+        return _fraction(average_precision_score(labels, scores))
 
 
 def _aupr_out(id_s, ood_s) -> float:
     labels, scores = _labels_and_scores(id_s, ood_s)
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(average_precision_score(1 - labels, -scores))
+        return _fraction(average_precision_score(1 - labels, -scores))
 
 
 def _fpr_standard(id_s, ood_s, recall_level) -> float:

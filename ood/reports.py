@@ -1,21 +1,22 @@
-"""Result files: results.json (every row), and results.csv / .md / .tex in the paper's layout (rows:
-scores; columns: FPR95 (lower is better) and AUROC (higher is better) per OOD set and their average, in
-percent; the best value of each column in bold), plus optional plots."""
+"""Tables in the paper's layout (rows: scores; columns: FPR95 (lower is better) and AUROC (higher is
+better) per OOD set and their average, in percent; the best value of each column in bold) as Markdown,
+LaTeX and CSV, and the per-score plots. ood/results.py decides what goes into a results folder."""
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path, write_text
+from .io import atomic_path, safe_name
 
 
 def _table(rows):
-    """(scores, oods, cell) where cell(score, ood) -> (fpr, fpr_std, auroc, auroc_std) in percent."""
-    scores = list(dict.fromkeys(r["score"] for r in rows))
+    """(scores, oods, cell) where cell(score, ood) -> (fpr, fpr_std, auroc, auroc_std) in percent. A row's
+    table label (ood.results.assign_labels) names it when present, else its score."""
+    label = lambda r: r.get("label") or r["score"]  # noqa: E731
+    scores = list(dict.fromkeys(label(r) for r in rows))
     oods = list(dict.fromkeys(r["ood_dataset"] for r in rows))
-    by = {(r["score"], r["ood_dataset"]): r for r in rows}
+    by = {(label(r), r["ood_dataset"]): r for r in rows}
 
     def cell(s, o):
         if o == "Average":
@@ -113,25 +114,6 @@ def render_csv(table):
     return buf.getvalue()
 
 
-def write_results(rows, out_dir, caption=""):
-    """Write results.json/.csv/.md/.tex into ``out_dir`` (each atomically); return the Markdown table."""
-    out = Path(out_dir)
-    write_text(json.dumps({"rows": rows}, indent=1) + "\n", out / "results.json")
-    write_text(csv_table(rows), out / "results.csv")
-    md = markdown(rows)
-    write_text((f"{caption}\n\n" if caption else "") + md, out / "results.md")
-    write_text(latex(rows, caption), out / "results.tex")
-    return md
-
-
-def save_scores(per_score, out_dir):
-    """scores.npz with keys '<score>/id' and '<score>/<ood name>', per-sample scores in input order."""
-    arrays = {f"{s}/{k}": np.asarray(v) for s, d in per_score.items() for k, v in d.items()}
-    with atomic_path(Path(out_dir) / "scores.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-
 def plot(per_score, out_dir):
     """Per score: histograms of the ID scores against each OOD set, and ROC curves (ID positive)."""
     import matplotlib
@@ -159,7 +141,7 @@ def plot(per_score, out_dir):
             ax.axis("off")
         fig.supxlabel(f"{s} score (higher = more in-distribution)")
         fig.tight_layout()
-        written.append(_savefig(fig, out / f"hist_{s}.png"))
+        written.append(_savefig(fig, out / f"hist_{safe_name(s)}.png"))
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -173,7 +155,7 @@ def plot(per_score, out_dir):
                title=f"ROC, {s}")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written.append(_savefig(fig, out / f"roc_{s}.png"))
+        written.append(_savefig(fig, out / f"roc_{safe_name(s)}.png"))
         plt.close(fig)
     return written
 

@@ -1,80 +1,132 @@
-"""Score registry. ``make_scores(names, options)`` builds the requested scores from the CLI options.
+"""The score registry: one line per score.
 
-Every score is "higher = more in-distribution" and returns its values in input order.
+Each line names a ``Score`` subclass as ``"package.module:Class"``; the class declares its name, its
+place in the tables (``order``), whether it is one of the paper's six (``paper``) and its settings
+(``params``). Flags, ``--help``, ``--score all`` / ``extended``, stored-pattern fingerprints, result rows,
+the aggregator's settings check, sweeps and the tests all derive from those declarations.
+
+A user's own score takes part the same way without editing this file: ``--score package.module:Class``.
 """
+import difflib
+import inspect
+
 from ood.errors import UserError
+from ood.params import add_params, values_from_args
+from ood.plugins import is_plugin_name, load_object
 
-from .base import Score
-from .hopfield import HE, SHE
-from .logits import MSP, Energy
-from .react import ReAct
-from .reclag import RecLag
+from .base import Score, score_key
 
-SCORES = {cls.name.lower(): cls for cls in (MSP, Energy, ReAct, HE, SHE, RecLag)}
-ORDER = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
+REGISTERED = (
+    "scores.logits:MSP",
+    "scores.logits:Energy",
+    "scores.react:ReAct",
+    "scores.hopfield:HE",
+    "scores.hopfield:SHE",
+    "scores.reclag:RecLag",
+)
+
+GROUPS = {"all": "the paper's six scores", "extended": "every registered score"}
+_BY_KEY = {}
 
 
-def resolve_names(names):
-    """Map user-given names (case-insensitive, ``all``) to canonical score names, in table order."""
+def register(cls, origin=""):
+    """Add a Score subclass to the registry (the built-in lines above, or a user's plug-in)."""
+    if not (inspect.isclass(cls) and issubclass(cls, Score)) or not cls.name:
+        raise UserError(f"{origin or cls!r} is not a score: a score is a subclass of scores.base.Score with a "
+                        f"name (see docs/method.md, 'Adding a score').")
+    key = cls.key()
+    if key in GROUPS:
+        raise UserError(f"score {origin or cls.name}: the name {cls.name!r} is reserved (--score {key}).")
+    if key in _BY_KEY and _BY_KEY[key] is not cls:
+        raise UserError(f"score {origin or cls.name}: the name {cls.name!r} is taken by "
+                        f"{_BY_KEY[key].__module__}.{_BY_KEY[key].__qualname__}.")
+    names = [p.name for p in cls.params]
+    if len(set(names)) != len(names):
+        raise UserError(f"score {cls.name}: its params repeat a name ({names}).")
+    _BY_KEY[key] = cls
+    return cls
+
+
+for _line in REGISTERED:
+    register(load_object(_line, "score class"), _line)
+
+
+def registered():
+    """Every registered score class, in table order."""
+    return sorted(_BY_KEY.values(), key=lambda c: (c.order, c.name))
+
+
+def paper_scores():
+    return [c for c in registered() if c.paper]
+
+
+def names():
+    return [c.name for c in registered()]
+
+
+def get(name):
+    """The score class called ``name`` (case-insensitive; ASH-S and ash_s are the same)."""
+    key = score_key(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+    hint = f" Did you mean {_BY_KEY[close[0]].name}?" if close else ""
+    raise UserError(f"unknown score {name!r}.{hint} Choose from {', '.join(names())}, or "
+                    f"{' / '.join(GROUPS)} ({'; '.join(f'{k}: {v}' for k, v in GROUPS.items())}), or a "
+                    f"score of your own as package.module:Class.")
+
+
+def load_plugins(argv):
+    """Register the ``--score package.module:Class`` plug-ins named in ``argv`` (before the parser is
+    built, so that their settings get flags)."""
+    taking = False
+    for token in argv or ():
+        if token.startswith("--"):
+            taking = token == "--score" or token.startswith("--score=")
+            if token.startswith("--score="):
+                token = token.split("=", 1)[1]
+            else:
+                continue
+        if taking and is_plugin_name(token):
+            register(load_object(token, "score class"), token)
+
+
+def resolve_names(requested):
+    """Score classes for user-given names (``all``, ``extended``, names, plug-ins), in table order, each
+    once. Unknown names are an error: no score is ever dropped silently."""
     wanted = []
-    for n in names:
+    for n in requested:
         if n.lower() == "all":
-            wanted += ORDER
-        elif n.lower() in SCORES:
-            wanted.append(SCORES[n.lower()].name)
+            wanted += paper_scores()
+        elif n.lower() == "extended":
+            wanted += registered()
+        elif is_plugin_name(n):
+            wanted.append(register(load_object(n, "score class"), n))
         else:
-            raise UserError(f"unknown score {n!r}. Choose from {', '.join(ORDER)} or 'all'.")
-    return [n for n in ORDER if n in wanted]
-
-
-def make_score(name, opts):
-    """Instantiate score ``name`` with the hyper-parameters in ``opts`` (a dict of CLI values)."""
-    key = name.lower()
-    if key == "msp":
-        return MSP()
-    if key == "energy":
-        return Energy(T=opts["T"])
-    if key == "react":
-        return ReAct(percentile=opts["react_percentile"], T=opts["T"])
-    if key == "he":
-        return HE(beta=opts["he_beta"])
-    if key == "she":
-        return SHE()
-    if key == "reclag":
-        return RecLag(hidden=opts["hidden"], beta=opts["beta"], n_samples=opts["n_samples"],
-                      batch_size=opts["reclag_batch"], epochs=opts["reclag_epochs"], lr=opts["reclag_lr"],
-                      init=opts["init"], sampler=opts["sampler"], seed=opts["seed"], device=opts.get("learner_device"))
-    raise UserError(f"unknown score {name!r}.")
-
-
-def options(args, model_spec, device=None):
-    """The score hyper-parameters of parsed CLI ``args``, with the model-dependent defaults filled in;
-    ``device`` is where RecLag learns its memories."""
-    opts = vars(args).copy()
-    opts["learner_device"] = device
-    if opts.get("he_beta") is None:
-        opts["he_beta"] = model_spec.he_beta
-    return opts
+            wanted.append(get(n))
+    return sorted(set(wanted), key=lambda c: (c.order, c.name))
 
 
 def add_score_args(parser):
-    g = parser.add_argument_group("score hyper-parameters")
-    g.add_argument("--T", type=float, default=1.0, help="temperature of Energy and ReAct (default 1)")
-    g.add_argument("--react_percentile", type=float, default=90.0,
-                   help="ReAct clips phi at this percentile of the training features (SHE code: 90; the "
-                        "RecLag code used 98)")
-    g.add_argument("--he_beta", type=float, default=None,
-                   help="beta of HE (default: 0.01 for ResNets, 0.2 for WRN, as in the SHE code)")
-    g = parser.add_argument_group("RecLag (defaults: the reference learner, learn_RecLag.py)")
-    g.add_argument("--hidden", type=int, default=10, help="memory neurons H per class")
-    g.add_argument("--beta", type=float, default=5.0, help="inverse temperature of RecLag (learning and score)")
-    g.add_argument("--n_samples", type=int, default=5, help="memory samples S per input and step")
-    g.add_argument("--reclag_batch", type=int, default=50, help="batch size B (the remainder is dropped)")
-    g.add_argument("--reclag_epochs", type=int, default=50)
-    g.add_argument("--reclag_lr", type=float, default=1e-3, help="Adam learning rate (betas 0.9/0.98, eps 1e-9)")
-    g.add_argument("--init", choices=["random", "kmeans"], default="random",
-                   help="initial memories: distinct random rows of X_c, or k-means++ centres; rescaled to norm 10")
-    g.add_argument("--sampler", choices=["reference", "posterior"], default="reference",
-                   help="reference: samples from softmax(z) as the published code (tf.random.categorical on "
-                        "probabilities); posterior: samples from z, the paper's intent")
-    return g
+    """One group of flags per registered score (``--<score>_<setting>``), from its ``params``."""
+    for cls in registered():
+        if cls.params:
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            add_params(parser.add_argument_group(f"{cls.name} settings", doc), cls.params, cls.key())
+
+
+def given_settings(cls, args):
+    """{setting: value or None} of score ``cls`` in parsed arguments (None: use the default)."""
+    return values_from_args(args, cls.params, cls.key())
+
+
+def instances(cls, given, ctx, device=None):
+    """The score objects of one table row: one, or one per value of a replicate setting (a seed given
+    several values), each with every setting resolved for ``ctx``."""
+    replicate = [p for p in cls.params if p.replicate]
+    combos = [dict(given)]
+    for p in replicate:
+        values = given.get(p.name)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        combos = [{**c, p.name: v} for c in combos for v in dict.fromkeys(values)]
+    return [cls(ctx=ctx, device=device, **c) for c in combos]

@@ -7,6 +7,8 @@ As in the reference code there is no 1/2 ||phi||^2 term and no 1/beta factor.
 """
 import torch
 
+from ood.params import Param, Rule
+
 from .base import Score, correct_by_class, missing_classes_warning
 
 CHUNK_ELEMENTS = 1 << 24  # bound on the size of one block of similarities (64 MiB in float32)
@@ -31,11 +33,10 @@ def lse_scores(queries, patterns, beta, chunk_elements=CHUNK_ELEMENTS):
 
 class HE(Score):
     """Hopfield Energy: logsumexp_j(beta * s_j . phi) over all s_j in X_c, c the predicted class."""
-    name = "HE"
-    needs_fit = True
-
-    def __init__(self, beta=0.01):
-        self.beta = beta  # SHE code: 0.01 for ResNets, 0.2 for WRN (models/__init__.py holds the default)
+    name, order, paper = "HE", 40, True
+    params = (Param("beta", float, Rule(lambda ctx: ctx.model.he_beta if ctx.model is not None else 0.01,
+                                        "the backbone's: 0.01 for ResNets, 0.2 for WRN"),
+                    "inverse temperature", "SHE code", bounds="(0, inf)"),)
 
     def fit(self, train, head):
         patterns, offsets = correct_by_class(train, head["weight"].shape[0])
@@ -55,8 +56,7 @@ class HE(Score):
 
 class SHE(Score):
     """Simplified Hopfield Energy: s_c . phi with s_c = mean(X_c), c the predicted class."""
-    name = "SHE"
-    needs_fit = True
+    name, order, paper = "SHE", 50, True
 
     def fit(self, train, head):
         patterns, offsets = correct_by_class(train, head["weight"].shape[0])

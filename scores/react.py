@@ -2,8 +2,10 @@
 import numpy as np
 import torch
 
+from ood.params import Param, Rule
+
 from .base import Score
-from .logits import energy
+from .logits import TEMPERATURE, energy
 
 MAX_PERCENTILE_ENTRIES = 1 << 25  # above this, estimate the percentile from a fixed random sample
 
@@ -11,23 +13,21 @@ MAX_PERCENTILE_ENTRIES = 1 << 25  # above this, estimate the percentile from a f
 class ReAct(Score):
     """Score = T * logsumexp((W min(phi, t) + b) / T), with t the p-th percentile of all scalar entries of
     phi over the ID training set."""
-    name = "ReAct"
-    needs_fit = True
-
-    def __init__(self, percentile=90.0, T=1.0):
-        self.percentile = percentile  # 90 in the SHE code; the RecLag code used 98
-        self.T = T
-
-    def fit_settings(self):
-        return {"percentile": self.percentile}
+    name, order, paper = "ReAct", 30, True
+    params = (
+        Param("percentile", float, Rule(lambda ctx: 98.0 if ctx.protocol == "paper" else 90.0,
+                                        "90; 98 under --protocol paper"),
+              "clip phi at this percentile of the training features",
+              "SHE code: 90; the RecLag code used 98", bounds="(0, 100]", fit=True),
+        TEMPERATURE,
+    )
 
     def fit(self, train, head):
         flat = train["features"].float().flatten()
         if flat.numel() > MAX_PERCENTILE_ENTRIES:  # e.g. ImageNet: 1.28M x 2048 entries
             g = torch.Generator().manual_seed(0)
             flat = flat[torch.randint(flat.numel(), (MAX_PERCENTILE_ENTRIES,), generator=g)]
-        return {"threshold": float(np.percentile(flat.numpy(), self.percentile)),
-                "percentile": self.percentile}
+        return {"threshold": float(np.percentile(flat.numpy(), self.percentile))}
 
     def score(self, data, state, head):
         clipped = data["features"].float().clamp(max=state["threshold"])

@@ -3,7 +3,7 @@
 one run, so it means the same on a busy machine. Writes a JSON file and prints a summary.
 
 1. extraction: feature-extraction throughput of the pipeline (DataLoader + transform + forward + copy
-   to the CPU, ``ood.pipeline.extract``) vs the bare model forward on the same, already transformed
+   to the CPU, ``ood.features.extract``) vs the bare model forward on the same, already transformed
    tensors (target >= 0.9);
 2. scoring: time to compute all six scores for an ID test set and nine OOD sets from cached features of
    CIFAR shape vs one score (MSP), both alone and including the one backbone pass over the images that
@@ -35,7 +35,8 @@ from ood import accel  # noqa: E402
 from ood.data import CIFAR_OOD, get_id_set, test_transform  # noqa: E402
 from ood.evaluation import evaluate  # noqa: E402
 from ood.package_sets import ArrayImages  # noqa: E402
-from ood.pipeline import extract  # noqa: E402
+from ood.features import extract  # noqa: E402
+from ood.params import Context  # noqa: E402
 from scores.hopfield import lse_scores  # noqa: E402
 
 
@@ -106,21 +107,18 @@ def fake_cache(n_train, n_test, n_ood, d=512, classes=10, seed=0):
 def bench_scoring(quick, extraction_img_s):
     n_train, n_test, n_ood = (5000, 1000, 1000) if quick else (50000, 10000, 10000)
     train, test, oods, head = fake_cache(n_train, n_test, n_ood)
-    opts = {"T": 1.0, "react_percentile": 90.0, "he_beta": 0.01, "hidden": 10, "beta": 5.0, "n_samples": 5,
-            "reclag_batch": 50, "reclag_epochs": 2 if quick else 50, "reclag_lr": 1e-3, "init": "random",
-            "sampler": "reference", "seed": 1}
-    names = scores.ORDER
-    states = {}
-    t_fit = {}
-    for name in names:
-        s = scores.make_score(name, opts)
+    ctx = Context(dataset="cifar10", model=models.get_spec("resnet18"), feature_dim=512, num_classes=10)
+    built = {cls.name: cls(ctx=ctx) for cls in scores.registered()}
+    names = [c.name for c in scores.paper_scores()]
+    states, t_fit = {}, {}
+    for name, s in built.items():
         t0 = time.perf_counter()
-        states[name] = s.fit(train, head) if s.needs_fit else {}
+        states[name] = s.fit(train, head) if s.needs_fit() else {}
         t_fit[name] = time.perf_counter() - t0
 
     def score_all(which):
         for name in which:
-            s = scores.make_score(name, opts)
+            s = built[name]
             ids = s.score(test, states[name], head).numpy()
             for o, f in oods.items():
                 evaluate(ids, s.score(f, states[name], head).numpy(), o)
@@ -131,9 +129,10 @@ def bench_scoring(quick, extraction_img_s):
     # passes over an image set per full table: ours once per set; the reference runs one script per
     # score, each extracting the ID test set and the nine OOD sets, plus the training set when it fits
     ours = 1 + 1 + 9
-    reference = sum(1 + 9 + (1 if scores.make_score(n, opts).needs_fit else 0) for n in names)
+    reference = sum(1 + 9 + (1 if built[n].needs_fit() else 0) for n in names)
     return {"shape": {"train": n_train, "test": n_test, "ood_sets": 9, "per_ood": n_ood, "d": 512},
-            "fit_s": t_fit, "one_score_s": t_one, "six_scores_s": t_all, "ratio_scoring_only": t_all / t_one,
+            "scores": names, "fit_s": t_fit, "one_score_s": t_one, "six_scores_s": t_all,
+            "ratio_scoring_only": t_all / t_one,
             "backbone_pass_s": t_pass, "backbone_img_s": extraction_img_s["resnet18"],
             "ratio_with_backbone_pass": (t_pass + t_all) / (t_pass + t_one), "target": "<= 1.3 (with the pass)",
             "backbone_passes_per_table": {"ours": ours, "reference": reference, "ratio": reference / ours}}

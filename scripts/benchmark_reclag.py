@@ -1,4 +1,5 @@
-"""Benchmark the batched RecLag learner against the per-class loop (scores/reclag.py, METHOD.md section 4).
+"""Benchmark the batched RecLag learner against the per-class loop (scores/reclag_learner.py and
+scores/reclag_loop.py; docs/method.md, "The RecLag learner").
 
 On random non-negative features shaped like the CIFAR stored patterns (CIFAR-10: 10 classes x 4,900 x 512;
 CIFAR-100: 100 classes x 490 x 512) it times ``fit_memories`` (all classes in one batched tensor program)
@@ -27,11 +28,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scores.reclag import fit_memories, fit_memories_loop  # noqa: E402
+from scores.reclag import RecLag  # noqa: E402
+from scores.reclag_learner import fit_memories  # noqa: E402
+from scores.reclag_loop import fit_memories_loop  # noqa: E402
 
 SHAPES = {"cifar10": (10, 4900, 512), "cifar100": (100, 490, 512)}
 TARGETS = {"cifar10": {"batched_s_max": 30.0, "ratio_min": 5.0}, "cifar100": {"ratio_min": 20.0}}
-HIDDEN, N_SAMPLES, BATCH = 10, 5, 50
+# the learner's default settings, from RecLag's declaration (epochs and seed are set per run)
+DEFAULTS = {k: v for k, v in RecLag().fit_settings().items() if k not in ("epochs", "seed")}
+HIDDEN, N_SAMPLES, BATCH = DEFAULTS["hidden"], DEFAULTS["n_samples"], DEFAULTS["batch_size"]
 # Agreement check. The two learners compute the same float32 arithmetic in a different order, and Adam's
 # normalised step m / sqrt(v) turns the round-off of a gradient element that happens to be ~0 at an early
 # step into a different sign, i.e. an isolated difference of up to 2 lr = 2e-3 in that element (seen in
@@ -101,7 +106,7 @@ def make_problem(num_classes, per_class, d, epochs, seed):
 def bench(name, epochs, loop_epochs, repeats, seed):
     C, n, d = SHAPES[name]
     feats, labels, samples = make_problem(C, n, d, epochs, seed)
-    common = dict(hidden=HIDDEN, n_samples=N_SAMPLES, batch_size=BATCH, seed=seed)
+    common = dict(DEFAULTS, seed=seed)
     runs = []
     for _ in range(repeats):
         batched, info = timed(fit_memories, feats, labels, C, epochs=epochs, sample_indices=samples, **common)

@@ -1,6 +1,6 @@
 """Draw the vanilla and the rectified Hopfield energy of a 2-D toy network side by side.
 
-METHOD.md section 5 [reconstructed]: with memories Xi (H x 2), the vanilla modern Hopfield energy is
+docs/method.md, "The dynamics" [reconstructed]: with memories Xi (H x 2), the vanilla modern Hopfield energy is
 E_HE(v) = 1/2 ||v||^2 - LSE_beta(Xi v) and RecLag's rectified energy is
 E_Rec(v) = min{E_HE(v), 1/2 ||v||^2 - theta}, theta = (1/beta) log(lambda H). The rectification adds a
 basin around the origin, the OOD attractor: wherever LSE_beta(Xi v) <= theta (dashed curve) the update
@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scores.reclag import (hopfield_energy, iterate, lse, rectified_energy,  # noqa: E402
+from scores.reclag_dynamics import (hopfield_energy, iterate, lse, rectified_energy,  # noqa: E402
                            theta_from_lambda)
 
 ROOT = Path(__file__).resolve().parents[1]

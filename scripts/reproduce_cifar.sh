@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the paper's CIFAR tables for one ID data set: for every seed and backbone, train (or resume)
-# the backbone, extract the features and fit the stored patterns once, score MSP, Energy, ReAct, HE, SHE
-# and RecLag against the nine OOD sets in the full and the sampled protocol, then aggregate the seeds
+# the backbone, extract the features and fit the stored patterns once, score the paper's six scores
+# (MSP, Energy, ReAct, HE, SHE, RecLag; --scores extended for every registered one) against the nine OOD sets in the full and the sampled protocol, then aggregate the seeds
 # into mean ± std tables (Markdown, CSV, LaTeX) and a figure.
 #
 #   bash scripts/reproduce_cifar.sh DATASET [options] [-- options for every Python script]
@@ -32,7 +32,7 @@ options (defaults in brackets):
   --models M ...       backbones [resnet18 resnet34 wrn]
   --seeds K ...        seeds; each one trains and scores its own backbone [1]
   --epochs N           training epochs [100]
-  --scores S ...       scores [MSP Energy ReAct HE SHE RecLag]
+  --scores S ...       scores: names, all (the paper's six) or extended (every registered score) [all]
   --ood O ...          OOD sets [SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist]
   --protocols P ...    evaluation protocols [full sampled]
   --download           let torchvision fetch the ID set and SVHN when missing
@@ -66,7 +66,7 @@ OUT=.
 MODELS=(resnet18 resnet34 wrn)
 SEEDS=(1)
 EPOCHS=100
-SCORES=(MSP Energy ReAct HE SHE RecLag)
+SCORES=(all)
 OODS=(SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist)
 PROTOCOLS=(full sampled)
 DOWNLOAD=()

@@ -28,7 +28,7 @@ options (defaults in brackets):
   --model M            backbone [resnet50: torchvision's ResNet-50 with --pretrained IMAGENET1K_V1]
   --checkpoint FILE    weights of your own instead of torchvision's pretrained ones
   --seeds K ...        seeds [1]
-  --scores S ...       scores [MSP Energy ReAct HE SHE RecLag]
+  --scores S ...       scores: names, all (the paper's six) or extended (every registered score) [all]
   --ood O ...          OOD sets [iNaturalist SUN Places Textures]
   --protocols P ...    evaluation protocols [full sampled]
   --no-verify          skip the data check (verify_data.py) at the start
@@ -50,7 +50,7 @@ OUT=.
 MODEL=resnet50
 CHECKPOINT=()
 SEEDS=(1)
-SCORES=(MSP Energy ReAct HE SHE RecLag)
+SCORES=(all)
 OODS=(iNaturalist SUN Places Textures)
 PROTOCOLS=(full sampled)
 VERIFY=1

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import datagen
+import scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ def test_demo_script_shortened(tmp_path):
     out = tmp_path / "out"
     assert (out / "checkpoints/fashionmnist/cnn.pt").exists()
     rows = json.loads((out / "results/fashionmnist/cnn/results.json").read_text())["rows"]
-    assert {r["score"] for r in rows} == {"MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"}
+    assert {r["score"] for r in rows} == {c.name for c in scores.paper_scores()}
     assert {r["ood_dataset"] for r in rows} == {"Digits", "Photos", "Faces", "GaussianNoise", "UniformNoise"}
     assert all(r["n_id"] == 100 for r in rows)
     assert {r["ood_dataset"]: r["n_ood"] for r in rows}["Faces"] == 200

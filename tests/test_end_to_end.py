@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import generate_stored_pattern
+import scores
 import test_score_ood_detection
 import train_model
 
@@ -32,18 +33,21 @@ def test_train_generate_score(data, workdir):
     for name in ["test", "SVHN", "LSUN_C", "iSUN", "Textures"]:
         f = torch.load(store / f"features/{name}.pt", weights_only=True)
         assert set(f) >= {"features", "logits", "labels", "fingerprint"}
-    for p in ["HE", "SHE", "ReAct", "RecLag"]:
-        assert (store / f"patterns/{p}.pt").exists()
+    fitted = {p.name.split("-")[0] for p in (store / "patterns").glob("*.pt")}
+    assert fitted == {c.key() for c in scores.registered() if c.needs_fit()}  # default: every score that fits
 
     rows = test_score_ood_detection.main(common + ["--score", "all", "--ood"] + OODS +
                                          ["--save_scores", "--plot"])
     out = workdir / "results/cifar10/wrn"
     got = json.loads((out / "results.json").read_text())["rows"]
-    assert len(got) == 6 * 4 == len(rows)
+    paper = [c.name for c in scores.paper_scores()]
+    assert len(got) == len(paper) * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
-            "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std"}
+            "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
+            "feature_precision", "subset", "settings", "checkpoint", "id_features", "label"}
     for r in got:
-        assert set(r) == keys | {"fpr_variant", "input_size", "feature_precision"}
+        replicated = any(p.replicate for p in scores.get(r["score"]).params)
+        assert set(r) == keys | ({"replicates"} if replicated else set())
         assert (r["fpr_variant"], r["input_size"], r["feature_precision"]) == ("standard", 16, "fp32")
         assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40
     assert {r["ood_dataset"]: r["n_ood"] for r in got} == {"SVHN": 30, "LSUN_C": 12, "iSUN": 12, "Textures": 24}
@@ -52,8 +56,7 @@ def test_train_generate_score(data, workdir):
     assert r"\begin{tabular}" in (out / "results.tex").read_text()
     assert (out / "results.csv").read_text().startswith("score,SVHN FPR95")
     npz = np.load(out / "scores.npz")
-    assert set(npz.files) == {f"{s}/{k}" for s in ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
-                              for k in ["id"] + OODS}
+    assert set(npz.files) == {f"{s}/{k}" for s in paper for k in ["id"] + OODS} | {"__index__"}
     assert npz["MSP/id"].shape == (40,)
     for s in ["MSP", "HE", "RecLag"]:
         assert (out / f"plots/hist_{s}.png").stat().st_size > 1000
@@ -104,10 +107,10 @@ def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     store = tmp_path / "sp/fashionmnist/wrn"
-    for f in ["features/train.pt", "features/test.pt", "features/iSUN.pt", "patterns/HE.pt", "patterns/SHE.pt",
-              "patterns/ReAct.pt"]:
-        assert (store / f).exists(), f
-    she = torch.load(store / "patterns/SHE.pt", weights_only=True)["state"]["means"]
+    for f in ["features/train.pt", "features/test.pt", "features/iSUN.pt", "patterns/he-*.pt", "patterns/she-*.pt",
+              "patterns/react-*.pt"]:
+        assert list(store.glob(f)), f
+    she = torch.load(next(store.glob("patterns/she-*.pt")), weights_only=True)["state"]["means"]
     assert she.shape == (10, 64)
 
 

@@ -62,7 +62,7 @@ def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
     gen = common + ["--ood", "iSUN"]
     generate_stored_pattern.main(gen)
     feat = workdir / "stored_pattern/cifar10/wrn/features/iSUN.pt"
-    he = workdir / "stored_pattern/cifar10/wrn/patterns/HE.pt"
+    [he] = (workdir / "stored_pattern/cifar10/wrn/patterns").glob("he-*.pt")
     first = torch.load(feat, weights_only=True)
     stamp = feat.stat().st_mtime_ns, he.stat().st_mtime_ns
     generate_stored_pattern.main(gen)  # unchanged inputs: nothing recomputed
@@ -74,17 +74,19 @@ def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
     assert second["fingerprint"]["checkpoint"] != first["fingerprint"]["checkpoint"]
     assert not torch.equal(first["features"], second["features"])
     assert he.stat().st_mtime_ns != stamp[1]
-    # a changed input size or subset also invalidates
-    generate_stored_pattern.main(gen + ["--resize_val", "20"])
+    # a changed input size or subset also invalidates (another size than the checkpoint's must be forced)
+    generate_stored_pattern.main(gen + ["--resize_val", "20", "--force_input_size"])
     assert torch.load(feat, weights_only=True)["fingerprint"]["input_size"] == 20
     generate_stored_pattern.main(gen + ["--subset", "5"])
     assert torch.load(feat, weights_only=True)["features"].shape[0] == 5
-    # a changed ReAct percentile refits ReAct only
-    react = workdir / "stored_pattern/cifar10/wrn/patterns/ReAct.pt"
-    t_he = he.stat().st_mtime_ns
+    # a changed ReAct percentile fits ReAct again (a file of its own), nothing else
+    patterns = workdir / "stored_pattern/cifar10/wrn/patterns"
+    before = {p: p.stat().st_mtime_ns for p in patterns.glob("*.pt")}
     generate_stored_pattern.main(gen + ["--subset", "5", "--react_percentile", "50"])
-    assert torch.load(react, weights_only=True)["state"]["percentile"] == 50
-    assert he.stat().st_mtime_ns == t_he
+    after = {p: p.stat().st_mtime_ns for p in patterns.glob("*.pt")}
+    [new] = set(after) - set(before)
+    assert new.name.startswith("react-") and torch.load(new, weights_only=True)["settings"] == {"percentile": 50.0}
+    assert all(after[p] == t for p, t in before.items())
 
 
 def _run(args, cwd):
@@ -108,11 +110,11 @@ def test_user_errors_exit_2_without_partial_output(data_root, tmp_path):
     script = str(ROOT / "test_score_ood_detection.py")
     base = TINY + ["--results_dir", str(tmp_path / "res"), "--stored_pattern_dir", str(tmp_path / "sp")]
 
-    # missing ID data: names the folder and how to get it
+    # missing ID data: names the folder and how to get it; a missing checkpoint is named first
     proc = _run([str(ROOT / "train_model.py"), *TINY, "--dataset_path", str(empty), "--epochs", "1"], tmp_path)
     _assert_user_error(proc, "cifar-10-batches-py", "--download")
     proc = _run([script, *base, "--dataset_path", str(empty)], tmp_path)
-    _assert_user_error(proc, "test split of cifar10", "cifar-10-batches-py")
+    _assert_user_error(proc, "checkpoints/cifar10/wrn.pt does not exist")
     # unknown score, unknown model, unknown OOD set
     _assert_user_error(_run([script, *base, "--score", "Mahalanobis"], tmp_path), "unknown score")
     _assert_user_error(_run([script, *base[:3], "nonet", *base[4:]], tmp_path), "unknown model")

@@ -1,4 +1,4 @@
-"""The rectified Hopfield dynamics behind the RecLag score (METHOD.md section 5 [reconstructed]).
+"""The rectified Hopfield dynamics behind the RecLag score (docs/method.md, "The dynamics" [reconstructed]).
 
 One test per property 1-5, on random memory matrices of several shapes (H, d), Gaussian and non-negative
 (phi >= 0 after the backbone's last ReLU, Xi rows rescaled to norm 10 as the learner's init).
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from scores.reclag import (hopfield_energy, iterate, lse, ood_attractor_decision, reclag_score,
+from scores.reclag_dynamics import (hopfield_energy, iterate, lse, ood_attractor_decision, reclag_score,
                            reclag_score_routed, rectified_energy, rectified_update, theta_from_lambda)
 
 SHAPES = [(1, 2), (3, 2), (10, 16), (10, 512), (50, 8)]

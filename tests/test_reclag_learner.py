@@ -1,9 +1,9 @@
-"""The RecLag learner (scores/reclag.py, METHOD.md section 4).
+"""The RecLag learner (scores/reclag_learner.py; docs/method.md, "The RecLag learner").
 
-The fixture test reproduces traces of the authors' Keras learner (shared/fixtures/README.md); the other
-tests check that the batched learner equals the per-class loop, the edge cases, seeding and the samplers.
+The fixture tests reproduce traces of the authors' Keras learner (tests/fixtures/README.md); the other
+tests check that the batched learner equals the per-class loop (scores/reclag_loop.py), the edge cases,
+seeding and the samplers.
 """
-import os
 import warnings
 from pathlib import Path
 
@@ -11,27 +11,31 @@ import numpy as np
 import pytest
 import torch
 
-from scores.reclag import (draw_memory_indices, fit_memories, fit_memories_loop, initial_memories,
-                           reclag_loss, reclag_loss_and_grad)
+import scores.reclag_learner as learner
+from scores.reclag import RecLag
+from scores.reclag_learner import draw_memory_indices, initial_memories, reclag_loss, reclag_loss_and_grad
+from scores.reclag_loop import fit_memories_loop as _loop
+
+# the learner takes every setting explicitly; the tests start from RecLag's declared defaults
+DEFAULTS = RecLag().fit_settings()
+
+
+def fit_memories(features, labels, num_classes, **kw):
+    return learner.fit_memories(features, labels, num_classes, **{**DEFAULTS, **kw})
+
+
+def fit_memories_loop(features, labels, num_classes, **kw):
+    return _loop(features, labels, num_classes, **{**DEFAULTS, **kw})
+
 
 FIXTURE_NAME = "reclag_reference_trace.npz"
 CASES = ["real", "soft"]
 LEARNERS = [fit_memories, fit_memories_loop]
 
 
-def _fixture_path():
-    """shared/fixtures next to the repository, or $RECLAG_FIXTURES (the folder, or the .npz itself)."""
-    override = os.environ.get("RECLAG_FIXTURES")
-    root = Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-    return root if root.suffix == ".npz" else root / FIXTURE_NAME
-
-
 @pytest.fixture(scope="module")
 def trace():
-    path = _fixture_path()
-    if not path.exists():
-        pytest.skip(f"fixture {path} not found (set RECLAG_FIXTURES to its folder)")
-    with np.load(path) as f:
+    with np.load(Path(__file__).resolve().parent / "fixtures" / FIXTURE_NAME) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -168,14 +172,13 @@ def test_batched_equals_loop_with_padded_memories(sampler):
 def test_batched_equals_loop_across_chunks(monkeypatch, injected):
     """The batched learner prepares batch rows and random draws for chunks of global steps; with tiny
     chunks, classes finish inside chunks and every class's random stream is read across chunk borders."""
-    import scores.reclag as reclag
-    monkeypatch.setattr(reclag, "_CHUNK_STEPS", 3)
+    monkeypatch.setattr(learner, "_CHUNK_STEPS", 3)
     feats, labels = _random_problem(SIZES)
     kw = dict(epochs=3, seed=11)
     if injected:
         kw["sample_indices"] = _random_samples(SIZES, 3)
     a = fit_memories(feats, labels, len(SIZES), **kw)
-    monkeypatch.setattr(reclag, "_CHUNK_STEPS", 128)
+    monkeypatch.setattr(learner, "_CHUNK_STEPS", 128)
     b = fit_memories(feats, labels, len(SIZES), **kw)
     c = fit_memories_loop(feats, labels, len(SIZES), **kw)
     _assert_same(a, b, atol=0)
@@ -195,7 +198,7 @@ def test_a_class_learns_the_same_alone():
 
 
 # ---------------------------------------------------------------------------------------------------
-# Initialisation and edge cases of METHOD section 4
+# Initialisation and edge cases (docs/method.md, the learner's step 1)
 # ---------------------------------------------------------------------------------------------------
 
 def test_edge_cases():

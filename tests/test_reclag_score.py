@@ -9,7 +9,8 @@ import torch
 import generate_stored_pattern
 import test_score_ood_detection
 from ood.metrics import compute_metrics
-from scores.reclag import RecLag, ood_attractor_decision, rectified_update
+from scores.reclag import RecLag
+from scores.reclag_dynamics import ood_attractor_decision, reclag_score_routed, rectified_update
 
 C, D = 4, 16
 
@@ -43,13 +44,20 @@ def test_reclag_score_formula_and_routing():
 
 
 def test_lambda_moves_the_decision_not_the_metrics():
+    """The decision is evaluated in float64 (scores/reclag_dynamics.py), so it is compared with the
+    float64 score: S64(phi) <= log(lambda H) exactly when the input goes to the OOD attractor."""
     train, head = clustered(600, 1)
     id_, _ = clustered(200, 2)
     ood, _ = clustered(300, 3, spread=1.0, shift=0.8)
     score = RecLag(hidden=8, epochs=5)
     state = score.fit(train, head)
     xis, beta = RecLag.memories(state), score.beta
-    s_id, s_ood = score.score(id_, state, head), score.score(ood, state, head)
+
+    def s64(data):
+        xis64 = [x.double() for x in xis]
+        return reclag_score_routed(data["features"].double(), data["logits"].argmax(1), xis64, beta).double()
+
+    s_id, s_ood = s64(id_), s64(ood)
     metrics = compute_metrics(s_id.numpy(), s_ood.numpy())
 
     def decide(data, lam):
@@ -65,9 +73,12 @@ def test_lambda_moves_the_decision_not_the_metrics():
 
     accepted = []
     H = 8
-    all_s = torch.cat([s_id, s_ood]).double()
+    all_s = torch.cat([s_id, s_ood])
     assert all_s.max() < 700  # exp(S) stays finite in float64
-    lams = [1.0] + [math.exp(torch.quantile(all_s, q).item()) / H for q in (0.1, 0.5, 0.9)]
+    # thresholds between two neighbouring scores, so that rounding cannot decide a comparison
+    ordered = torch.sort(all_s).values
+    gaps = [(ordered[i] + ordered[i + 1]) / 2 for i in (len(ordered) // 10, len(ordered) // 2, 9 * len(ordered) // 10)]
+    lams = [1.0] + [math.exp(g.item()) / H for g in gaps]
     for lam in lams:
         rej_id, rej_ood = decide(id_, lam), decide(ood, lam)
         # the decision is a threshold on the score: rejected iff S <= log(lambda H)
@@ -77,10 +88,11 @@ def test_lambda_moves_the_decision_not_the_metrics():
         # threshold-free metrics come from the score alone and are the same at every lambda
         assert compute_metrics(s_id.numpy(), s_ood.numpy()) == metrics
     assert len(set(accepted)) >= 3  # ... while the binary decision does change with lambda
-    # and FPR95 is the decision's FPR at the lambda whose threshold keeps 95% of ID inputs
+    # and FPR95 is the decision's FPR at the lambda whose threshold keeps 95% of ID inputs: just below
+    # the k-th largest ID score t (the margin 1e-9 dwarfs float64 round-off at |t| < 700)
     k = math.ceil(0.95 * len(s_id))
-    t = torch.sort(s_id.double(), descending=True).values[k - 1].item()
-    lam95 = math.exp(t) / H * (1 - 1e-12)
+    t = torch.sort(s_id, descending=True).values[k - 1].item()
+    lam95 = math.exp(t - 1e-9) / H
     rej_ood = decide(ood, lam95)
     assert int((~rej_ood).sum()) / len(s_ood) == pytest.approx(metrics["fpr95"], abs=1e-12)
     assert int((~decide(id_, lam95)).sum()) >= 0.95 * len(s_id)
@@ -92,21 +104,27 @@ def test_reclag_pattern_in_pipeline_refits_on_settings(data, workdir):
               "--dataset_path", str(data)]
     import train_model
     train_model.main(common + ["--epochs", "3", "--lr", "0.05", "--augment", "none"])
-    generate_stored_pattern.main(common + ["--ood", "iSUN", "--reclag_epochs", "2", "--reclag_batch", "4"])
-    path = workdir / "stored_pattern/cifar10/wrn/patterns/RecLag.pt"
+    quick = ["--reclag_epochs", "2", "--reclag_batch_size", "4"]
+    generate_stored_pattern.main(common + ["--ood", "iSUN", "--score", "RecLag", "HE"] + quick)
+    patterns = workdir / "stored_pattern/cifar10/wrn/patterns"
+    [path] = patterns.glob("reclag-*.pt")
     saved = torch.load(path, weights_only=True)
-    assert saved["settings"] == {"hidden": 10, "beta": 5.0, "n_samples": 5, "batch_size": 4, "epochs": 2,
-                                 "lr": 1e-3, "init": "random", "sampler": "reference", "seed": 1}
-    he = workdir / "stored_pattern/cifar10/wrn/patterns/HE.pt"
-    stamps = path.stat().st_mtime_ns, he.stat().st_mtime_ns
-    for change in (["--hidden", "3"], ["--sampler", "posterior"], ["--init", "kmeans"], ["--seed", "5"]):
-        generate_stored_pattern.main(common + ["--ood", "iSUN", "--reclag_epochs", "2", "--reclag_batch", "4",
-                                               "--score", "RecLag", "HE"] + change)
-        now = torch.load(path, weights_only=True)
+    assert saved["settings"] == {**RecLag().fit_settings(), "batch_size": 4, "epochs": 2}
+    [he] = patterns.glob("he-*.pt")
+    he_stamp = he.stat().st_mtime_ns
+    seen = {path}
+    for change in (["--reclag_hidden", "3"], ["--reclag_sampler", "posterior"], ["--reclag_init", "kmeans"],
+                   ["--seed", "5"], ["--reclag_seed", "6"]):
+        generate_stored_pattern.main(common + ["--ood", "iSUN", "--score", "RecLag", "HE"] + quick + change)
+        new = set(patterns.glob("reclag-*.pt")) - seen
+        assert len(new) == 1, change  # a fit of its own, keyed on the settings; the earlier ones are kept
+        seen |= new
+        now = torch.load(next(iter(new)), weights_only=True)
         assert now["fingerprint"] != saved["fingerprint"], change
-        saved = now
-    assert saved["state"]["sizes"].max() == 10 and he.stat().st_mtime_ns == stamps[1]
-    rows = test_score_ood_detection.main(common + ["--ood", "iSUN", "--score", "RecLag", "--reclag_epochs", "2",
-                                                   "--reclag_batch", "4", "--seed", "5", "--results_dir", "r"])
+    assert he.stat().st_mtime_ns == he_stamp  # HE's settings did not change: not refitted
+    stamps = {p: p.stat().st_mtime_ns for p in seen}
+    rows = test_score_ood_detection.main(common + ["--ood", "iSUN", "--score", "RecLag", "--seed", "5",
+                                                   "--results_dir", "r"] + quick)
     assert len(rows) == 1 and rows[0]["score"] == "RecLag" and 0 <= rows[0]["auroc"] <= 1
-    assert torch.load(path, weights_only=True)["fingerprint"] == saved["fingerprint"]  # reused, not refitted
+    assert rows[0]["settings"]["epochs"] == 2 and rows[0]["replicates"] == {"seed": [5]}
+    assert stamps == {p: p.stat().st_mtime_ns for p in seen}  # reused, not refitted

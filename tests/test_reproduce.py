@@ -21,12 +21,13 @@ import aggregate_results
 import datagen
 import generate_stored_pattern_imagenet
 import models
+import scores
 import test_score_ood_detection_imagenet
 from generate_stored_pattern_imagenet import imagenet_argv
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
-SCORES = ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
+SCORES = [c.name for c in scores.paper_scores()]
 NINE = ["SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist"]
 BACKBONES = ["resnet18", "resnet34", "wrn"]
 GENERATED_OOD = ["SVHN", "LSUN_C", "iSUN", "Textures"]  # the OOD sets of datagen.write_all
@@ -143,14 +144,15 @@ def test_cifar_script_end_to_end_two_seeds(runs, dataset, protocols):
     assert rc == 0, log[-3000:]
     out = runs["out"]
     ckpts = [torch.load(out / f"checkpoints/{dataset}/seed{k}/wrn.pt", weights_only=True) for k in (1, 2)]
-    assert all(c["finished"] and c["epoch"] == 3 and c["args"]["seed"] == k for c, k in zip(ckpts, (1, 2)))
+    assert all(c["finished"] and c["epoch"] == 3 and c["settings"]["seed"] == k for c, k in zip(ckpts, (1, 2)))
     assert ckpts[0]["meta"]["dataset"] == dataset and ckpts[0]["meta"]["input_size"] == 16
     w = "block1.0.conv1.weight"
     assert not torch.equal(ckpts[0]["model"][w], ckpts[1]["model"][w])  # each seed trains its own backbone
     for k in (1, 2):
         store = out / f"stored_pattern/seed{k}/{dataset}/wrn"
         assert {p.stem for p in (store / "features").glob("*.pt")} == {"train", "test", *GENERATED_OOD}
-        assert {p.stem for p in (store / "patterns").glob("*.pt")} == {"HE", "SHE", "ReAct", "RecLag"}
+        assert {p.stem.split("-")[0] for p in (store / "patterns").glob("*.pt")} == {
+            c.key() for c in scores.paper_scores() if c.needs_fit()}
         assert sorted(p.name for p in (out / f"results/{dataset}/seed{k}/wrn").iterdir()) == protocols
         for protocol in protocols:
             rows = _rows(out / f"results/{dataset}/seed{k}/wrn/{protocol}/results.json")
@@ -165,7 +167,7 @@ def test_cifar_script_end_to_end_two_seeds(runs, dataset, protocols):
     per_seed = {k: {(r["protocol"], r["score"], r["ood_dataset"]): r for p in protocols
                     for r in _rows(out / f"results/{dataset}/seed{k}/wrn/{p}/results.json")} for k in (1, 2)}
     cells = [r for r in agg["rows"] if r["ood_dataset"] != "Average"]
-    assert len(cells) == len(protocols) * 6 * 4 and all(r["n_runs"] == 2 for r in cells)
+    assert len(cells) == len(protocols) * len(SCORES) * 4 and all(r["n_runs"] == 2 for r in cells)
     for r in cells:
         key = (r["protocol"], r["score"], r["ood_dataset"])
         vals = [per_seed[k][key]["auroc"] for k in (1, 2)]
@@ -225,10 +227,11 @@ def test_dry_run_plan_covers_the_paper_tables(tmp_path):
                 assert opts["--dataset"] == [dataset] and opts["--device"] == ["cuda:0"]
                 (model,), (protocol,) = opts["--model"], opts["--protocol"]
                 assert opts["--results_dir"] == [f"./results/{dataset}/seed1/{model}/{protocol}"]
-                combos += [(dataset, model, protocol, s, o) for s in opts["--score"] for o in opts["--ood"]]
+                combos += [(dataset, model, protocol, s.name, o) for s in scores.resolve_names(opts["--score"])
+                           for o in opts["--ood"]]
     expected = set(itertools.product(["cifar10", "cifar100"], BACKBONES, ["full", "sampled"], SCORES, NINE))
-    assert len(expected) == 2 * 3 * 2 * 6 * 9 == 648
-    assert len(combos) == 648 and set(combos) == expected  # each combination exactly once
+    assert len(expected) == 2 * 3 * 2 * len(SCORES) * 9
+    assert len(combos) == len(expected) and set(combos) == expected  # each combination exactly once
     per_backbone = ["train_model.py", "generate_stored_pattern.py"] + ["test_score_ood_detection.py"] * 2
     for dataset in ("cifar10", "cifar100"):
         assert [s for d, s in steps if d == dataset] == ["verify_data.py"] + per_backbone * 3 + ["aggregate_results.py"]
@@ -278,9 +281,10 @@ def test_imagenet_dry_run_and_entry_point_defaults(tmp_path, capsys):
     assert [s for s, _ in steps] == ["verify_data.py"] + (["generate_stored_pattern_imagenet.py"] + [
         "test_score_ood_detection_imagenet.py"] * 2) * 2 + ["aggregate_results.py"]
     assert steps[0][1]["--for"] == ["imagenet"] and steps[0][1]["--ood"] == IMAGENET_OOD
-    combos = [(o["--seed"][0], o["--protocol"][0], s, d) for name, o in steps
-              if name == "test_score_ood_detection_imagenet.py" for s in o["--score"] for d in o["--ood"]]
-    assert len(combos) == 2 * 2 * 6 * 4 == len(set(combos))
+    combos = [(o["--seed"][0], o["--protocol"][0], s.name, d) for name, o in steps
+              if name == "test_score_ood_detection_imagenet.py" for s in scores.resolve_names(o["--score"])
+              for d in o["--ood"]]
+    assert len(combos) == 2 * 2 * len(SCORES) * 4 == len(set(combos))
     for name, o in steps[1:-1]:
         assert o["--model"] == ["resnet50"] and o["--dataset"] == ["imagenet"] and "--checkpoint" not in o
         assert o["--stored_pattern_dir"] == ["./stored_pattern"]  # features shared by the seeds
@@ -399,9 +403,42 @@ def test_aggregate_groups_single_runs_and_errors(tmp_path, capsys):
     assert "no results.json under" in err and "does not exist" in err and "is not a results.json" in err
 
 
-def test_aggregate_warns_when_runs_mix_settings(tmp_path, capsys):
+def test_aggregate_refuses_runs_that_mix_settings(tmp_path, capsys):
+    """Runs are averaged only when they differ in nothing but their seeds; --allow_mixed overrides."""
     _write(tmp_path / "s1", [_row("MSP", "SVHN", .30, .90, fpr_variant="standard", input_size=64)])
     _write(tmp_path / "s2", [_row("MSP", "SVHN", .40, .80, fpr_variant="strict", input_size=64)])
-    aggregate_results.main([str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "agg"), "--no-plot"])
-    out = capsys.readouterr().out
-    assert "different fpr_variant (standard, strict)" in out and "different input_size" not in out
+    args = [str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "agg"), "--no-plot"]
+    with pytest.raises(SystemExit) as e:
+        aggregate_results.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "fpr_variant" in err and '"strict" in' in err and "--allow_mixed" in err and "input_size" not in err
+    aggregate_results.main(args + ["--allow_mixed"])
+    assert "averaging runs with different settings" in capsys.readouterr().out
+    # a score's settings: percentile 90 vs 98 is named, seeds are not a difference
+    react = lambda p, seed: _row("ReAct", "SVHN", .3, .9, settings={"percentile": p, "T": 1.0},  # noqa: E731
+                                 replicates={"seed": [seed]})
+    _write(tmp_path / "r1", [react(90.0, 1)])
+    _write(tmp_path / "r2", [react(98.0, 2)])
+    with pytest.raises(SystemExit):
+        aggregate_results.main([str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "agg2")])
+    err = capsys.readouterr().err
+    assert "ReAct: T=1.0, percentile=90.0 in" in err and "T=1.0, percentile=98.0 in" in err
+    _write(tmp_path / "r2", [react(90.0, 2)])
+    agg = aggregate_results.main([str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "agg3")])
+    assert agg["rows"][0]["n_runs"] == 2 and agg["rows"][0]["settings"] == {"percentile": 90.0, "T": 1.0}
+
+
+def test_aggregate_pools_replicates(tmp_path):
+    """A row fitted with several learner seeds contributes each: mean ± std over runs x seeds."""
+    reps = lambda vals: [{"auroc": a, "fpr95": f, "aupr_in": a, "aupr_out": a} for a, f in vals]  # noqa: E731
+    _write(tmp_path / "seed1", [_row("RecLag", "SVHN", .2, .9, replicate_metrics=reps([(.88, .25), (.92, .15)]),
+                                     replicates={"seed": [1, 2]})])
+    _write(tmp_path / "seed2", [_row("RecLag", "SVHN", .4, .8, replicate_metrics=reps([(.78, .45), (.82, .35)]),
+                                     replicates={"seed": [1, 2]})])
+    agg = aggregate_results.main([str(tmp_path / "seed1"), str(tmp_path / "seed2"), "--out", str(tmp_path / "a"),
+                                  "--no-plot", "--quiet"])
+    r = agg["rows"][0]
+    assert r["values"]["auroc"] == pytest.approx([.88, .92, .78, .82])
+    assert r["auroc"] == pytest.approx(0.85) and r["auroc_std"] == pytest.approx(np.std([.88, .92, .78, .82]))
+    assert "RecLag: mean ± std over 4 fits" in (tmp_path / "a/aggregate.md").read_text()

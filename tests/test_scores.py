@@ -44,7 +44,7 @@ def test_msp_energy_formulas(sets):
     ref = (lg.exp() / lg.exp().sum(1, keepdim=True)).max(1).values
     torch.testing.assert_close(msp.double(), ref, rtol=1e-6, atol=1e-7)
     for T in (1.0, 2.5):
-        e = Energy(T).score(test, {}, head)
+        e = Energy(T=T).score(test, {}, head)
         torch.testing.assert_close(e.double(), T * torch.log((lg / T).exp().sum(1)), rtol=1e-6, atol=1e-5)
 
 
@@ -109,14 +109,13 @@ def test_class_without_patterns_warns_and_falls_back(sets):
     labels = train["labels"].clone()
     labels[train["logits"].argmax(1) == 2] = 3  # nothing predicted as class 2 is correct any more
     train["labels"] = labels
-    with pytest.warns(UserWarning, match=r"classes \[2\] have no correctly classified"):
-        he_state = HE(0.2).fit(train, head)
-    with pytest.warns(UserWarning):
-        she_state = SHE().fit(train, head)
+    he_state = HE(beta=0.2).fit(train, head)
+    she_state = SHE().fit(train, head)
+    assert (he_state["offsets"][3] - he_state["offsets"][2]).item() == 0
     on_2 = test["logits"].argmax(1) == 2
     assert on_2.any()
     with pytest.warns(UserWarning, match=r"predicted as classes \[2\]"):
-        s = HE(0.2).score(test, he_state, head)
+        s = HE(beta=0.2).score(test, he_state, head)
     allp = he_state["patterns"].double()
     ref = torch.logsumexp(0.2 * test["features"][on_2].double() @ allp.T, 1)
     torch.testing.assert_close(s[on_2].double(), ref, rtol=1e-5, atol=1e-5)
@@ -126,11 +125,13 @@ def test_class_without_patterns_warns_and_falls_back(sets):
 
 
 def test_registry_names():
-    assert scores.resolve_names(["all"]) == ["MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"]
-    assert scores.resolve_names(["she", "MSP"]) == ["MSP", "SHE"]
+    paper = [c.name for c in scores.registered() if c.paper]
+    assert [c.name for c in scores.resolve_names(["all"])] == paper
+    assert [c.name for c in scores.resolve_names(["extended"])] == scores.names()
+    assert [c.name for c in scores.resolve_names(["she", "MSP"])] == ["MSP", "SHE"]
     from ood.errors import UserError
     with pytest.raises(UserError, match="unknown score"):
-        scores.resolve_names(["Mahalanobis"])
+        scores.resolve_names(["NoSuchScore"])
 
 
 # -- against pytorch-ood ----------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_msp_energy_match_pytorch_ood(sets):
     _, test, head = sets
     torch.testing.assert_close(MSP().score(test, {}, head), -pood.MaxSoftmax.score(test["logits"]), rtol=1e-5, atol=1e-6)
     for T in (1.0, 3.0):
-        torch.testing.assert_close(Energy(T).score(test, {}, head), -pood.EnergyBased.score(test["logits"], t=T),
+        torch.testing.assert_close(Energy(T=T).score(test, {}, head), -pood.EnergyBased.score(test["logits"], t=T),
                                    rtol=1e-5, atol=1e-5)
 
 

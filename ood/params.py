@@ -1,0 +1,185 @@
+"""Declared settings: one ``Param`` per hyper-parameter, written once beside the code that uses it.
+
+A score (``scores/``) or a backbone (``models/``) lists its settings as ``Param`` objects. Everything
+else is derived from that one declaration: the command-line flag and its help text, the range check,
+the default (a constant, or a ``Rule`` that depends on the run: data set, backbone, feature size, seed),
+the fingerprint of a fitted stored pattern (``fit=True`` settings), the settings recorded in every
+results row, the aggregator's check that averaged runs agree, and the axes a sweep may vary.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a default may depend on. Fields a caller does not know stay at their empty value; every
+    ``Rule`` has a fallback for them."""
+    dataset: str = ""          # base ID data set: cifar10, cifar100, imagenet, fashionmnist
+    model: Any = None          # models.ModelSpec of the backbone
+    feature_dim: int = 0       # d of phi
+    num_classes: int = 0
+    seed: int = 1              # the run's --seed
+    protocol: str = "full"     # evaluation protocol (ood/evaluation.py)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A default that depends on the run (``Context``); ``text`` is what ``--help`` shows."""
+    fn: Callable[[Context], Any]
+    text: str
+
+    def __call__(self, ctx):
+        return self.fn(ctx)
+
+    def __str__(self):
+        return self.text
+
+
+def per_dataset(values, otherwise, text=None):
+    """A ``Rule`` taking ``values[dataset]`` (keys: cifar10, cifar100, imagenet, ...), else ``otherwise``."""
+    described = text or ", ".join(f"{v} on {k}" for k, v in values.items()) + f", {otherwise} otherwise"
+    return Rule(lambda ctx: values.get(ctx.dataset, otherwise), described)
+
+
+class ParamError(UserError):
+    """A setting outside its declared range or choices."""
+
+
+_BOUNDS = re.compile(r"^\s*([\[(])\s*([^,]+?)\s*,\s*([^,]+?)\s*([\])])\s*$")
+
+
+def _parse_bounds(text):
+    m = _BOUNDS.match(text)
+    if not m:
+        raise ValueError(f"bounds must look like '(0, inf)' or '[1, 100]', got {text!r}")
+    lo_b, lo, hi, hi_b = m.groups()
+    return float(lo), lo_b == "[", float(hi), hi_b == "]"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting of a score or a backbone.
+
+    name      attribute and flag stem (the flag is ``--<prefix>_<name>``, see ``flag``)
+    type      int, float, str or bool
+    default   a value, or a ``Rule`` (a default that depends on the data set, backbone, ...)
+    help      what the setting does
+    source    where the default comes from (a paper, a code base), shown in ``--help``
+    choices   allowed values, if a closed set
+    bounds    allowed interval as text, e.g. "(0, 100]" or "[1, inf)"
+    fit       True if the setting changes what the score's ``fit`` produces: it keys the stored pattern
+    replicate True for a seed: runs that differ only in it are replicates of one setting, and are
+              averaged (mean ± std) rather than refused as mixed settings
+    aliases   older flag names that still work
+    check     an extra test: value -> error text, or None when the value is fine
+    """
+    name: str
+    type: type = float
+    default: Any = None
+    help: str = ""
+    source: str = ""
+    choices: tuple | None = None
+    bounds: str | None = None
+    fit: bool = False
+    replicate: bool = False
+    aliases: tuple = ()
+    check: Callable[[Any], str | None] | None = None
+    _interval: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.bounds is not None:
+            object.__setattr__(self, "_interval", _parse_bounds(self.bounds))
+
+    def flag(self, prefix=""):
+        return f"--{prefix}_{self.name}" if prefix else f"--{self.name}"
+
+    def dest(self, prefix=""):
+        return f"{prefix}_{self.name}" if prefix else self.name
+
+    def default_for(self, ctx=None):
+        return self.default(ctx or Context()) if isinstance(self.default, Rule) else self.default
+
+    def convert(self, value, flag=None):
+        """``value`` (a string from the command line, or a python value) as a checked ``type``;
+        raises ParamError naming ``flag`` and the allowed values."""
+        where = flag or self.name
+        try:
+            if self.type is bool and isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                v = low in ("1", "true", "yes", "on")
+            elif self.type is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            else:
+                v = self.type(value)
+        except (TypeError, ValueError):
+            raise ParamError(f"{where} {value!r}: expected {self.type.__name__}") from None
+        if self.type is float and not math.isfinite(v):
+            raise ParamError(f"{where} {value}: expected a finite number")
+        if self.choices is not None and v not in self.choices:
+            raise ParamError(f"{where} {value!r}: choose one of {', '.join(map(str, self.choices))}")
+        if self._interval is not None:
+            lo, lo_in, hi, hi_in = self._interval
+            if not ((v > lo or (lo_in and v == lo)) and (v < hi or (hi_in and v == hi))):
+                raise ParamError(f"{where} {value}: must lie in {self.bounds}"
+                                 + (f" ({self.help})" if self.help else ""))
+        if self.check is not None:
+            problem = self.check(v)
+            if problem:
+                raise ParamError(f"{where} {value}: {problem}")
+        return v
+
+    def resolve(self, value, ctx=None, flag=None):
+        """The setting's value: ``value`` checked, or the default for ``ctx`` when ``value`` is None."""
+        if value is None:
+            value = self.default_for(ctx)
+            if value is None:
+                return None
+        return self.convert(value, flag)
+
+    def help_text(self):
+        parts = [self.help] if self.help else []
+        default = str(self.default) if isinstance(self.default, Rule) else repr(self.default)
+        tail = f"default {default}" + (f", {self.source}" if self.source else "")
+        if self.bounds:
+            tail += f"; in {self.bounds}"
+        return (" ".join(parts) + f" ({tail})").replace("%", "%%")
+
+
+def add_params(group, params, prefix=""):
+    """One argparse option per ``Param`` (absent from the namespace unless given: the declared default
+    applies, and --help shows it once); replicate settings take one or more values."""
+    import argparse
+    for p in params:
+        names = [p.flag(prefix), *p.aliases]
+        kwargs = {"dest": p.dest(prefix), "default": argparse.SUPPRESS, "help": p.help_text(),
+                  "type": _argparse_type(p, names[0]), "metavar": p.name.upper()}
+        if p.choices is not None:
+            kwargs["metavar"] = "{" + ",".join(map(str, p.choices)) + "}"
+        if p.replicate:
+            kwargs["nargs"] = "+"
+        group.add_argument(*names, **kwargs)
+
+
+def _argparse_type(param, flag):
+    import argparse
+
+    def parse(text):
+        try:
+            return param.convert(text, flag)
+        except ParamError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+    parse.__name__ = param.type.__name__
+    return parse
+
+
+def values_from_args(args, params, prefix=""):
+    """{name: value or None} of ``params`` in a parsed argparse namespace (None: not given)."""
+    return {p.name: getattr(args, p.dest(prefix), None) for p in params}

@@ -1,0 +1,183 @@
+"""A results folder: ``results.json`` (every row), the tables ``results.{md,csv,tex}``, and optionally
+the per-sample ``scores.npz`` and ``plots/``.
+
+A run adds its rows to the folder, keyed on everything that makes two rows comparable (score and its
+settings, OOD set, protocol and its draws, FPR95 variant, input size, precision, subset): a row with
+the same key is replaced, every other row is kept, so ``--score MSP`` after ``--score all`` updates one
+row of the table instead of deleting the other five, and a second protocol adds a second table. Rows
+computed from another checkpoint or another ID test set are never mixed with new ones: the folder's
+earlier files are first moved to ``previous/<time>/``, and the run says so. Concurrent runs into one
+folder take turns (a lock), and each writes its files together, ``results.json`` last.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import reports
+from .errors import UserError
+from .io import atomic_path, check_writable_dir, locked, safe_name, write_text
+
+ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
+           "input_size", "feature_precision", "subset")
+TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset")
+PROVENANCE = ("id_dataset", "model", "checkpoint", "id_features")
+
+
+def _json(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def row_key(row):
+    return _json([row.get(k) for k in ROW_KEY])
+
+
+def variant_of(row):
+    """What distinguishes two rows of the same score: its settings and replicate seeds."""
+    return _json([row.get("settings"), row.get("replicates")])
+
+
+def assign_labels(rows):
+    """Each row's table label: the score's name, followed by the settings that differ between the
+    variants of that score present in ``rows`` (e.g. "ReAct (percentile=98)")."""
+    variants = {}
+    for r in rows:
+        variants.setdefault(r["score"], {})[variant_of(r)] = {**(r.get("settings") or {}),
+                                                              **(r.get("replicates") or {})}
+    labels = {}
+    for score, by in variants.items():
+        if len(by) == 1:
+            labels.update({(score, v): score for v in by})
+            continue
+        keys = sorted({k for s in by.values() for k in s})
+        differ = [k for k in keys if len({_json(s.get(k)) for s in by.values()}) > 1]
+        for v, s in by.items():
+            parts = [f"{k}={','.join(map(str, s[k])) if isinstance(s.get(k), list) else s.get(k)}" for k in differ]
+            labels[(score, v)] = f"{score} ({', '.join(parts)})"
+    for r in rows:
+        r["label"] = labels[(r["score"], variant_of(r))]
+    return rows
+
+
+def table_groups(rows):
+    """Rows grouped by what a table shares (protocol and its draws, FPR95 variant, ...), in first-seen order."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(_json([r.get(k) for k in TABLE_KEY]), []).append(r)
+    return list(groups.values())
+
+
+def caption(rows):
+    r = rows[0]
+    text = f"{r['id_dataset']}, {r['model']} @ {r['input_size']}px, {r['protocol']} protocol"
+    if r["protocol"] == "sampled":
+        text += f" ({r['repeats']} draws, seed {r['seed']})"
+    text += f", FPR95 variant {r['fpr_variant']}"
+    if r.get("feature_precision", "fp32") != "fp32":
+        text += f", {r['feature_precision']} features"
+    if r.get("subset"):
+        text += f", subset {r['subset']}"
+    replicated = sorted({r["label"] for r in rows if len(r.get("replicate_metrics") or []) > 1})
+    if replicated:
+        text += f"; {', '.join(replicated)}: mean ± std over {len(rows[0].get('replicate_metrics') or [])}+ fits"
+    return text + "; FPR95 and AUROC in %"
+
+
+class ResultsFolder:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def check_writable(self):
+        check_writable_dir(self.path, "--results_dir")
+
+    def read(self):
+        f = self.path / "results.json"
+        if not f.exists():
+            return []
+        try:
+            return json.loads(f.read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{f} exists but is not a results.json of this project; move it away or choose "
+                            f"another --results_dir.") from None
+
+    def write(self, rows, order=None, per_sample=None, save_scores=False, plot=False, log=print):
+        """Merge ``rows`` into the folder and (re)write its files. ``order`` maps score names to their
+        table position; ``per_sample`` maps (score, variant_of(row)) to {set name: scores, or
+        {replicate: scores}}. Returns the Markdown of the tables that hold the new rows."""
+        order = order or {}
+        with locked(self.path):
+            old = self.read()
+            if old and any(_json([o.get(k) for k in PROVENANCE]) != _json([rows[0].get(k) for k in PROVENANCE])
+                           for o in old):
+                moved = self._archive()
+                log(f"note: {self.path} held results of another checkpoint or ID test set; they were moved to "
+                    f"{moved}/")
+                old = []
+            fresh = {row_key(r) for r in rows}
+            merged = assign_labels([r for r in old if row_key(r) not in fresh] + list(rows))
+            merged.sort(key=lambda r: (order.get(r["score"], 1000), r["label"]))
+            groups = table_groups(merged)
+            if (per_sample and save_scores) or (self.path / "scores.npz").exists():
+                self._write_scores(merged, per_sample if save_scores else None)
+            if per_sample and plot:
+                self._plot(merged, per_sample)
+            md = "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups)
+            write_text(md, self.path / "results.md")
+            write_text("\n".join(reports.csv_table(g) for g in groups), self.path / "results.csv")
+            write_text("\n".join(reports.latex(g, caption(g)) for g in groups), self.path / "results.tex")
+            write_text(json.dumps({"rows": merged}, indent=1) + "\n", self.path / "results.json")
+        new = {row_key(r) for r in rows}
+        return "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups
+                         if any(row_key(r) in new for r in g))
+
+    def _archive(self):
+        dest = self.path / "previous" / time.strftime("%Y%m%d-%H%M%S")
+        n = 1
+        while dest.exists():
+            dest = dest.with_name(f"{dest.name.split('_')[0]}_{n}")
+            n += 1
+        dest.mkdir(parents=True)
+        for f in self.path.iterdir():
+            if f.name not in ("previous", ".lock"):
+                f.rename(dest / f.name)
+        return dest
+
+    def _labels(self, merged, per_sample):
+        by = {(r["score"], variant_of(r)): r["label"] for r in merged}
+        return {by[k]: v for k, v in per_sample.items() if k in by}
+
+    def _write_scores(self, merged, per_sample):
+        """scores.npz: '<label>/<set>' -> per-sample scores in input order ('<label>@<seed>/<set>' per
+        replicate of a replicated score), and '__index__', which says what each key is so that entries
+        of rows kept from earlier runs are kept, re-keyed when their label changes."""
+        f = self.path / "scores.npz"
+        entries = {}  # (score, variant, set, replicate) -> array
+        if f.exists():
+            with np.load(f) as old:
+                index = json.loads(str(old["__index__"])) if "__index__" in old.files else {}
+                entries = {tuple(v): old[k] for k, v in index.items() if k in old.files}
+        current = {(r["score"], variant_of(r)): r["label"] for r in merged}
+        entries = {k: v for k, v in entries.items() if (k[0], k[1]) in current}
+        for (score, variant), sets in (per_sample or {}).items():
+            entries = {k: v for k, v in entries.items() if (k[0], k[1]) != (score, variant)}
+            for name, values in sets.items():
+                for rep, v in (values.items() if isinstance(values, dict) else [("", values)]):
+                    entries[(score, variant, name, rep)] = np.asarray(v)
+        arrays, index = {}, {}
+        for (score, variant, name, rep), v in entries.items():
+            key = f"{current[(score, variant)]}{'@' + rep if rep else ''}/{name}"
+            arrays[key], index[key] = v, [score, variant, name, rep]
+        with atomic_path(f) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, __index__=np.array(json.dumps(index)), **arrays)
+
+    def _plot(self, merged, per_sample):
+        plain = {}
+        for label, sets in self._labels(merged, per_sample).items():
+            plain[label] = {k: (next(iter(v.values())) if isinstance(v, dict) else v) for k, v in sets.items()}
+        reports.plot(plain, self.path)
+
+
+def default_folder(setup, model_name):
+    return Path("results") / setup.id_set.name / safe_name(model_name)

@@ -1,0 +1,117 @@
+"""The setup of a run: built once from the command line, immutable, shared by training and extraction.
+
+``Setup.from_args`` checks everything it can before any long work starts (data set and class split,
+backbone and its options, input size against the checkpoint's, device, checkpoint path) and resolves
+the defaults that depend on the hardware (precision, memory layout). Library code reads a Setup; it
+never writes into the argparse namespace.
+"""
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+import models
+
+from . import accel
+from . import data as D
+from .checkpoints import checkpoint_meta, default_checkpoint
+from .errors import UserError
+from .io import sha256_file
+
+
+@dataclass(frozen=True)
+class Setup:
+    id_set: D.IDSet
+    model: models.ModelSpec
+    model_options: tuple          # ((name, value), ...) of the backbone's declared options
+    input_size: int
+    checkpoint: Path | None       # None: torchvision's pretrained weights
+    pretrained: bool
+    data_root: Path
+    download: bool
+    subset: int
+    batch_size: int
+    workers: int
+    device: torch.device
+    amp: str                      # autocast mode of this phase: off, bf16, fp16
+    amp_reason: str
+    channels_last: bool
+    compile: bool
+    seed: int
+    quiet: bool
+
+    @property
+    def options(self):
+        return dict(self.model_options)
+
+    @property
+    def feature_precision(self):
+        return "fp32" if self.amp == "off" else self.amp
+
+    @cached_property
+    def checkpoint_id(self):
+        """What identifies the weights: the checkpoint file's sha256, or torchvision's weights name."""
+        if self.checkpoint is None:
+            return f"torchvision:{self.model.name}:pretrained"
+        return sha256_file(self.checkpoint)
+
+    def build_model(self):
+        return models.build_model(self.model.name, self.id_set.num_classes, self.id_set.channels,
+                                  pretrained=self.pretrained, **self.options)
+
+    @classmethod
+    def from_args(cls, args, training):
+        """The setup of ``train_model.py`` (``training=True``) or of extraction and scoring."""
+        id_set = D.get_id_set(args.dataset, args.id_classes)
+        spec = models.get_spec(args.model)
+        options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
+        if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
+            raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
+        device = accel.setup(args.device) or resolve_device(args.device)
+        amp, reason = accel.amp_mode(args.amp, device, training)
+        checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
+            Path(args.checkpoint or default_checkpoint(id_set.name, spec.name))
+        size = args.resize_val
+        if checkpoint is not None and not training:
+            size = _size_from_checkpoint(checkpoint, size, args.force_input_size, spec.name)
+        return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
+                   input_size=size or spec.input_size, checkpoint=checkpoint, pretrained=bool(args.pretrained),
+                   data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
+                   batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
+                   amp_reason=reason, channels_last=accel.use_channels_last(args.channels_last, device, amp),
+                   compile=bool(args.compile), seed=args.seed, quiet=bool(args.quiet))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _size_from_checkpoint(path, asked, force, model):
+    """The input size to extract at: the one the checkpoint was trained at, unless the user asks for
+    another (refused without --force_input_size). Warns about a checkpoint whose training stopped early."""
+    meta = checkpoint_meta(path)
+    trained = meta.get("input_size")
+    if meta.get("finished") is False:
+        warnings.warn(f"checkpoint {path} is from an unfinished training run (epoch {meta.get('epoch')} of "
+                      f"{meta.get('epochs')}); train_model.py --resume finishes it.")
+    if trained and asked and asked != trained and not force:
+        raise UserError(f"--resize_val {asked} contradicts checkpoint {path}, which was trained at {trained}x"
+                        f"{trained}. Leave --resize_val out to use {trained}, or pass --force_input_size to "
+                        f"evaluate at {asked} anyway.")
+    return asked or trained
+
+
+def resolve_device(name):
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device name (use cpu, cuda or cuda:N).") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} was asked for, but this PyTorch sees no CUDA device. Use --device cpu.")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: this project runs on cpu or cuda devices.")
+    return dev
