@@ -23,6 +23,7 @@ REGISTERED = (
     "scores.hopfield:HE",
     "scores.hopfield:SHE",
     "scores.reclag:RecLag",
+    "scores.knn:KNN",
 )
 
 GROUPS = {"all": "the paper's six scores", "extended": "every registered score"}
