@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check that the data sets are in place before a long run: for every ID and OOD set under the data
 root, whether it is there, how many images it holds against the reference protocol's count
-(METHOD.md section 7), and the md5 of the files torchvision verifies (CIFAR, SVHN) and of any
+(docs/method.md, "Data"), and the md5 of the files torchvision verifies (CIFAR, SVHN) and of any
 downloaded archive lying in the root (e.g. <root>/LSUN.tar.gz, <root>/dtd-r1.0.1.tar.gz).
 
 Exit status: 0 when every set the target needs is complete (count as expected, md5 ok where checked),

@@ -1,5 +1,5 @@
 """Is the data in place? For every ID and OOD set under a data root: present or not, how many images it
-holds against the count of the reference protocol (METHOD.md section 7), and the md5 sums of the files
+holds against the count of the reference protocol (docs/method.md, "Data"), and the md5 sums of the files
 torchvision verifies (CIFAR pickles, the SVHN .mat) and of any downloaded archive lying in the root
 (e.g. ``<root>/LSUN.tar.gz``). Images are counted without decoding them: CIFAR from the pickles' label
 lists, SVHN from the .mat header, Fashion-MNIST from the idx headers, ImageFolder trees from the file

@@ -1,4 +1,4 @@
-"""Tests for ood/metrics.py (METHOD.md §6): ID is the positive class, higher score = more ID."""
+"""Tests for ood/metrics.py (docs/method.md, "Metrics"): ID is the positive class, higher score = more ID."""
 
 import numpy as np
 import pytest
