@@ -15,10 +15,8 @@ and the archive's md5 sum.
 import contextlib
 import dataclasses
 import gzip
-import os
 import re
 import shutil
-import tempfile
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from torch.utils.data import Subset
 from torchvision import transforms as T
 
 from .errors import UserError
+from .io import atomic_path
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -281,10 +280,8 @@ def _prepare_fashion_mnist(root):
         src = DEBIAN_FASHION_MNIST / (n + ".gz")
         if (raw / n).exists() or not src.exists():
             continue
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=n + ".")
-        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        with atomic_path(raw / n) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout)
-        os.replace(tmp, raw / n)
 
 
 class ClassSubset(torch.utils.data.Dataset):

@@ -1,0 +1,357 @@
+"""Reliability through the scripts themselves: nothing stale is reused, nothing computed earlier is lost,
+an interrupted run resumes exactly, and every bad input ends with one line and exit status 2 before any
+long work starts."""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import datagen
+import generate_stored_pattern
+import test_score_ood_detection
+import train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+        "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet"]
+TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none", "--resize_val", "16"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Fashion-MNIST idx files, two ImageFolder OOD sets and a WRN-10-1 trained at 16 px, made once."""
+    base = tmp_path_factory.mktemp("reliability")
+    datagen.write_fashion_mnist(base / "data", n_train=100, n_test=40)
+    datagen.write_image_folder(base / "data" / "iSUN", n=10, seed=4)
+    datagen.write_image_folder(base / "data" / "mine", n=8, seed=5)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        train_model.main(TINY + TRAIN + ["--dataset_path", str(base / "data")])
+    finally:
+        os.chdir(cwd)
+    return base
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path, monkeypatch):
+    """A working directory with a copy of the data and the trained checkpoint."""
+    shutil.copytree(trained / "data", tmp_path / "data")
+    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def common(root):
+    return TINY + ["--dataset_path", str(root / "data")]
+
+
+def exits_2(fn, argv, capsys, *phrases):
+    """``fn(argv)`` ends with exit status 2 and one line on stderr containing ``phrases``."""
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for p in phrases:
+        assert p in err, err
+    return err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stale or wrong results without an error
+# ----------------------------------------------------------------------------------------------------
+def test_custom_ood_folder_in_the_scoring_script(run_dir):
+    rows = test_score_ood_detection.main(common(run_dir) + ["--ood", f"Mine={run_dir / 'data' / 'mine'}", "iSUN",
+                                                            "--score", "MSP", "--results_dir", "r"])
+    assert [r["ood_dataset"] for r in rows] == ["Mine", "iSUN"] and rows[0]["n_ood"] == 8
+
+
+def test_duplicate_ood_names_give_one_row(run_dir):
+    rows = test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "isun", "--score", "MSP",
+                                                            "--results_dir", "r"])
+    assert [r["ood_dataset"] for r in rows] == ["iSUN"]
+
+
+def test_checkpoint_input_size_is_the_default_and_is_enforced(run_dir, capsys):
+    rows = test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--results_dir", "r"])
+    assert rows[0]["input_size"] == 16  # the checkpoint's, not the WRN default 64
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--resize_val", "32"], capsys,
+            "--resize_val 32 contradicts", "trained at 16x16", "--force_input_size")
+    rows = test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--resize_val", "32",
+                                                            "--force_input_size", "--results_dir", "r32"])
+    assert rows[0]["input_size"] == 32
+
+
+def test_unfinished_checkpoint_is_named(run_dir):
+    ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)
+    ck.update(epoch=1, finished=False)
+    torch.save(ck, "early.pt")
+    with pytest.warns(UserWarning, match=r"unfinished training run \(epoch 1 of 3\)"):
+        test_score_ood_detection.main(common(run_dir) + ["--checkpoint", "early.pt", "--ood", "iSUN", "--score",
+                                                         "MSP", "--results_dir", "r"])
+
+
+def test_replaced_images_are_extracted_again(run_dir):
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "SHE"]
+    generate_stored_pattern.main(args)
+    feat = run_dir / "stored_pattern/fashionmnist/wrn/features/iSUN.pt"
+    before = torch.load(feat, weights_only=True)
+    folder = run_dir / "data/iSUN/images"
+    rng = np.random.default_rng(9)
+    for f in sorted(folder.iterdir()):  # the same names and count, other pictures
+        Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)).save(f)
+    generate_stored_pattern.main(args)
+    after = torch.load(feat, weights_only=True)
+    assert after["fingerprint"]["source"] != before["fingerprint"]["source"]
+    assert not torch.equal(after["features"], before["features"])
+
+
+def test_edited_features_are_recomputed_and_patterns_follow_them(run_dir):
+    """The issue's case: a NaN row lands in features/train.pt before ReAct is fitted."""
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "ReAct"]
+    generate_stored_pattern.main(args[:-1] + ["MSP"])  # extracts every set, fits nothing
+    path = run_dir / "stored_pattern/fashionmnist/wrn/features/train.pt"
+    train = torch.load(path, weights_only=True)
+    good = train["features"].clone()
+    train["features"][3] = float("nan")  # a NaN row written by hand, the fingerprint and digest kept
+    torch.save(train, path)
+    with pytest.warns(UserWarning, match="was modified after it was written"):
+        rows = test_score_ood_detection.main(args + ["--results_dir", "r"])
+    assert np.isfinite(rows[0]["auroc"])
+    assert torch.equal(torch.load(path, weights_only=True)["features"], good)
+    # a pattern file is keyed on the features it was fitted from: an edited state is not reused either
+    [pattern] = (run_dir / "stored_pattern/fashionmnist/wrn/patterns").glob("react-*.pt")
+    state = torch.load(pattern, weights_only=True)
+    state["fingerprint"]["train"] = "something else"
+    torch.save(state, pattern)
+    stamp = pattern.stat().st_mtime_ns
+    test_score_ood_detection.main(args + ["--results_dir", "r"])
+    assert pattern.stat().st_mtime_ns != stamp  # refitted
+
+
+def test_non_finite_checkpoint_stops_before_anything_is_cached(run_dir, capsys):
+    ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)
+    ck["model"]["fc.weight"][0, 0] = float("nan")
+    torch.save(ck, "nan.pt")
+    exits_2(generate_stored_pattern.main, common(run_dir) + ["--checkpoint", "nan.pt", "--ood", "iSUN"], capsys,
+            "not finite")
+    assert not list(run_dir.glob("stored_pattern/**/features/*.pt"))
+
+
+def test_cache_file_of_the_wrong_kind_is_recomputed(run_dir):
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--results_dir", "r"]
+    feat = run_dir / "stored_pattern/fashionmnist/wrn/features/iSUN.pt"
+    feat.parent.mkdir(parents=True)
+    torch.save(torch.zeros(3), feat)  # a valid torch file, but not a features file
+    rows = test_score_ood_detection.main(args)
+    assert rows[0]["n_ood"] == 10 and set(torch.load(feat, weights_only=True)) >= {"features", "digest"}
+
+
+def test_results_folder_keeps_earlier_rows(run_dir, capsys):
+    args = common(run_dir) + ["--ood", "iSUN", "Mine=" + str(run_dir / "data/mine"), "--results_dir", "res"]
+    test_score_ood_detection.main(args + ["--score", "MSP", "Energy", "SHE", "--save_scores"])
+    test_score_ood_detection.main(args + ["--score", "MSP", "--protocol", "sampled", "--repeats", "3"])
+    rows = json.loads(Path("res/results.json").read_text())["rows"]
+    assert sorted((r["protocol"], r["score"]) for r in rows if r["ood_dataset"] == "iSUN") == [
+        ("full", "Energy"), ("full", "MSP"), ("full", "SHE"), ("sampled", "MSP")]
+    md = Path("res/results.md").read_text()
+    assert "full protocol" in md and "sampled protocol (3 draws, seed 1)" in md
+    # a rerun of one score replaces its rows only; scores.npz keeps the entries of the others
+    test_score_ood_detection.main(args + ["--score", "Energy", "--energy_T", "2"])
+    rows = json.loads(Path("res/results.json").read_text())["rows"]
+    assert {r["label"] for r in rows} == {"MSP", "SHE", "Energy (T=1.0)", "Energy (T=2.0)"}
+    with np.load("res/scores.npz") as npz:
+        assert {"MSP/id", "SHE/iSUN", "Energy (T=1.0)/Mine"} <= set(npz.files)
+    # results of another checkpoint are moved aside, not mixed in and not lost
+    ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)
+    ck["model"]["fc.bias"] += 0.5
+    torch.save(ck, "other.pt")
+    capsys.readouterr()
+    test_score_ood_detection.main(args + ["--score", "MSP", "--checkpoint", "other.pt"])
+    assert "moved to" in capsys.readouterr().out
+    [old] = Path("res/previous").iterdir()
+    assert len(json.loads((old / "results.json").read_text())["rows"]) == 10
+    assert len(json.loads(Path("res/results.json").read_text())["rows"]) == 2
+
+
+def test_concurrent_runs_into_one_folder(run_dir):
+    args = [sys.executable, str(ROOT / "test_score_ood_detection.py"), *common(run_dir), "--ood", "iSUN",
+            "--results_dir", "res", "--save_scores"]
+    test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--results_dir", "warm"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args + ["--score", *s], cwd=run_dir, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in (["MSP", "Energy"], ["SHE", "HE"])]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    rows = json.loads(Path("res/results.json").read_text())["rows"]
+    assert sorted(r["score"] for r in rows) == ["Energy", "HE", "MSP", "SHE"]
+    with np.load("res/scores.npz") as npz:
+        assert {f"{s}/id" for s in ("MSP", "Energy", "SHE", "HE")} <= set(npz.files)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training: resume exactly, or refuse
+# ----------------------------------------------------------------------------------------------------
+def test_resume_after_sigkill_with_worker_processes(trained, tmp_path):
+    """WRN with dropout, loader worker processes: a run killed with SIGKILL after epoch 2 and resumed ends
+    with exactly the weights of an uninterrupted run."""
+    args = [sys.executable, str(ROOT / "train_model.py"), *TINY, "--dataset_path", str(trained / "data"),
+            "--epochs", "4", "--lr", "0.05", "--augment", "flip", "--resize_val", "16", "--batch_size", "10",
+            "--workers", "2", "--droprate", "0.3"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(args + ["--checkpoint", "full.pt"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(args + ["--checkpoint", "part.pt"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        log = tmp_path / "part.log.csv"
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    saved = torch.load(tmp_path / "part.pt", weights_only=True)
+    assert saved["epoch"] in (2, 3) and not saved["finished"]
+    subprocess.run(args + ["--checkpoint", "part.pt", "--resume"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    full = torch.load(tmp_path / "full.pt", weights_only=True)["model"]
+    part = torch.load(tmp_path / "part.pt", weights_only=True)["model"]
+    for k in full:
+        assert torch.equal(full[k], part[k]), k
+
+
+def test_resume_refuses_other_settings(run_dir, capsys):
+    args = common(run_dir) + ["--epochs", "3", "--augment", "none", "--resize_val", "16", "--resume"]
+    err = exits_2(train_model.main, args + ["--lr", "0.1", "--batch_size", "10"], capsys, "cannot resume")
+    assert "lr: 0.05 in the checkpoint, 0.1 now" in err and "batch_size: 20 in the checkpoint, 10 now" in err
+    assert len(train_model.main(args + ["--lr", "0.05"])) == 3  # the same settings: nothing left to do
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(run_dir):
+    stale = run_dir / "checkpoints/fashionmnist/.wrn.pt.999999999.abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train_model.main(common(run_dir) + TRAIN + ["--overwrite", "--epochs", "1"])
+    assert not stale.exists()
+
+
+def test_outputs_follow_the_umask(run_dir):
+    old = os.umask(0o022)
+    try:
+        test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--results_dir", "r"])
+    finally:
+        os.umask(old)
+    assert (run_dir / "r/results.json").stat().st_mode & 0o777 == 0o644
+    assert (run_dir / "stored_pattern/fashionmnist/wrn/features/test.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_no_correct_sample_warning_is_printed_once(run_dir, capsys):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "HE", "SHE", "RecLag",
+                                                         "--reclag_epochs", "1", "--results_dir", "r"])
+    fit = [w for w in caught if "have no correctly classified training image" in str(w.message)]
+    assert len(fit) == 1  # three scores fitted on stored patterns, one warning
+    routed = [line for line in capsys.readouterr().err.splitlines() if "inputs are predicted as classes" in line]
+    assert routed and all(line.split(": ")[2] in ("HE", "SHE", "RecLag") for line in routed)  # names the score
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bad input: one line, exit status 2, before any long work
+# ----------------------------------------------------------------------------------------------------
+OUT_OF_RANGE = [
+    ("--batch_size", "0"), ("--subset", "-5"), ("--resize_val", "-8"), ("--resize_val", "0"), ("--workers", "-1"),
+    ("--layers", "11"), ("--widen-factor", "0"), ("--droprate", "2"), ("--react_percentile", "150"),
+    ("--hidden", "0"), ("--reclag_batch", "0"), ("--n_samples", "0"), ("--beta", "0"), ("--he_beta", "-1"),
+    ("--energy_T", "0"), ("--reclag_sampler", "uniform"), ("--repeats", "0"), ("--knn_k", "0"),
+]
+
+
+@pytest.mark.parametrize("flag,value", OUT_OF_RANGE)
+def test_numbers_out_of_range(flag, value, capsys):
+    exits_2(test_score_ood_detection.main, ["--dataset", "fashionmnist", "--model", "wrn", flag, value], capsys,
+            flag.replace("-factor", "_factor") if flag.startswith("--widen") else flag)
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--lr", "-1"), ("--momentum", "-0.5"),
+                                        ("--batch_size", "0")])
+def test_training_numbers_out_of_range(flag, value, capsys):
+    exits_2(train_model.main, ["--dataset", "fashionmnist", flag, value], capsys, flag)
+
+
+def test_unknown_names(run_dir, capsys):
+    exits_2(test_score_ood_detection.main, common(run_dir)[:2] + ["--model", "tv:resnet999"], capsys,
+            "unknown model 'tv:resnet999'")
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--checkpoint", "checkpoints"], capsys,
+            "is a directory")
+    exits_2(generate_stored_pattern.main, common(run_dir) + ["--ood", "iSUN", "Nowhere"], capsys,
+            "unknown OOD set 'Nowhere'")
+    assert not (run_dir / "stored_pattern").exists()  # found before any extraction
+
+
+def test_unwritable_output_locations(run_dir, capsys):
+    Path("afile").write_text("x")
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--results_dir", "afile"], capsys,
+            "--results_dir afile is a file")
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--stored_pattern_dir", "afile/sp"],
+            capsys, "--stored_pattern_dir afile/sp lies under afile")
+    exits_2(train_model.main, common(run_dir) + TRAIN + ["--checkpoint", "afile/m.pt"], capsys, "afile")
+    exits_2(train_model.main, common(run_dir) + TRAIN + ["--checkpoint", "checkpoints"], capsys, "is a directory")
+    assert not (run_dir / "stored_pattern").exists()
+
+
+def test_disk_full_says_so(run_dir, capsys, monkeypatch):
+    import ood.io
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(ood.io.torch, "save", full)
+    exits_2(generate_stored_pattern.main, common(run_dir) + ["--ood", "iSUN"], capsys, "the disk is full")
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_download_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    import torchvision
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    monkeypatch.chdir(tmp_path)
+    exits_2(train_model.main, ["--dataset", "cifar10", "--model", "wrn", "--download", "--dataset_path", "d",
+                               "--device", "cpu"], capsys, "--download could not fetch cifar10",
+            "Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_bad_image_files_are_named(run_dir, capsys, damage):
+    victim = sorted((run_dir / "data/iSUN/images").iterdir())[4]
+    if damage == "empty":
+        victim.write_bytes(b"")
+    else:
+        victim.write_bytes(victim.read_bytes()[:60])
+    err = exits_2(generate_stored_pattern.main, common(run_dir) + ["--ood", "iSUN", "--workers", "2"], capsys,
+                  str(victim))
+    if damage == "empty":  # found while listing the files, before any extraction
+        assert "empty file" in err and not (run_dir / "stored_pattern/fashionmnist/wrn/features/train.pt").exists()
+
+
+def test_sixteen_bit_images_are_scaled(tmp_path):
+    from ood.data import load_image
+    arr = np.full((8, 8), 32896, dtype=np.uint16)  # 128.5 of 255 in 16 bits
+    Image.fromarray(arr).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = np.asarray(load_image(tmp_path / "g16.png"))
+    assert rgb.shape == (8, 8, 3) and np.all(np.abs(rgb.astype(int) - 128) <= 1)
