@@ -13,6 +13,7 @@ everything cached starts at once; ``generate_stored_pattern.py`` re-checks the t
 """
 import math
 import sys
+import time
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +27,7 @@ from . import data as D
 from .checkpoints import load_backbone
 from .errors import UserError
 from .fingerprint import digest, fingerprint, source_digest, tensor_digest
-from .io import load_torch, safe_name, save_torch
+from .io import load_torch, save_torch
 
 TRAIN, TEST = "train", "test"
 TENSORS = ("features", "logits", "labels")
@@ -86,7 +87,7 @@ class FeatureStore:
 
     def __init__(self, setup, stored_pattern_dir="stored_pattern"):
         self.setup = setup
-        self.root = Path(stored_pattern_dir) / setup.id_set.name / safe_name(setup.model.name)
+        self.root = Path(stored_pattern_dir) / setup.id_set.name / setup.store_name
         self._sets = {}
         self._warned_empty = False
 
@@ -185,10 +186,12 @@ class FeatureStore:
         # under torchrun, process r extracts images r, r + W, ...; the parts are gathered in order
         shard = ds if self.world == 1 else Subset(ds, range(self.rank, len(ds), self.world))
         s = self.setup
+        t0 = time.perf_counter()
         out = extract(self.model, shard, s.batch_size, s.device, s.workers, desc=f"features {self.key(spec)}",
                       quiet=s.quiet or self.rank != 0, amp=s.amp, channels_last=s.channels_last,
                       features_fn=self.features_fn)
         out = accel.gather_in_order(out, len(ds))
+        out["seconds"] = time.perf_counter() - t0  # what this backbone pass cost (the sweep reports it)
         check_finite(out, f"image set {self.key(spec)}")
         out["digest"] = tensor_digest({k: out[k] for k in TENSORS})
         out["fingerprint"] = fp
@@ -225,7 +228,7 @@ class FeatureStore:
         head = self.head()
         fp = pattern_fingerprint(score, self.train_digest(), head["digest"])
         path = self.root / "patterns" / f"{score.key()}-{digest(score.fit_settings(), 10)}.pt"
-        cached = load_torch(path)
+        cached = load_torch(path, mmap=True)  # a bank of training features can be as large as they are
         if cached is not None and cached.get("fingerprint") == fp:
             return cached["state"]
         train = self.features(TRAIN)

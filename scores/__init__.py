@@ -24,6 +24,18 @@ REGISTERED = (
     "scores.hopfield:SHE",
     "scores.reclag:RecLag",
     "scores.knn:KNN",
+    "scores.maxlogit:MaxLogit",
+    "scores.gen:GEN",
+    "scores.ash:ASHP",
+    "scores.ash:ASHB",
+    "scores.ash:ASHS",
+    "scores.ash:SCALE",
+    "scores.dice:DICE",
+    "scores.mahalanobis:Mahalanobis",
+    "scores.mahalanobis:RMD",
+    "scores.vim:ViM",
+    "scores.nnguide:NNGuide",
+    "scores.fdbd:fDBD",
 )
 
 GROUPS = {"all": "the paper's six scores", "extended": "every registered score"}

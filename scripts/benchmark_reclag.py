@@ -21,13 +21,13 @@ import os
 import platform
 import resource
 import sys
-import threading
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchtools import timed  # noqa: E402
 from scores.reclag import RecLag  # noqa: E402
 from scores.reclag_learner import fit_memories  # noqa: E402
 from scores.reclag_loop import fit_memories_loop  # noqa: E402
@@ -44,53 +44,6 @@ HIDDEN, N_SAMPLES, BATCH = DEFAULTS["hidden"], DEFAULTS["n_samples"], DEFAULTS["
 # but a tiny fraction of elements within TYPICAL_DIFF.
 MAX_ABS_DIFF = 1e-2
 TYPICAL_DIFF, MAX_FRACTION_ABOVE = 1e-4, 1e-4
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Peak RSS (MiB) while the ``with`` block runs, sampled from /proc/self/statm in a thread."""
-
-    def __init__(self, interval=0.005):
-        self.interval, self.peak, self.start = interval, 0.0, 0.0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss_mib():
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * PAGE / 2**20
-        except OSError:                                   # not Linux: fall back to the process peak
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss_mib())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.start = self.peak = self.rss_mib()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss_mib())
-
-
-def timed(fn, *args, **kwargs):
-    load_before = os.getloadavg()[0]
-    with PeakRSS() as mem:
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = fn(*args, **kwargs)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    info = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mib": round(mem.peak, 1),
-            "peak_rss_increase_mib": round(mem.peak - mem.start, 1),
-            "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
-    return out, info
-
-
 def make_problem(num_classes, per_class, d, epochs, seed):
     """Random phi-like features (ReLU of a Gaussian, so >= 0), classes interleaved in stored order, and
     the injected memory indices of every step of every class (drawn once, shared by both learners)."""

@@ -24,6 +24,10 @@ def test_benchmark_quick(tmp_path):
     paper = scores.paper_scores()
     reference = sum(1 + 9 + c.needs_fit() for c in paper)  # one script per score: ID test, 9 OOD, train if fitted
     assert s["scores"] == [c.name for c in paper]
+    assert s["extended"]["scores"] == scores.names() and s["extended"]["ratio_to_backbone_pass"] > 0
     assert s["backbone_passes_per_table"] == {"ours": 11, "reference": reference, "ratio": reference / 11}
     assert res["he"]["he_gflops"] > 0 and res["he"]["matmul_gflops"] > 0
-    assert "1. extraction" in proc.stdout and "3. HE" in proc.stdout
+    c = res["cpu_demo_training"]
+    assert set(c["img_s"]) == {"fp32", "bf16", "fp32+channels_last", "bf16+channels_last"}
+    assert all(v > 0 for v in c["img_s"].values()) and c["auto_choice"][0] in ("off", "bf16")
+    assert "1. extraction" in proc.stdout and "3. HE" in proc.stdout and "5. CPU training step" in proc.stdout

@@ -29,3 +29,5 @@ def test_demo_script_shortened(tmp_path):
     assert (out / "results/fashionmnist/cnn/plots/hist_RecLag.png").exists()
     assert (out / "results/fashionmnist/cnn/scores.npz").exists()
     assert not (tmp_path / "checkpoints").exists()  # everything went under OUT
+    extended = json.loads((out / "results/fashionmnist/cnn/extended/results.json").read_text())["rows"]
+    assert [r["score"] for r in extended if r["ood_dataset"] == "Digits"] == scores.names()

@@ -1,0 +1,110 @@
+"""Activation shaping of the penultimate feature, scored by the energy of the reshaped logits:
+ASH-P, ASH-B and ASH-S (Djurisic, Bozanic, Ashok and Liu, "Extremely Simple Activation Shaping for
+Out-of-Distribution Detection", ICLR 2023) and SCALE (Xu, Lian, Yu and Wu, "Scaling for Training Time and
+Post-hoc Out-of-distribution Detection Enhancement", ICLR 2024).
+
+Per input a = phi (d entries), the top k = d - round(p d / 100) entries T are kept, s1 = sum(a),
+s2 = sum of a over T:  ASH-P  a' = a 1[T];  ASH-B  a' = (s1 / k) 1[T];  ASH-S  a' = a 1[T] exp(s1 / s2);
+SCALE  a' = a exp(s1 / s2).  Score = logsumexp(W a' + b), in float64. The official ASH code applies it
+after the global average pooling, i.e. to phi, as here. T is taken by a stable descending sort, so ties
+(ASH-B on a feature with fewer than k non-zero entries) go to the lower index; an all-zero feature keeps
+the scale factor 1.
+"""
+import torch
+
+from ood.params import Param, Rule
+
+from .base import Score
+
+MIN_KEPT = 10
+GRID = (95, 90, 85, 80, 75, 70, 65)  # OpenOOD's sweep for ASH and SCALE
+
+
+def kept(d, percentile):
+    return d - round(d * percentile / 100)
+
+
+def shaping_default(paper):
+    """The paper's percentile for the data set (``paper``: {dataset: p}, "other": the rest), lowered when
+    it would keep fewer than 10 entries of phi: to the largest of OpenOOD's grid that keeps 10, else to the
+    percentile that keeps exactly 10."""
+    def rule(ctx):
+        p = paper.get(ctx.dataset, paper["other"])
+        d = ctx.feature_dim
+        if not d or kept(d, p) >= MIN_KEPT:
+            return float(p)
+        for q in GRID:
+            if q <= p and kept(d, q) >= MIN_KEPT:
+                return float(q)
+        return max(0.0, 100 * (1 - MIN_KEPT / d))
+    shown = ", ".join(f"{v} on {k}" for k, v in paper.items() if k != "other")
+    return Rule(rule, f"{shown}, {paper['other']} otherwise (the paper's); lowered to keep at least "
+                      f"{MIN_KEPT} of the d entries")
+
+
+def _percentile_param(paper, source):
+    return Param("percentile", float, shaping_default(paper), "the share of phi's entries pruned (in %); the top "
+                 "rest are kept", source, bounds="[0, 100)")
+
+
+def top_mask(a, percentile):
+    """Boolean mask of the k largest entries of each row (stable: ties go to the lower index)."""
+    d = a.shape[1]
+    k = kept(d, percentile)
+    idx = torch.sort(a, dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True), k
+
+
+def energy_of(shaped, head):
+    return torch.logsumexp(shaped @ head["weight"].double().T + head["bias"].double(), 1).float()
+
+
+def scale_factor(a, mask):
+    s1, s2 = a.sum(1, keepdim=True), (a * mask).sum(1, keepdim=True)
+    return torch.where(s2 > 0, torch.exp(s1 / s2.clamp_min(1e-300)), torch.ones_like(s1))
+
+
+class ASHP(Score):
+    """Energy after pruning all but the top entries of phi."""
+    name, order = "ASH-P", 80
+    params = (_percentile_param({"imagenet": 60, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
+
+    def score(self, data, state, head):
+        a = data["features"].double()
+        mask, _ = top_mask(a, self.percentile)
+        return energy_of(a * mask, head)
+
+
+class ASHB(Score):
+    """Energy after binarising phi: its sum spread evenly over its top entries."""
+    name, order = "ASH-B", 81
+    params = (_percentile_param({"imagenet": 65, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
+
+    def score(self, data, state, head):
+        a = data["features"].double()
+        mask, k = top_mask(a, self.percentile)
+        return energy_of(mask * (a.sum(1, keepdim=True) / k), head)
+
+
+class ASHS(Score):
+    """Energy after pruning phi to its top entries and scaling them by exp(s1 / s2)."""
+    name, order = "ASH-S", 82
+    params = (_percentile_param({"imagenet": 90, "other": 95}, "Djurisic et al. 2023; ash code configs"),)
+
+    def score(self, data, state, head):
+        a = data["features"].double()
+        mask, _ = top_mask(a, self.percentile)
+        return energy_of(a * mask * scale_factor(a, mask), head)
+
+
+class SCALE(Score):
+    """Energy after scaling the whole of phi by exp(s1 / s2) (nothing pruned)."""
+    name, order = "SCALE", 85
+    params = (_percentile_param({"imagenet": 85, "other": 65},
+                                "Xu et al. 2024: 85 in the authors' ImageNet config; 65 in their saved CIFAR "
+                                "results"),)
+
+    def score(self, data, state, head):
+        a = data["features"].double()
+        mask, _ = top_mask(a, self.percentile)
+        return energy_of(a * scale_factor(a, mask), head)

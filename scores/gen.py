@@ -1,0 +1,41 @@
+"""GEN (Liu, Lochman and Zach, "GEN: Pushing the Limits of Softmax-Based Out-of-Distribution Detection",
+CVPR 2023): minus the generalised entropy of the M largest softmax probabilities,
+-sum_{j <= M} p_(j)^gamma (1 - p_(j))^gamma.
+
+Computed in float64 and in the log domain: log(1 - p) is log1p(-p) where p <= 1/2 and, for the one class
+that may exceed it, the logsumexp of the other logits minus that of all; so a very confident input is
+not rounded to 1 - p = 0 (pytorch-ood clips p to [1e-7, 1 - 1e-7] instead, which reorders confident
+inputs; docs/method.md, "Other scores").
+"""
+import torch
+
+from ood.params import Param, Rule
+
+from .base import Score
+
+
+class GEN(Score):
+    """Minus the generalised entropy of the M largest softmax probabilities."""
+    name, order = "GEN", 75
+    params = (
+        Param("gamma", float, 0.1, "exponent of the generalised entropy", "Liu et al. 2023 (paper and code)",
+              bounds="(0, inf)"),
+        Param("M", int, Rule(lambda ctx: min(100, ctx.num_classes) if ctx.num_classes else 100,
+                             "100 (the paper, ImageNet), or the number of classes when smaller"),
+              "number of largest probabilities used", "Liu et al. 2023", bounds="[1, inf)"),
+    )
+
+    def score(self, data, state, head):
+        logits = data["logits"].double()
+        logp = torch.log_softmax(logits, 1)
+        p = logp.exp()
+        log1mp = torch.log1p(-p.clamp(max=0.5))  # exact where p <= 1/2
+        top = p.argmax(1, keepdim=True)
+        others = logits.scatter(1, top, float("-inf"))
+        log1mp_top = torch.logsumexp(others, 1, keepdim=True) - torch.logsumexp(logits, 1, keepdim=True)
+        big = p.gather(1, top) > 0.5
+        log1mp = log1mp.scatter(1, top, torch.where(big, log1mp_top, log1mp.gather(1, top)))
+        terms = torch.exp(self.gamma * (logp + log1mp))
+        m = min(self.M, logits.shape[1])
+        order = p.argsort(1, descending=True)[:, :m]
+        return (-terms.gather(1, order).sum(1)).float()

@@ -1,0 +1,69 @@
+"""Measurement helpers shared by the benchmark scripts: peak resident memory while a block runs, a
+timed call with its memory, and two timings taken side by side."""
+import os
+import resource
+import threading
+import time
+
+import torch
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Peak RSS (MiB) while the ``with`` block runs, sampled from /proc/self/statm in a thread."""
+
+    def __init__(self, interval=0.005):
+        self.interval, self.peak, self.start = interval, 0.0, 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss_mib():
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * PAGE / 2**20
+        except OSError:                                   # not Linux: fall back to the process peak
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss_mib())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.peak = self.rss_mib()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss_mib())
+
+
+def timed(fn, *args, **kwargs):
+    load_before = os.getloadavg()[0]
+    with PeakRSS() as mem:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    info = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mib": round(mem.peak, 1),
+            "peak_rss_increase_mib": round(mem.peak - mem.start, 1),
+            "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    return out, info
+
+
+def timed_pair(f, g, repeats=3):
+    """Fastest of ``repeats`` runs of f and of g, run alternately (f, g, f, g, ...) after a warm-up of
+    each, so both see the same machine load."""
+    f(), g()
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):
+        for i, fn in enumerate((f, g)):
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
