@@ -37,7 +37,9 @@ def build_parser(argv=None):
                         "(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
     g.add_argument("--protocol", choices=PROTOCOLS, default="full",
                    help="full: every OOD image once (RecLag code); sampled: --repeats draws of N_ID/5 "
-                        "OOD images, mean and std (SHE / energy code)")
+                        "OOD images, mean and std (SHE / energy code); paper: each score as its published "
+                        "row was produced (RecLag: full with the strict FPR95; the others: 10 draws of "
+                        "1,920 OOD images, seed 12, the closest FPR95; ReAct at percentile 98)")
     g.add_argument("--repeats", type=cli.positive_int, default=10, help="draws of the sampled protocol")
     g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard",
                    help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
@@ -59,7 +61,7 @@ def main(argv=None):
     classes = scores.resolve_names(args.score)
     oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
     setup = Setup.from_args(args, training=False)
-    out = ResultsFolder(args.results_dir or default_folder(setup, setup.model.name))
+    out = ResultsFolder(args.results_dir or default_folder(setup))
     out.check_writable()
     check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)

@@ -3,7 +3,8 @@
 Differences from torchvision's ImageNet ResNet: a 3x3 stride-1 stem and no max-pool, so the network keeps
 the resolution of small inputs. Global average pooling makes it work at any input size (112x112 in the
 paper's protocol). The penultimate feature phi(x) is the pooled output of the last block, after its ReLU,
-so phi >= 0.
+so phi >= 0. Weights are initialised as in the reference code: Kaiming normal (fan-out) convolutions,
+BatchNorm 1 / 0, the final linear layer N(0, 0.01) with zero bias.
 """
 import torch
 import torch.nn as nn
@@ -42,6 +43,15 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(widths[3], num_blocks[3], 2)
         self.feature_dim = widths[3]
         self.fc = nn.Linear(widths[3], num_classes)
+        for m in self.modules():  # the reference's initialisation (its models/ResNet.py)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def _make_layer(self, planes, n, stride):
         layers = []

@@ -113,7 +113,7 @@ def _check_mixed(runs, allow_mixed):
             by_score.setdefault((g, r["score"]), {}).setdefault(str(path), set()).add(_variant(r))
             for k in SETTINGS:
                 if r.get(k) is not None:
-                    by_setting.setdefault((g, k), {}).setdefault(json.dumps(r[k]), set()).add(str(path))
+                    by_setting.setdefault((g, r["score"], k), {}).setdefault(json.dumps(r[k]), set()).add(str(path))
     for (g, score), per_run in by_score.items():
         kinds = {frozenset(v) for v in per_run.values()}
         if len(kinds) > 1:
@@ -125,9 +125,9 @@ def _check_mixed(runs, allow_mixed):
                 f"{_describe(v)} in {', '.join(sorted(files))}" for v, files in described.items()))
             if all(len(v) == 1 for v in per_run.values()):
                 merge.add((g, score))
-    for (g, key), values in by_setting.items():
+    for (g, score, key), values in by_setting.items():
         if len(values) > 1:
-            problems.append(f"{'/'.join(map(str, g))}: {key} " + "; ".join(
+            problems.append(f"{'/'.join(map(str, g))} {score}: {key} " + "; ".join(
                 f"{v} in {', '.join(sorted(files))}" for v, files in values.items()))
     if problems and not allow_mixed:
         raise UserError("the runs differ in more than their seeds, so their mean would mix settings: "

@@ -77,7 +77,14 @@ def add_common(p):
                         "resnet18/34, 64 for wrn, 224 for resnet50)")
     g.add_argument("--force_input_size", action="store_true",
                    help="extract at --resize_val even if the checkpoint was trained at another size")
-    g.add_argument("--checkpoint", default=None, help="checkpoint path (default checkpoints/<dataset>/<model>.pt)")
+    g.add_argument("--checkpoint", default=None,
+                   help="checkpoint path (default checkpoints/<dataset>/<model>.pt, <model>-reference.pt for "
+                        "--recipe reference)")
+    g.add_argument("--recipe", choices=["fixed", "reference"], default=None,
+                   help="training recipe: fixed (default), or reference: the authors' train_model.py as it ran "
+                        "(64 px training, ReduceLROnPlateau, validation in train mode, best test-accuracy "
+                        "epoch, fp32, their AutoAugment). Extraction takes the recipe from the checkpoint; "
+                        "its caches and results go to <model>-reference/")
     g.add_argument("--pretrained", action="store_true",
                    help="resnet50 / tv:<name>: use torchvision's ImageNet weights (no checkpoint needed)")
     add_params(p.add_argument_group("backbone options"), models.all_options())
@@ -94,6 +101,6 @@ def add_common(p):
                    help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "
                         "(AVX512-BF16/AMX), fp32 elsewhere; feature extraction in fp32")
     g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory layout (default: on for CUDA and for bf16 on a CPU)")
+                   help="channels-last memory layout (default: on for CUDA and for training on a CPU)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     return p

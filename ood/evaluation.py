@@ -10,52 +10,82 @@
 A score with a replicate setting given several values (RecLag's learner seed) is evaluated once per
 value; its row pools every (replicate, draw) pair into one mean and std, and lists each replicate's
 metrics.
+
+- ``paper``: each score the way its published row was produced. A score declaring
+  ``paper_evaluation = "full"`` (RecLag: the RecLag code's test_RecLag.py) is evaluated on every OOD image
+  with the RecLag code's FPR95 (the first ROC point with TPR > 95 %, ``strict``); every other score as the
+  SHE / energy code evaluated its baselines: ten draws, seed 12, of the number of OOD images the
+  reference's batch loop kept (floor(floor(N_ID / 5) / 128) * 128 = 1,920 for CIFAR; floor(floor(N_ID /
+  10) / 1280) * 1280 = 3,840 for ImageNet; floor(N_ID / 5) when that is 0), with the FPR95 at the recall
+  closest to 95 % (``closest``). ReAct's percentile defaults to 98 under it (scores/react.py).
 """
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from .metrics import compute_metrics
 
-PROTOCOLS = ("full", "sampled")
+PROTOCOLS = ("full", "sampled", "paper")
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+PAPER_SEED, PAPER_REPEATS = 12, 10
 
 
-def sample_indices(n_id, n_ood, name, repeats, seed):
-    """Index arrays of the sampled protocol for one OOD set."""
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    k = min(n_ood, max(1, n_id // 5))
-    return [np.sort(rng.choice(n_ood, size=k, replace=False)) for _ in range(repeats)]
+@dataclass(frozen=True)
+class Plan:
+    """How one score is evaluated: the protocol recorded, how many OOD images each draw takes (None:
+    all of them, once), the number of draws and their seed, and the FPR95 variant."""
+    protocol: str
+    size: int | None
+    repeats: int
+    seed: int | None
+    fpr_variant: str
 
 
-def draws_of(n_id, n_ood, ood_name, protocol, repeats, seed):
+def plan_for(protocol, score_cls, n_id, repeats=10, seed=12, fpr_variant="standard", id_protocol="cifar"):
     if protocol == "full":
-        return [np.arange(n_ood)]
+        return Plan("full", None, 1, None, fpr_variant)
     if protocol == "sampled":
-        return sample_indices(n_id, n_ood, ood_name, repeats, seed)
+        return Plan("sampled", max(1, n_id // 5), repeats, seed, fpr_variant)
+    if protocol == "paper":
+        if getattr(score_cls, "paper_evaluation", "sampled") == "full":
+            return Plan("paper", None, 1, None, "strict")
+        per_batch, share = (1280, 10) if id_protocol == "imagenet" else (128, 5)
+        size = (n_id // share // per_batch) * per_batch or max(1, n_id // 5)
+        return Plan("paper", size, PAPER_REPEATS, PAPER_SEED, "closest")
     raise ValueError(f"unknown protocol {protocol!r}; use one of {PROTOCOLS}")
 
 
+def sample_indices(n_id, n_ood, name, repeats, seed, size=None):
+    """Index arrays of the sampled protocol for one OOD set: ``repeats`` draws of ``size`` (default
+    floor(n_id / 5)) images without replacement, seeded by (seed, the set's name)."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    k = min(n_ood, size or max(1, n_id // 5))
+    return [np.sort(rng.choice(n_ood, size=k, replace=False)) for _ in range(repeats)]
+
+
 def evaluate(id_scores, ood_scores, ood_name, protocol="full", repeats=10, seed=12, fpr_variant="standard"):
-    """Metrics of one score against one OOD set; returns the metric fields of a results row."""
-    return evaluate_replicates([id_scores], [ood_scores], ood_name, protocol, repeats, seed, fpr_variant)
+    """Metrics of one score against one OOD set (the full or sampled protocol); returns the metric
+    fields of a results row."""
+    plan = plan_for(protocol, None, len(id_scores), repeats, seed, fpr_variant)
+    return evaluate_replicates([id_scores], [ood_scores], ood_name, plan)
 
 
-def evaluate_replicates(id_scores, ood_scores, ood_name, protocol="full", repeats=10, seed=12,
-                        fpr_variant="standard"):
-    """``evaluate`` for a score fitted several times: ``id_scores`` and ``ood_scores`` are lists with one
-    array per replicate. Every (replicate, draw) pair counts once in the mean and std; with more than
-    one replicate the row also lists each replicate's metrics."""
+def evaluate_replicates(id_scores, ood_scores, ood_name, plan):
+    """The metric fields of one row under ``plan``: ``id_scores`` and ``ood_scores`` are lists with one
+    array per replicate of the score. Every (replicate, draw) pair counts once in the mean and std;
+    with more than one replicate the row also lists each replicate's metrics."""
     n_id, n_ood = len(id_scores[0]), len(ood_scores[0])
-    draws = draws_of(n_id, n_ood, ood_name, protocol, repeats, seed)
-    per_rep = [[compute_metrics(np.asarray(i), np.asarray(o)[idx], fpr_variant) for idx in draws]
+    draws = [np.arange(n_ood)] if plan.size is None else \
+        sample_indices(n_id, n_ood, ood_name, plan.repeats, plan.seed, plan.size)
+    per_rep = [[compute_metrics(np.asarray(i), np.asarray(o)[idx], plan.fpr_variant) for idx in draws]
                for i, o in zip(id_scores, ood_scores)]
     runs = [r for rep in per_rep for r in rep]
     row = {k: float(np.mean([r[k] for r in runs])) for k in METRICS}
     row.update(auroc_std=float(np.std([r["auroc"] for r in runs])),
                fpr95_std=float(np.std([r["fpr95"] for r in runs])),
-               protocol=protocol, repeats=len(draws), seed=seed if protocol == "sampled" else None,
-               n_id=int(n_id), n_ood=int(len(draws[0])))
+               protocol=plan.protocol, repeats=len(draws), seed=plan.seed, n_id=int(n_id),
+               n_ood=int(len(draws[0])), fpr_variant=plan.fpr_variant)
     if len(per_rep) > 1:
         row["replicate_metrics"] = [{k: float(np.mean([r[k] for r in rep])) for k in METRICS} for rep in per_rep]
     return row

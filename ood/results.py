@@ -17,7 +17,7 @@ import numpy as np
 
 from . import reports
 from .errors import UserError
-from .io import atomic_path, check_writable_dir, locked, safe_name, write_text
+from .io import atomic_path, check_writable_dir, locked, write_text
 
 ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
            "input_size", "feature_precision", "subset")
@@ -61,19 +61,33 @@ def assign_labels(rows):
 
 
 def table_groups(rows):
-    """Rows grouped by what a table shares (protocol and its draws, FPR95 variant, ...), in first-seen order."""
+    """Rows grouped by what a table shares (protocol and its draws, FPR95 variant, ...), in first-seen
+    order. The paper protocol evaluates each score its own way, so its rows share one table."""
     groups = {}
     for r in rows:
-        groups.setdefault(_json([r.get(k) for k in TABLE_KEY]), []).append(r)
+        key = [r.get(k) for k in TABLE_KEY if r["protocol"] != "paper" or k not in ("repeats", "seed", "fpr_variant")]
+        groups.setdefault(_json(key), []).append(r)
     return list(groups.values())
 
 
 def caption(rows):
     r = rows[0]
     text = f"{r['id_dataset']}, {r['model']} @ {r['input_size']}px, {r['protocol']} protocol"
-    if r["protocol"] == "sampled":
+    if r["protocol"] == "paper":
+        full = sorted({x["label"] for x in rows if x["seed"] is None})
+        sampled = [x for x in rows if x["seed"] is not None]
+        text += " (each score as its published row was produced: "
+        if full:
+            text += f"{', '.join(full)} on every OOD image, FPR95 at the first ROC point with TPR > 95 %"
+        if sampled:
+            text += ("; " if full else "") + (f"the others {sampled[0]['repeats']} draws of {sampled[0]['n_ood']} "
+                                              f"OOD images, seed {sampled[0]['seed']}, FPR95 at the recall "
+                                              f"closest to 95 %")
+        text += ")"
+    elif r["protocol"] == "sampled":
         text += f" ({r['repeats']} draws, seed {r['seed']})"
-    text += f", FPR95 variant {r['fpr_variant']}"
+    if r["protocol"] != "paper":
+        text += f", FPR95 variant {r['fpr_variant']}"
     if r.get("feature_precision", "fp32") != "fp32":
         text += f", {r['feature_precision']} features"
     if r.get("subset"):
@@ -132,16 +146,7 @@ class ResultsFolder:
                          if any(row_key(r) in new for r in g))
 
     def _archive(self):
-        dest = self.path / "previous" / time.strftime("%Y%m%d-%H%M%S")
-        n = 1
-        while dest.exists():
-            dest = dest.with_name(f"{dest.name.split('_')[0]}_{n}")
-            n += 1
-        dest.mkdir(parents=True)
-        for f in self.path.iterdir():
-            if f.name not in ("previous", ".lock"):
-                f.rename(dest / f.name)
-        return dest
+        return archive(self.path)
 
     def _labels(self, merged, per_sample):
         by = {(r["score"], variant_of(r)): r["label"] for r in merged}
@@ -179,5 +184,20 @@ class ResultsFolder:
         reports.plot(plain, self.path)
 
 
-def default_folder(setup, model_name):
-    return Path("results") / setup.id_set.name / safe_name(model_name)
+def archive(folder):
+    """Move everything in ``folder`` (but earlier archives and the lock) to previous/<date-time>/."""
+    folder = Path(folder)
+    dest = folder / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while dest.exists():
+        dest = dest.with_name(f"{dest.name.split('_')[0]}_{n}")
+        n += 1
+    dest.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.name not in ("previous", ".lock"):
+            f.rename(dest / f.name)
+    return dest
+
+
+def default_folder(setup):
+    return Path("results") / setup.id_set.name / setup.store_name

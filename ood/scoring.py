@@ -10,7 +10,7 @@ import warnings
 
 from . import data as D
 from .errors import UserError
-from .evaluation import evaluate_replicates
+from .evaluation import evaluate_replicates, plan_for
 from .params import Context
 
 
@@ -54,11 +54,11 @@ def compute(objs, states, sets, head):
     return {name: [score_set(s, feats, st, head, name) for s, st in zip(objs, states)] for name, feats in sets.items()}
 
 
-def make_row(setup, objs, ood_name, metrics, fpr_variant, id_features):
+def make_row(setup, objs, ood_name, metrics, id_features):
     """One results row: the score's settings and the run's configuration beside its metrics."""
     first = objs[0]
     row = {"id_dataset": setup.id_set.name, "model": setup.model.name, "score": first.name,
-           "ood_dataset": ood_name, **metrics, "fpr_variant": fpr_variant, "input_size": setup.input_size,
+           "ood_dataset": ood_name, **metrics, "input_size": setup.input_size,
            "feature_precision": setup.feature_precision, "subset": setup.subset,
            "settings": first.shared_settings()}
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
@@ -70,13 +70,15 @@ def make_row(setup, objs, ood_name, metrics, fpr_variant, id_features):
 
 def rows_for(setup, objs, values, ood_names, protocol, repeats, seed, fpr_variant, id_features):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
-    the ID test set under "id")."""
+    the ID test set under "id"), evaluated as ``protocol`` says for this score (ood/evaluation.py)."""
+    plan = plan_for(protocol, type(objs[0]), len(values["id"][0]), repeats, seed, fpr_variant,
+                    setup.id_set.protocol)
     rows = []
     for o in ood_names:
         try:
-            m = evaluate_replicates(values["id"], values[o], o, protocol, repeats, seed, fpr_variant)
+            m = evaluate_replicates(values["id"], values[o], o, plan)
         except ValueError as e:
             raise UserError(f"score {objs[0].name} against {o}: {e}") from None
-        rows.append(make_row(setup, objs, o, m, fpr_variant, id_features))
+        rows.append(make_row(setup, objs, o, m, id_features))
     return rows
 

@@ -19,7 +19,8 @@ from . import accel
 from . import data as D
 from .checkpoints import checkpoint_meta, default_checkpoint
 from .errors import UserError
-from .io import sha256_file
+from .io import safe_name, sha256_file
+from .recipes import RECIPES
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,17 @@ class Setup:
     compile: bool
     seed: int
     quiet: bool
+    recipe: str = "fixed"         # the training recipe of the checkpoint (ood/recipes.py)
+    asked_size: int | None = None  # --resize_val as given
 
     @property
     def options(self):
         return dict(self.model_options)
+
+    @property
+    def store_name(self):
+        """The folder name of this backbone's caches and results (a reference-recipe checkpoint's apart)."""
+        return safe_name(self.model.name) + RECIPES[self.recipe].suffix
 
     @property
     def feature_precision(self):
@@ -71,27 +79,39 @@ class Setup:
         if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
             raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
         device = accel.setup(args.device) or resolve_device(args.device)
-        amp, reason = accel.amp_mode(args.amp, device, training)
+        recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
-            Path(args.checkpoint or default_checkpoint(id_set.name, spec.name))
+            Path(args.checkpoint or default_checkpoint(id_set.name, spec.name + recipe.suffix))
         size = args.resize_val
         if checkpoint is not None and not training:
-            size = _size_from_checkpoint(checkpoint, size, args.force_input_size, spec.name)
+            meta = checkpoint_meta(checkpoint)
+            size = _size_from_checkpoint(checkpoint, meta, size, args.force_input_size)
+            trained_with = meta.get("recipe", "fixed")
+            if args.recipe and args.recipe != trained_with:
+                raise UserError(f"--recipe {args.recipe}, but checkpoint {checkpoint} was trained with the "
+                                f"{trained_with} recipe.")
+            recipe = RECIPES[trained_with]
+        amp_flag, layout = args.amp, args.channels_last
+        if training and recipe.name == "reference" and amp_flag in (None, "auto"):
+            amp, reason = "off", "the reference recipe trains in fp32"
+            layout = False if layout is None else layout
+        else:
+            amp, reason = accel.amp_mode(amp_flag, device, training)
         return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
                    input_size=size or spec.input_size, checkpoint=checkpoint, pretrained=bool(args.pretrained),
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
-                   amp_reason=reason, channels_last=accel.use_channels_last(args.channels_last, device, amp),
-                   compile=bool(args.compile), seed=args.seed, quiet=bool(args.quiet))
+                   amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
+                   compile=bool(args.compile), seed=args.seed, quiet=bool(args.quiet), recipe=recipe.name,
+                   asked_size=args.resize_val)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
 
-def _size_from_checkpoint(path, asked, force, model):
-    """The input size to extract at: the one the checkpoint was trained at, unless the user asks for
-    another (refused without --force_input_size). Warns about a checkpoint whose training stopped early."""
-    meta = checkpoint_meta(path)
+def _size_from_checkpoint(path, meta, asked, force):
+    """The input size to extract at: the one the checkpoint records, unless the user asks for another
+    (refused without --force_input_size). Warns about a checkpoint whose training stopped early."""
     trained = meta.get("input_size")
     if meta.get("finished") is False:
         warnings.warn(f"checkpoint {path} is from an unfinished training run (epoch {meta.get('epoch')} of "

@@ -1,11 +1,5 @@
-"""Backbone training: the recipe of the authors' train_model.py (docs/method.md, "Backbones") without its defects.
-
-- trains at the input size it is tested at (the reference built its transform before setting the size);
-- the model is in train mode for training and eval mode for evaluation (the reference never switched
-  back, so BatchNorm statistics came from the test set);
-- the checkpoint holds the last epoch's weights; test accuracy is logged to a CSV each epoch, never used
-  to choose the weights (the reference kept the best test-accuracy epoch);
-- MultiStepLR (lr / 10 at 50% and 75% of training) stepped once per epoch.
+"""Backbone training with one of two recipes (ood/recipes.py): ``fixed``, the recipe of the authors'
+train_model.py without its defects (docs/method.md, "Backbones"), or ``reference``, that script as it ran.
 
 The checkpoint is rewritten atomically after every epoch with everything needed to resume: weights,
 optimizer, scheduler, RNG states, the epoch and every training setting. The data order of each epoch
@@ -34,10 +28,12 @@ from .checkpoints import clean_state_dict, read_checkpoint
 from .errors import UserError
 from .features import loader_options
 from .io import check_writable_file, save_torch, write_text
+from .recipes import RECIPES, running_loss
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
+PLATEAU_FIELD = "plateau_value"  # the reference recipe's ReduceLROnPlateau input, logged too
 # settings a resumed run must share with the run it continues (they change the weights it ends with)
-RESUME_SETTINGS = ("epochs", "lr", "momentum", "weight_decay", "augment", "batch_size", "seed", "subset")
+RESUME_SETTINGS = ("epochs", "lr", "momentum", "weight_decay", "augment", "batch_size", "seed", "subset", "recipe")
 
 
 def seed_everything(seed):
@@ -67,11 +63,14 @@ def _tuplify(x):
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def evaluate(model, loader, device, amp="off", channels_last=False):
-    """Test loss and accuracy; under torchrun each process scores its shard and the sums are reduced."""
-    model.eval()
+def evaluate(model, loader, device, amp="off", channels_last=False, eval_mode=True):
+    """Test loss and accuracy; under torchrun each process scores its shard and the sums are reduced.
+    ``eval_mode=False`` validates in train mode, as the reference recipe does (BatchNorm then updates its
+    running statistics from these batches)."""
+    if eval_mode:
+        model.eval()
     loss, correct, n = 0.0, 0, 0
-    with torch.inference_mode(), accel.autocast(device, amp):
+    with torch.no_grad(), accel.autocast(device, amp):
         for x, y in loader:
             x, y = accel.to_input(x, device, channels_last), y.to(device, non_blocking=True)
             out = model(x).float()
@@ -96,17 +95,21 @@ class Trainer:
         self.path = Path(s.checkpoint)
         self.log_path = self.path.with_suffix(".log.csv")
         check_writable_file(self.path, "--checkpoint")
+        self.recipe = RECIPES[s.recipe]
+        self.train_size = self.recipe.train_size(s, s.asked_size)
         self.meta = {"model": s.model.name, "dataset": s.id_set.name, "num_classes": s.id_set.num_classes,
-                     "in_channels": s.id_set.channels, "input_size": s.input_size, "options": s.options}
+                     "in_channels": s.id_set.channels, "input_size": self.recipe.recorded_size(s, s.asked_size),
+                     "train_input_size": self.train_size, "options": s.options, "recipe": s.recipe}
         self.settings = {"epochs": h["epochs"], "lr": h["lr"], "momentum": h["momentum"],
                          "weight_decay": h["weight_decay"], "augment": h["augment"], "batch_size": s.batch_size,
-                         "seed": s.seed, "subset": s.subset}
+                         "seed": s.seed, "subset": s.subset, "recipe": s.recipe}
+        self.best = None  # the reference recipe keeps the best test-accuracy epoch: (accuracy, state dict)
 
     def build(self):
         s, h = self.setup, self.hyper
         train_ds = D.build_id_dataset(s.id_set, s.data_root, True,
-                                      D.train_transform(s.id_set, s.input_size, h["augment"]), s.download)
-        test_ds = D.build_id_dataset(s.id_set, s.data_root, False, D.test_transform(s.id_set, s.input_size))
+                                      self.recipe.train_transform(s.id_set, self.train_size, h["augment"]), s.download)
+        test_ds = D.build_id_dataset(s.id_set, s.data_root, False, D.test_transform(s.id_set, self.train_size))
         self.train_ds, self.test_ds = D.subset(train_ds, s.subset), D.subset(test_ds, s.subset)
         model = s.build_model()
         if self.world > 1 and s.device.type == "cuda":
@@ -123,9 +126,7 @@ class Trainer:
         # so a torchrun run sees the global batches of a single-process run.
         self.sampler = DistributedSampler(self.train_ds, num_replicas=self.world, rank=self.rank, shuffle=True,
                                           seed=s.seed)
-        epochs = h["epochs"]
-        milestones = sorted({max(1, int(epochs * 0.5)), max(1, int(epochs * 0.75))})
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones, gamma=0.1)
+        self.sched, self.plateau = self.recipe.schedulers(self.opt, h["epochs"])
 
     def resume(self):
         """Restore the state saved after the last finished epoch; returns the epoch to start from. A
@@ -143,9 +144,13 @@ class Trainer:
                             f"checkpoint's settings, or --overwrite to train from scratch.")
         if ckpt.get("amp") not in (None, self.setup.amp):
             warnings.warn(f"resuming {self.path}, trained so far with amp {ckpt['amp']}, with amp {self.setup.amp}.")
-        self.model.load_state_dict(clean_state_dict(ckpt["model"]))
+        self.model.load_state_dict(clean_state_dict(ckpt.get("last_model", ckpt["model"])))
+        if "best_acc" in ckpt:
+            self.best = (ckpt["best_acc"], ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
+        for sched, key in ((self.sched, "scheduler"), (self.plateau, "plateau")):
+            if sched is not None:
+                sched.load_state_dict(ckpt[key])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
@@ -157,17 +162,26 @@ class Trainer:
         if self.rank != 0:
             return
         s = self.setup
-        save_torch({"log": log, "model": clean_state_dict(self.model.state_dict()), "optimizer": self.opt.state_dict(),
-                    "scaler": self.scaler.state_dict(), "amp": s.amp, "channels_last": s.channels_last,
-                    "world_size": self.world, "scheduler": self.sched.state_dict(), "rng": rng_state(),
-                    "epoch": epoch, "epochs": self.hyper["epochs"], "finished": epoch == self.hyper["epochs"],
-                    "meta": self.meta, "settings": self.settings}, self.path)
+        state = clean_state_dict(self.model.state_dict())
+        ckpt = {"log": log, "model": state, "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(), "amp": s.amp, "channels_last": s.channels_last,
+                "world_size": self.world, "rng": rng_state(), "epoch": epoch, "epochs": self.hyper["epochs"],
+                "finished": epoch == self.hyper["epochs"], "meta": self.meta, "settings": self.settings,
+                "recipe": s.recipe}
+        if self.sched is not None:
+            ckpt["scheduler"] = self.sched.state_dict()
+        if self.plateau is not None:
+            ckpt["plateau"] = self.plateau.state_dict()
+        if self.recipe.keep == "best":  # "model" is what extraction loads: the best epoch; resume needs the last
+            ckpt.update(model=self.best[1], last_model=state, best_acc=self.best[0])
+        save_torch(ckpt, self.path)
 
     def write_log(self, rows):
         if self.rank != 0:
             return
         buf = io.StringIO()
-        w = csv.DictWriter(buf, LOG_FIELDS, lineterminator="\n")
+        w = csv.DictWriter(buf, LOG_FIELDS + ([PLATEAU_FIELD] if self.plateau is not None else []),
+                           lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         write_text(buf.getvalue(), self.log_path)
@@ -181,7 +195,7 @@ class Trainer:
         loader = DataLoader(self.train_ds, batch_size=s.batch_size // self.world, sampler=self.sampler,
                             generator=g, **loader_options(s.workers, s.device))
         self.net.train()
-        total, correct, n = 0.0, 0, 0
+        total, correct, n, running = 0.0, 0, 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.hyper['epochs']}", leave=False,
                    disable=s.quiet or self.rank != 0 or not sys.stderr.isatty())
         for x, y in bar:
@@ -194,9 +208,13 @@ class Trainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             total += loss.item() * len(y)
+            running = running_loss(running, loss.item(), len(self.train_ds))
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
         total, correct, n = accel.all_reduce_sum([total, correct, n], s.device)
+        self.plateau_value = running
+        if self.plateau is not None:  # the reference steps it after training, before validation
+            self.plateau.step(running)
         return total / n, correct / n
 
     def run(self):
@@ -216,19 +234,29 @@ class Trainer:
         # whose position differs between a resumed and an uninterrupted run (dropout draws from it)
         test_loader = DataLoader(shard, batch_size=s.batch_size, shuffle=False, persistent_workers=s.workers > 0,
                                  generator=torch.Generator().manual_seed(s.seed), **loader_options(s.workers, s.device))
-        self.say(f"training {s.model.name} on {s.id_set.name} at {s.input_size}x{s.input_size}: {len(self.train_ds)} "
+        self.say(f"training {s.model.name} on {s.id_set.name} at {self.train_size}x{self.train_size}"
+                 + (f" (recipe {s.recipe}; evaluated at {self.meta['input_size']})" if s.recipe != "fixed" else "")
+                 + f": {len(self.train_ds)} "
                  f"images, epochs {start + 1}..{epochs}, device {s.device}"
                  + (f" x {self.world} processes" if self.world > 1 else "")
                  + f", amp {s.amp} ({s.amp_reason}){', channels-last' if s.channels_last else ''}")
         for epoch in range(start, epochs):
             t0 = time.time()
+            self.recipe.before_epoch(self.opt, epoch, epochs)
             lr = self.opt.param_groups[0]["lr"]
             train_loss, train_acc = self.train_epoch(epoch)
-            test_loss, test_acc = evaluate(self.net, test_loader, s.device, s.amp, s.channels_last)
-            self.sched.step()
+            test_loss, test_acc = evaluate(self.net, test_loader, s.device, s.amp, s.channels_last,
+                                           eval_mode=self.recipe.eval_mode_validation)
+            if self.sched is not None:
+                self.sched.step()
+            if self.recipe.keep == "best" and (self.best is None or test_acc > self.best[0]):
+                self.best = (test_acc, {k: v.detach().clone() for k, v in
+                                        clean_state_dict(self.model.state_dict()).items()})
             log.append({"epoch": epoch + 1, "lr": lr, "train_loss": round(train_loss, 5),
                         "train_acc": round(train_acc, 5), "test_loss": round(test_loss, 5),
                         "test_acc": round(test_acc, 5), "seconds": round(time.time() - t0, 1)})
+            if self.plateau is not None:
+                log[-1][PLATEAU_FIELD] = self.plateau_value
             self.save(epoch + 1, log)  # the checkpoint holds the log too, so the two never disagree
             self.write_log(log)
             accel.barrier()  # nobody runs ahead of the checkpoint

@@ -20,6 +20,7 @@ LEARNER = "learn_RecLag.py"
 class RecLag(Score):
     """RecLag score: logsumexp_mu(beta xi_mu^(c) . phi) over the learned memories of the predicted class."""
     name, order, paper = "RecLag", 60, True
+    paper_evaluation = "full"  # test_RecLag.py: every OOD image, FPR95 at the first ROC point with TPR > 95 %
     params = (
         Param("hidden", int, 10, "memory neurons H per class", LEARNER, bounds="[1, inf)", fit=True,
               aliases=("--hidden",)),

@@ -34,7 +34,10 @@ options (defaults in brackets):
   --epochs N           training epochs [100]
   --scores S ...       scores: names, all (the paper's six) or extended (every registered score) [all]
   --ood O ...          OOD sets [SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist]
-  --protocols P ...    evaluation protocols [full sampled]
+  --protocols P ...    evaluation protocols: full, sampled, paper (each score as its published row
+                       was produced) [full sampled]
+  --learner-seeds N    RecLag is fitted with learner seeds 1..N and reported as mean ± std over them
+                       (on top of the backbone seeds) [5]
   --download           let torchvision fetch the ID set and SVHN when missing
   --no-verify          skip the data check (verify_data.py) at the start
   --train-args "..."   extra options for train_model.py only (e.g. "--lr 0.1")
@@ -69,6 +72,7 @@ EPOCHS=100
 SCORES=(all)
 OODS=(SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist)
 PROTOCOLS=(full sampled)
+LEARNER_SEEDS=5
 DOWNLOAD=()
 VERIFY=1
 DRY=0
@@ -91,6 +95,7 @@ while [ $# -gt 0 ]; do
     --scores) take_list "$@"; SCORES=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --ood) take_list "$@"; OODS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --protocols) take_list "$@"; PROTOCOLS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
+    --learner-seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
     --download) DOWNLOAD=(--download); shift ;;
     --no-verify) VERIFY=0; shift ;;
     --dry-run) DRY=1; shift ;;
@@ -105,7 +110,10 @@ while [ $# -gt 0 ]; do
 done
 [[ "$EPOCHS" =~ ^[1-9][0-9]*$ ]] || die "--epochs must be a positive integer, not '$EPOCHS'"
 for k in "${SEEDS[@]}"; do [[ "$k" =~ ^[0-9]+$ ]] || die "--seeds takes integers, not '$k'"; done
-for p in "${PROTOCOLS[@]}"; do [[ "$p" == full || "$p" == sampled ]] || die "--protocols: full or sampled, not '$p'"; done
+for p in "${PROTOCOLS[@]}"; do [[ "$p" =~ ^(full|sampled|paper)$ ]] || die "--protocols: full, sampled or paper, not '$p'"; done
+[[ "$LEARNER_SEEDS" =~ ^[1-9][0-9]*$ ]] || die "--learner-seeds must be a positive integer, not '$LEARNER_SEEDS'"
+# RecLag's learner seeds: one fit each, pooled into mean ± std (the other scores ignore the flag)
+read -r -a RECLAG_SEEDS <<< "--reclag_seed $(seq -s ' ' 1 "$LEARNER_SEEDS")"
 
 # Print a command shell-quoted on one line; run it unless --dry-run.
 show() { local line; printf -v line '%q ' "$@"; echo "${line% }"; }
@@ -129,11 +137,12 @@ for seed in "${SEEDS[@]}"; do
     step "$PYTHON" "$REPO/train_model.py" "${common[@]}" --epochs "$EPOCHS" --resume "${DOWNLOAD[@]}" \
       "${TRAIN_ARGS[@]}" "${EXTRA[@]}"
     step "$PYTHON" "$REPO/generate_stored_pattern.py" "${common[@]}" --stored_pattern_dir "$store" \
-      --score "${SCORES[@]}" --ood "${OODS[@]}" "${DOWNLOAD[@]}" "${SCORE_ARGS[@]}" "${EXTRA[@]}"
+      --score "${SCORES[@]}" --ood "${OODS[@]}" "${DOWNLOAD[@]}" "${RECLAG_SEEDS[@]}" "${SCORE_ARGS[@]}" "${EXTRA[@]}"
     for protocol in "${PROTOCOLS[@]}"; do
       step "$PYTHON" "$REPO/test_score_ood_detection.py" "${common[@]}" --stored_pattern_dir "$store" \
         --protocol "$protocol" --score "${SCORES[@]}" --ood "${OODS[@]}" \
-        --results_dir "$OUT/results/$DATASET/seed$seed/$safe/$protocol" "${SCORE_ARGS[@]}" "${EVAL_ARGS[@]}" "${EXTRA[@]}"
+        --results_dir "$OUT/results/$DATASET/seed$seed/$safe/$protocol" "${RECLAG_SEEDS[@]}" "${SCORE_ARGS[@]}" \
+        "${EVAL_ARGS[@]}" "${EXTRA[@]}"
     done
   done
 done

@@ -30,7 +30,10 @@ options (defaults in brackets):
   --seeds K ...        seeds [1]
   --scores S ...       scores: names, all (the paper's six) or extended (every registered score) [all]
   --ood O ...          OOD sets [iNaturalist SUN Places Textures]
-  --protocols P ...    evaluation protocols [full sampled]
+  --protocols P ...    evaluation protocols: full, sampled, paper (each score as its published row
+                       was produced) [full sampled]
+  --learner-seeds N    RecLag is fitted with learner seeds 1..N and reported as mean ± std over them
+                       (on top of the backbone seeds) [5]
   --no-verify          skip the data check (verify_data.py) at the start
   --score-args "..."   extra options for both Python scripts (score hyper-parameters)
   --eval-args "..."    extra options for test_score_ood_detection_imagenet.py only
@@ -53,6 +56,7 @@ SEEDS=(1)
 SCORES=(all)
 OODS=(iNaturalist SUN Places Textures)
 PROTOCOLS=(full sampled)
+LEARNER_SEEDS=5
 VERIFY=1
 DRY=0
 SCORE_ARGS=()
@@ -73,6 +77,7 @@ while [ $# -gt 0 ]; do
     --scores) take_list "$@"; SCORES=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --ood) take_list "$@"; OODS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --protocols) take_list "$@"; PROTOCOLS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
+    --learner-seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
     --no-verify) VERIFY=0; shift ;;
     --dry-run) DRY=1; shift ;;
     --score-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a SCORE_ARGS <<< "$2"; shift 2 ;;
@@ -84,7 +89,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 for k in "${SEEDS[@]}"; do [[ "$k" =~ ^[0-9]+$ ]] || die "--seeds takes integers, not '$k'"; done
-for p in "${PROTOCOLS[@]}"; do [[ "$p" == full || "$p" == sampled ]] || die "--protocols: full or sampled, not '$p'"; done
+for p in "${PROTOCOLS[@]}"; do [[ "$p" =~ ^(full|sampled|paper)$ ]] || die "--protocols: full, sampled or paper, not '$p'"; done
+[[ "$LEARNER_SEEDS" =~ ^[1-9][0-9]*$ ]] || die "--learner-seeds must be a positive integer, not '$LEARNER_SEEDS'"
+# RecLag's learner seeds: one fit each, pooled into mean ± std (the other scores ignore the flag)
+read -r -a RECLAG_SEEDS <<< "--reclag_seed $(seq -s ' ' 1 "$LEARNER_SEEDS")"
 
 show() { local line; printf -v line '%q ' "$@"; echo "${line% }"; }
 step() {
@@ -104,11 +112,12 @@ RESULT_DIRS=()
 for seed in "${SEEDS[@]}"; do
   [ "$DRY" = 1 ] || echo "== imagenet, $MODEL, seed $seed"
   step "$PYTHON" "$REPO/generate_stored_pattern_imagenet.py" "${common[@]}" --seed "$seed" \
-    --stored_pattern_dir "$store" --score "${SCORES[@]}" --ood "${OODS[@]}" "${SCORE_ARGS[@]}" "${EXTRA[@]}"
+    --stored_pattern_dir "$store" --score "${SCORES[@]}" --ood "${OODS[@]}" "${RECLAG_SEEDS[@]}" "${SCORE_ARGS[@]}" "${EXTRA[@]}"
   for protocol in "${PROTOCOLS[@]}"; do
     step "$PYTHON" "$REPO/test_score_ood_detection_imagenet.py" "${common[@]}" --seed "$seed" \
       --stored_pattern_dir "$store" --protocol "$protocol" --score "${SCORES[@]}" --ood "${OODS[@]}" \
-      --results_dir "$OUT/results/imagenet/seed$seed/$safe/$protocol" "${SCORE_ARGS[@]}" "${EVAL_ARGS[@]}" "${EXTRA[@]}"
+      --results_dir "$OUT/results/imagenet/seed$seed/$safe/$protocol" "${RECLAG_SEEDS[@]}" "${SCORE_ARGS[@]}" \
+      "${EVAL_ARGS[@]}" "${EXTRA[@]}"
   done
   RESULT_DIRS+=("$OUT/results/imagenet/seed$seed/$safe")
 done

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,8 +53,7 @@ def test_plugin_score_end_to_end(trained, workdir, plugin_path):
     labels = {r["label"] for r in saved if r["score"] == "Prototype"}
     assert labels == {"Prototype (power=1.0, shrink=0.25)", "Prototype (power=2.0, shrink=0.25)",
                       "Prototype (power=1.0, shrink=0.5)"}
-    assert "Prototype (power=2.0, shrink=0.25)/iSUN" in set(__import__("numpy").load(
-        workdir / "results/cifar10/wrn/scores.npz").files)
+    assert "Prototype (power=2.0, shrink=0.25)/iSUN" in set(np.load(workdir / "results/cifar10/wrn/scores.npz").files)
     # the aggregator takes it like any other score
     agg = aggregate_results.main([str(workdir / "results"), "--out", str(workdir / "agg"), "--no-plot", "--quiet",
                                   "--allow_mixed"])

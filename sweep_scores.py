@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Sweep the declared settings of any registered score from the cached features: the backbone never runs
+again (an image set whose cache is missing or stale is extracted once, as in the scoring script).
+
+A grid is given as SCORE:SETTING=v1,v2,... (settings of one score combine, different scores are swept
+independently); every setting a score declares can be an axis, and a fit is reused by every grid point
+whose fit settings are equal (stored patterns are keyed on them). A seed axis (RecLag's ``seed``) pools:
+each grid point is fitted once per seed and reported as mean ± std with the seeds' own metrics, as
+``test_score_ood_detection.py --reclag_seed 1 2 3`` does; its rows equal single runs of that script.
+
+Writes into --results_dir (default results/<dataset>/<model>/sweep/): sweep.json (the rows, with the
+results.json schema and each grid point's settings; the grid; the costs), sweep.md (a table per score),
+and per score a heat map (two swept settings, mean AUROC over the test OOD sets) or a line plot (one
+setting, one line per OOD set): sweep_<score>.png.
+
+--select_on NAME... picks each score's setting on those validation OOD sets only (best mean AUROC, then
+lower mean FPR95) and writes the test table with the chosen settings over the other sets: selected.md
+and selected.json (the validation sets are left out of the test average; the caption names the choice).
+--operating_point draws RecLag's binary decision: the share of the ID test set and of each OOD set that
+the rectified dynamics keep (not sent to the OOD attractor) against the inverse memory strength lambda,
+with the lambda that keeps 95 % of ID inputs marked (reclag_operating_point.png and .csv).
+
+Example:
+  python sweep_scores.py --dataset fashionmnist --model cnn --ood Digits Photos Faces GaussianNoise UniformNoise \\
+      --grid RecLag:hidden=1,2,5,10,20,50 RecLag:beta=0.5,1,2,5,10,20 HE:beta=0.001,0.01,0.1,1 \\
+      --select_on GaussianNoise UniformNoise --operating_point
+"""
+import itertools
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+
+import scores
+from ood import cli, reports
+from ood.data import get_id_set
+from ood.errors import UserError, cli_main
+from ood.evaluation import PROTOCOLS
+from ood.features import TEST, TRAIN, FeatureStore
+from ood.io import check_writable_dir, locked, write_text
+from ood.metrics import FPR_VARIANTS
+from ood.params import ParamError
+from ood.results import archive, assign_labels
+from ood.scoring import compute, context, resolve_oods, rows_for
+from ood.setup import Setup
+
+
+def build_parser(argv=None):
+    scores.load_plugins(argv)
+    p = cli.parser(__doc__)
+    cli.add_common(p)
+    g = p.add_argument_group("sweep")
+    g.add_argument("--grid", nargs="+", required=True, metavar="SCORE:SETTING=V1,V2,...",
+                   help="the values of one declared setting of one score (several: their product per score)")
+    g.add_argument("--ood", nargs="+", default=None, help="OOD sets, as for test_score_ood_detection.py")
+    g.add_argument("--select_on", nargs="+", default=None, metavar="OOD",
+                   help="validation OOD sets: choose each score's setting on them alone and report the others")
+    g.add_argument("--operating_point", action="store_true",
+                   help="RecLag's accept rate against lambda (at its selected, or default, settings)")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="full")
+    g.add_argument("--repeats", type=cli.positive_int, default=10)
+    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard")
+    g.add_argument("--results_dir", default=None, help="default results/<dataset>/<model>/sweep/")
+    g.add_argument("--stored_pattern_dir", default="stored_pattern")
+    scores.add_score_args(p)
+    return p
+
+
+def parse_grid(tokens):
+    """{score class: {setting: [values]}} from SCORE:SETTING=V1,V2,... tokens, checked."""
+    grid = {}
+    for t in tokens:
+        head, sep, values = t.partition("=")
+        name, colon, setting = head.partition(":")
+        if not (sep and colon and name and setting and values):
+            raise UserError(f"--grid {t!r}: write SCORE:SETTING=V1,V2,... (e.g. RecLag:hidden=5,10,20).")
+        cls = scores.resolve_names([name])[0]
+        params = {p.name: p for p in cls.params}
+        if setting not in params:
+            raise UserError(f"--grid {t!r}: {cls.name} has no setting {setting!r}; it has "
+                            f"{', '.join(params) or 'none'}.")
+        try:
+            converted = [params[setting].convert(v.strip(), f"--grid {name}:{setting}") for v in values.split(",")]
+        except ParamError as e:
+            raise UserError(str(e)) from None
+        grid.setdefault(cls, {})[setting] = list(dict.fromkeys(converted))
+    return grid
+
+
+def grid_points(cls, axes):
+    """The grid points of one score: the product of its non-seed axes; a seed axis stays a list."""
+    plain = [(k, v) for k, v in axes.items() if not _param(cls, k).replicate]
+    seeds = {k: v for k, v in axes.items() if _param(cls, k).replicate}
+    for combo in itertools.product(*[v for _, v in plain]) if plain else [()]:
+        yield {**dict(zip([k for k, _ in plain], combo)), **seeds}
+
+
+def _param(cls, name):
+    return next(p for p in cls.params if p.name == name)
+
+
+@cli_main
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    grid = parse_grid(args.grid)
+    oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
+    names = [o.name for o in oods]
+    validation = [o.name for o in resolve_oods(args.select_on)] if args.select_on else []
+    unknown = [v for v in validation if v not in names]
+    if unknown:
+        raise UserError(f"--select_on {' '.join(unknown)}: not among the OOD sets of the sweep ({', '.join(names)}).")
+    if validation and len(validation) == len(names):
+        raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
+    setup = Setup.from_args(args, training=False)
+    out = args.results_dir or f"results/{setup.id_set.name}/{setup.store_name}/sweep"
+    check_writable_dir(out, "--results_dir")
+    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
+    store = FeatureStore(setup, args.stored_pattern_dir)
+    store.check([TEST, *oods])
+    head = store.head()
+    ctx = context(setup, head, args.protocol)
+    id_feats = store.features(TEST)
+    sets = {"id": id_feats, **{o.name: store.features(o) for o in oods}}
+
+    rows, states, cost = [], {}, {"points": {}, "fits": {}}
+    for cls, axes in grid.items():
+        for point in grid_points(cls, axes):
+            t0 = time.perf_counter()
+            objs = scores.instances(cls, {**scores.given_settings(cls, args), **point}, ctx, setup.device)
+            fitted = []
+            for s in objs:
+                key = (cls, json.dumps(s.fit_settings(), sort_keys=True))
+                if key not in states:
+                    t1 = time.perf_counter()
+                    states[key] = store.pattern(s) if s.needs_fit() else {}
+                    cost["fits"].setdefault(cls.name, []).append(time.perf_counter() - t1)
+                fitted.append(states[key])
+            values = compute(objs, fitted, sets, head)
+            rows += rows_for(setup, objs, values, names, args.protocol, args.repeats, args.seed, args.fpr_variant,
+                             id_feats)
+            cost["points"].setdefault(cls.name, []).append(time.perf_counter() - t0)
+    assign_labels(rows)
+    passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
+    summary = _cost_summary(cost, passes, store)
+    selection = _select(rows, grid, validation) if validation else None
+    with locked(out):
+        previous = _read(out)
+        if previous is not None and previous.get("grid") != _plain_grid(grid):
+            print(f"note: {out} held a sweep of another grid; it was moved to {archive(out)}/")
+        _write(out, rows, grid, summary, selection, names, validation)
+        if args.operating_point:
+            _operating_point(out, store, sets, head, ctx, setup, selection, args)
+    print(f"{len(rows)} rows, {sum(len(v) for v in cost['points'].values())} grid points; "
+          f"mean {summary['seconds_per_point']:.2f} s per point; results in {out}/")
+    return rows
+
+
+def _plain_grid(grid):
+    return {cls.name: axes for cls, axes in grid.items()}
+
+
+def _read(out):
+    from pathlib import Path
+    f = Path(out) / "sweep.json"
+    try:
+        return json.loads(f.read_text()) if f.exists() else None
+    except ValueError:
+        return {}
+
+
+def _cost_summary(cost, passes, store):
+    """Seconds per grid point, per fit, and the backbone pass the cache stands for (from the seconds
+    recorded when each image set was extracted; train included when it is cached)."""
+    train = store.path(TRAIN)
+    extraction = dict(passes)
+    if train.exists():
+        from ood.io import load_torch
+        t = load_torch(train, mmap=True)
+        if t is not None and "seconds" in t:
+            extraction["train"] = float(t["seconds"])
+    per_point = [x for v in cost["points"].values() for x in v]
+    fits = {k: float(np.mean(v)) for k, v in cost["fits"].items()}
+    total_pass = sum(extraction.values())
+    return {"seconds_per_point": float(np.mean(per_point)) if per_point else 0.0,
+            "seconds_per_point_by_score": {k: float(np.mean(v)) for k, v in cost["points"].items()},
+            "seconds_per_fit": fits, "backbone_pass_seconds": extraction,
+            "backbone_pass_total_seconds": total_pass,
+            "point_vs_backbone_pass": (float(np.mean(per_point)) / total_pass) if total_pass else None}
+
+
+def _average(rows, sets, metric):
+    vals = [r[metric] for r in rows if r["ood_dataset"] in sets]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _select(rows, grid, validation):
+    """Per score, the grid point with the best mean AUROC on the validation sets (then the lower mean
+    FPR95): only rows of validation sets are looked at."""
+    chosen = {}
+    for cls in grid:
+        by_label = {}
+        for r in rows:
+            if r["score"] == cls.name and r["ood_dataset"] in validation:
+                by_label.setdefault(r["label"], []).append(r)
+        best = max(by_label, key=lambda lab: (_average(by_label[lab], validation, "auroc"),
+                                              -_average(by_label[lab], validation, "fpr95")))
+        first = by_label[best][0]
+        chosen[cls.name] = {"label": best, "settings": first["settings"], "replicates": first.get("replicates"),
+                            "validation_auroc": _average(by_label[best], validation, "auroc")}
+    return chosen
+
+
+def _write(out, rows, grid, summary, selection, names, validation):
+    from pathlib import Path
+    out = Path(out)
+    write_text(json.dumps({"grid": _plain_grid(grid), "cost": summary, "selection": selection, "rows": rows},
+                          indent=1) + "\n", out / "sweep.json")
+    parts = []
+    for cls, axes in grid.items():
+        mine = [r for r in rows if r["score"] == cls.name]
+        parts.append(f"### {cls.name}: " + ", ".join(f"{k} in {v}" for k, v in axes.items()) +
+                     f" ({summary['seconds_per_point_by_score'][cls.name]:.2f} s per grid point)\n\n" +
+                     reports.markdown(mine))
+        _figure(cls, axes, mine, [n for n in names if n not in validation], out / f"sweep_{cls.key()}.png")
+    write_text("\n".join(parts), out / "sweep.md")
+    if selection:
+        test_sets = [n for n in names if n not in validation]
+        picked = [r for r in rows if r["ood_dataset"] in test_sets and
+                  r["label"] == selection[r["score"]]["label"]]
+        caption = ("settings chosen on " + ", ".join(validation) + " only (best mean AUROC): " +
+                   "; ".join(f"{k}: {v['label']}" for k, v in selection.items()) +
+                   f". Test sets: {', '.join(test_sets)}; FPR95 and AUROC in %")
+        write_text(f"{caption}\n\n{reports.markdown(picked)}", out / "selected.md")
+        write_text(json.dumps({"validation": validation, "test": test_sets, "selection": selection,
+                               "rows": picked}, indent=1) + "\n", out / "selected.json")
+
+
+def _figure(cls, axes, rows, test_sets, path):
+    """A heat map for two swept settings, a line plot (one line per OOD set) for one."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    swept = [k for k, v in axes.items() if len(v) > 1 and not _param(cls, k).replicate]
+    if len(swept) not in (1, 2):
+        return
+    value = {}
+    for r in rows:
+        value.setdefault(tuple(r["settings"][k] for k in swept), {})[r["ood_dataset"]] = r
+    if len(swept) == 1:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        xs = axes[swept[0]]
+        for o in test_sets:
+            ax.plot(range(len(xs)), [100 * value[(x,)][o]["auroc"] for x in xs], marker="o", label=o)
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.set(xlabel=f"{cls.name} {swept[0]}", ylabel="AUROC %", title=f"{cls.name}: AUROC per OOD set")
+        ax.legend(fontsize=7)
+    else:
+        xs, ys = axes[swept[1]], axes[swept[0]]
+        grid = np.array([[100 * np.mean([value[(y, x)][o]["auroc"] for o in test_sets]) for x in xs] for y in ys])
+        fig, ax = plt.subplots(figsize=(max(4.8, 1.6 + 0.8 * len(xs)), max(3.2, 1.2 + 0.55 * len(ys))))
+        im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if grid[i, j] < grid.mean() else "black")
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.set_yticks(range(len(ys)))
+        ax.set_yticklabels([str(y) for y in ys])
+        ax.set(xlabel=swept[1], ylabel=swept[0], title=f"{cls.name}: mean AUROC % over {len(test_sets)} OOD sets")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    reports._savefig(fig, path)
+    plt.close(fig)
+
+
+def _operating_point(out, store, sets, head, ctx, setup, selection, args):
+    """Accept rate of the ID test set and of each OOD set against lambda for RecLag's decision."""
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from scores.reclag import RecLag
+    from scores.reclag_dynamics import log_mean_exp
+
+    cls = scores.get("RecLag")
+    given = scores.given_settings(cls, args)
+    if selection and "RecLag" in selection:
+        given = {**given, **selection["RecLag"]["settings"], **(selection["RecLag"]["replicates"] or {})}
+    seed = given.get("seed")
+    given["seed"] = seed[0] if isinstance(seed, list) else seed
+    score = cls(ctx=ctx, device=setup.device, **given)
+    xis = RecLag.memories(store.pattern(score))
+    levels = {}
+    for name, feats in sets.items():   # log mean_mu exp(beta xi_mu . phi) of the predicted class, float64
+        pred = feats["logits"].argmax(1)
+        lme = torch.empty(len(pred), dtype=torch.float64)
+        for c in pred.unique().tolist():
+            m = pred == c
+            xi = xis[c] if xis[c] is not None else torch.cat([x for x in xis if x is not None])
+            lme[m] = log_mean_exp(feats["features"][m].double() @ xi.double().T, score.beta)
+        levels[name] = lme.numpy()
+    lo = min(v.min() for v in levels.values()) - 1
+    hi = max(v.max() for v in levels.values()) + 1
+    log_lams = np.linspace(lo, hi, 400)
+    rates = {k: [(v > ll).mean() for ll in log_lams] for k, v in levels.items()}
+    lam95 = float(np.sort(levels["id"])[int(math.floor(0.05 * len(levels["id"])))]) - 1e-9
+    out = Path(out)
+    lines = ["log_lambda,lambda," + ",".join("ID test" if k == "id" else k for k in rates)]
+    for i, ll in enumerate(log_lams):
+        lines.append(f"{ll:.6g},{math.exp(ll) if ll < 700 else float('inf'):.6g}," +
+                     ",".join(f"{rates[k][i]:.6f}" for k in rates))
+    write_text("\n".join(lines) + "\n", out / "reclag_operating_point.csv")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for k, r in rates.items():
+        ax.plot(log_lams / math.log(10), r, lw=2.2 if k == "id" else 1.2, label="ID test" if k == "id" else k)
+    ax.axvline(lam95 / math.log(10), color="k", ls="--", lw=0.8)
+    ax.text(lam95 / math.log(10), 0.5, " λ keeping 95 % ID", fontsize=7)
+    ax.set(xlabel="log10 λ (inverse memory strength)", ylabel="share kept (not sent to the OOD attractor)",
+           title=f"RecLag's decision ({score.settings['hidden']} memories, β = {score.beta})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    reports._savefig(fig, out / "reclag_operating_point.png")
+    plt.close(fig)
+    write_text(json.dumps({"log_lambda_95": lam95, "settings": score.settings,
+                           "accept_at_lambda_95": {k: float((v > lam95).mean()) for k, v in levels.items()}},
+                          indent=1) + "\n", out / "reclag_operating_point.json")
+
+
+if __name__ == "__main__":
+    main()
