@@ -15,6 +15,7 @@ and the archive's md5 sum.
 import contextlib
 import dataclasses
 import gzip
+import os
 import re
 import shutil
 import urllib.error
@@ -128,8 +129,8 @@ def download_errors(what, url, folder):
     """Turn a failed torchvision download (no network, proxy, checksum) into one clear line."""
     try:
         yield
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+    except (urllib.error.URLError, OSError, RuntimeError) as e:  # torchvision's MNIST wraps it in RuntimeError
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
         raise UserError(f"--download could not fetch {what} from {url} ({reason}). On a machine without "
                         f"internet, download it elsewhere and put it in {folder}.") from None
 
@@ -269,15 +270,17 @@ def train_transform(id_set, size, augment="autoaugment"):
 
 def _prepare_fashion_mnist(root):
     """torchvision reads Fashion-MNIST from <root>/FashionMNIST/raw/ (uncompressed idx files). If it is
-    not there but Debian's package dataset-fashion-mnist is installed, unpack that copy there."""
+    not there but the gzipped files are (Debian's package dataset-fashion-mnist, or the folder named by
+    the environment variable FASHION_MNIST_GZ), unpack that copy there."""
     raw = Path(root) / "FashionMNIST" / "raw"
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte"]
-    if all((raw / n).exists() for n in names) or not DEBIAN_FASHION_MNIST.is_dir():
+    source = Path(os.environ.get("FASHION_MNIST_GZ", DEBIAN_FASHION_MNIST))
+    if all((raw / n).exists() for n in names) or not source.is_dir():
         return
     raw.mkdir(parents=True, exist_ok=True)
     for n in names:
-        src = DEBIAN_FASHION_MNIST / (n + ".gz")
+        src = source / (n + ".gz")
         if (raw / n).exists() or not src.exists():
             continue
         with atomic_path(raw / n) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# One check for a GPU machine (about 5 minutes on one H100): trains ResNet18 at 112x112 for a fixed
-# number of steps in the reference setting (fp32, contiguous) and in ours (bf16 + channels-last, and
-# + torch.compile), extracts features through the pipeline and the bare forward, times HE scoring,
-# and writes img/s for each to a JSON file (default results/gpu_check.json).
-#   bash scripts/gpu_check.sh [PATH.json]
+# The prepared check for a GPU machine (about 7 minutes on one H100): throughput side by side, the input
+# pipeline, Fashion-MNIST at the paper's resolutions through the project's scripts, ImageNet-scale
+# scoring, the CPU demo's training step and the GPU-hours of the reproduction grid (scripts/gpu_check.py).
+#   bash scripts/gpu_check.sh [OUT_DIR] [extra options of gpu_check.py]
+# Data: Fashion-MNIST under $DATA (default ./data) as FashionMNIST/raw/ idx files, or its .gz files in
+# $FASHION_MNIST_GZ (Debian's /usr/share/datasets/fashion-mnist layout), unpacked on first use.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-OUT=${1:-results/gpu_check.json}
+OUT=${1:-results/gpu_check}
+shift || true
+DATA=${DATA:-./data}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-timeout 480 "${PYTHON:-python3}" "$REPO/scripts/benchmark.py" --device cuda --json "$OUT"
+"${PYTHON:-python3}" "$REPO/scripts/gpu_check.py" --out "$OUT" --data "$DATA" "$@"

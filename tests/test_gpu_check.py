@@ -1,0 +1,32 @@
+"""scripts/gpu_check.py on the CPU with small shapes: every section runs and is written, so the one device
+call is not where the script first runs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datagen
+import scores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_quick_on_cpu(tmp_path):
+    datagen.write_fashion_mnist(tmp_path / "data", n_train=200, n_test=60)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--device", "cpu", "--quick",
+                           "--epochs", "1", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "out/gpu_check.json").read_text())
+    for name in ("throughput", "loader", "real_data", "scale", "cpu_step"):
+        assert "error" not in res[name] and "skipped" not in res[name], (name, res[name])
+    assert set(res["throughput"]["training_bf16"]) == {"resnet18", "resnet34", "wrn"}
+    runs = res["real_data"]
+    assert set(runs) == {"resnet18", "wrn", "resnet18_near_ood"}
+    assert all(0 <= r["test_acc"] <= 1 and "| RecLag |" in r["table"] for r in runs.values())
+    assert all(f"| {name} |" in runs["wrn"]["table"] for name in scores.names())  # every registered score
+    assert "HeldOut FPR95" in runs["resnet18_near_ood"]["table"]
+    assert {"KNN", "Mahalanobis", "RMD"} <= set(res["scale"])
+    assert res["gpu_hours"]["one_seed_hours_with_loader"] > 0
+    md = (tmp_path / "out/gpu_check.md").read_text()
+    assert md.startswith("# GPU check: cpu") and "GPU-hours" in md
