@@ -3,9 +3,9 @@ torchrun (DistributedDataParallel for training, sharded feature extraction).
 
 ``--amp auto`` (the default) picks the training precision from the hardware: bf16 autocast on CUDA and
 on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX, which torch reports), fp32 elsewhere, so a CPU
-without it is not slowed down by emulated bf16 (six times slower than fp32 on an AVX2 CPU, measured).
+without it is not slowed down by emulated bf16 (14 times slower than fp32 on an AVX2 CPU, measured).
 Training uses channels-last tensors by default on CUDA and on CPUs (oneDNN's convolutions are faster
-in that layout: the demo's training step 1.19x in fp32 on an AVX2 CPU, 1.38x in fp32 and 2.65x with bf16
+in that layout: the demo's training step 1.33x in fp32 on an AVX2 CPU, 1.38x in fp32 and 2.65x with bf16
 on an AVX512/AMX CPU, scripts/benchmark.py). Feature extraction runs in fp32 unless ``--amp`` asks
 otherwise (scores are compared at the 0.1-point level), channels-last on CUDA. fp16 uses a gradient scaler.
 """

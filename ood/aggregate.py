@@ -26,7 +26,7 @@ import numpy as np
 
 from . import reports
 from .errors import UserError
-from .io import write_text
+from .io import safe_name, write_text
 from .results import assign_labels
 
 METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
@@ -309,7 +309,7 @@ def csv_long(agg):
 
 
 def group_name(group):
-    return "_".join(str(group[k]).replace(":", "_").replace("/", "_") for k in GROUP)
+    return "_".join(safe_name(group[k]) for k in GROUP)
 
 
 def plot(agg, path):

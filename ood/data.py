@@ -30,7 +30,7 @@ from torch.utils.data import Subset
 from torchvision import transforms as T
 
 from .errors import UserError
-from .io import atomic_path
+from .io import atomic_path, safe_name
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -64,7 +64,7 @@ class OODSet:
     @property
     def key(self):
         """The set's cache file stem."""
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)
+        return safe_name(self.name)
 
     def missing_message(self, path, detail=""):
         msg = f"OOD set {self.name} was not found: expected {'the file' if self.name == 'SVHN' else 'an ImageFolder tree (images in one or more sub-folders)'} at {path}"
