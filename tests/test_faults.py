@@ -116,7 +116,7 @@ def test_user_errors_exit_2_without_partial_output(data_root, tmp_path):
     proc = _run([script, *base, "--dataset_path", str(empty)], tmp_path)
     _assert_user_error(proc, "checkpoints/cifar10/wrn.pt does not exist")
     # unknown score, unknown model, unknown OOD set
-    _assert_user_error(_run([script, *base, "--score", "Mahalanobis"], tmp_path), "unknown score")
+    _assert_user_error(_run([script, *base, "--score", "NoSuchScore"], tmp_path), "unknown score")
     _assert_user_error(_run([script, *base[:3], "nonet", *base[4:]], tmp_path), "unknown model")
     _assert_user_error(_run([script, *base, "--ood", "MNIST"], tmp_path), "unknown OOD set")
     assert not (tmp_path / "res").exists()

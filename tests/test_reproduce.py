@@ -310,7 +310,8 @@ def test_imagenet_dry_run_and_entry_point_defaults(tmp_path, capsys):
     ("reproduce_cifar10.sh", ["--seeds", "one"], "--seeds takes integers"),
     ("reproduce_cifar10.sh", ["--seeds"], "--seeds needs at least one value"),
     ("reproduce_cifar100.sh", ["--epochs", "0"], "--epochs must be a positive integer"),
-    ("reproduce_cifar100.sh", ["--protocols", "both"], "--protocols: full or sampled"),
+    ("reproduce_cifar100.sh", ["--protocols", "both"], "--protocols: full, sampled or paper"),
+    ("reproduce_cifar10.sh", ["--learner-seeds", "0"], "--learner-seeds must be a positive integer"),
     ("reproduce_imagenet.sh", ["--results_dir", "x"], "--results_dir is set by this script"),
     ("reproduce_imagenet.sh", ["--dataset_path"], "--dataset_path needs a value"),
 ])
