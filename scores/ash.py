@@ -64,47 +64,48 @@ def scale_factor(a, mask):
     return torch.where(s2 > 0, torch.exp(s1 / s2.clamp_min(1e-300)), torch.ones_like(s1))
 
 
-class ASHP(Score):
-    """Energy after pruning all but the top entries of phi."""
-    name, order = "ASH-P", 80
-    params = (_percentile_param({"imagenet": 60, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
-
-    def score(self, data, state, head):
-        a = data["features"].double()
-        mask, _ = top_mask(a, self.percentile)
-        return energy_of(a * mask, head)
-
-
-class ASHB(Score):
-    """Energy after binarising phi: its sum spread evenly over its top entries."""
-    name, order = "ASH-B", 81
-    params = (_percentile_param({"imagenet": 65, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
+class _Shaping(Score):
+    """Energy of the logits of the shaped feature; a subclass says how phi is shaped."""
 
     def score(self, data, state, head):
         a = data["features"].double()
         mask, k = top_mask(a, self.percentile)
-        return energy_of(mask * (a.sum(1, keepdim=True) / k), head)
+        return energy_of(self.shape(a, mask, k), head)
 
 
-class ASHS(Score):
+class ASHP(_Shaping):
+    """Energy after pruning all but the top entries of phi."""
+    name, order = "ASH-P", 80
+    params = (_percentile_param({"imagenet": 60, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
+
+    def shape(self, a, mask, k):
+        return a * mask
+
+
+class ASHB(_Shaping):
+    """Energy after binarising phi: its sum spread evenly over its top entries."""
+    name, order = "ASH-B", 81
+    params = (_percentile_param({"imagenet": 65, "other": 90}, "Djurisic et al. 2023, Tables 1-2"),)
+
+    def shape(self, a, mask, k):
+        return mask * (a.sum(1, keepdim=True) / k)
+
+
+class ASHS(_Shaping):
     """Energy after pruning phi to its top entries and scaling them by exp(s1 / s2)."""
     name, order = "ASH-S", 82
     params = (_percentile_param({"imagenet": 90, "other": 95}, "Djurisic et al. 2023; ash code configs"),)
 
-    def score(self, data, state, head):
-        a = data["features"].double()
-        mask, _ = top_mask(a, self.percentile)
-        return energy_of(a * mask * scale_factor(a, mask), head)
+    def shape(self, a, mask, k):
+        return a * mask * scale_factor(a, mask)
 
 
-class SCALE(Score):
+class SCALE(_Shaping):
     """Energy after scaling the whole of phi by exp(s1 / s2) (nothing pruned)."""
     name, order = "SCALE", 85
     params = (_percentile_param({"imagenet": 85, "other": 65},
                                 "Xu et al. 2024: 85 in the authors' ImageNet config; 65 in their saved CIFAR "
                                 "results"),)
 
-    def score(self, data, state, head):
-        a = data["features"].double()
-        mask, _ = top_mask(a, self.percentile)
-        return energy_of(a * scale_factor(a, mask), head)
+    def shape(self, a, mask, k):
+        return a * scale_factor(a, mask)
