@@ -12,9 +12,11 @@ the scale factor 1.
 """
 import torch
 
+from ood.errors import UserError
 from ood.params import Param, Rule
 
 from .base import Score
+from .logits import head_energy
 
 MIN_KEPT = 10
 GRID = (95, 90, 85, 80, 75, 70, 65)  # OpenOOD's sweep for ASH and SCALE
@@ -55,10 +57,6 @@ def top_mask(a, percentile):
     return torch.zeros_like(a, dtype=torch.bool).scatter_(1, idx, True), k
 
 
-def energy_of(shaped, head):
-    return torch.logsumexp(shaped @ head["weight"].double().T + head["bias"].double(), 1).float()
-
-
 def scale_factor(a, mask):
     s1, s2 = a.sum(1, keepdim=True), (a * mask).sum(1, keepdim=True)
     return torch.where(s2 > 0, torch.exp(s1 / s2.clamp_min(1e-300)), torch.ones_like(s1))
@@ -67,10 +65,21 @@ def scale_factor(a, mask):
 class _Shaping(Score):
     """Energy of the logits of the shaped feature; a subclass says how phi is shaped."""
 
+    def __init__(self, *, ctx=None, **kwargs):
+        super().__init__(ctx=ctx, **kwargs)
+        if ctx is not None and ctx.feature_dim:  # known from the head: refuse before any extraction
+            self._check_kept(ctx.feature_dim)
+
+    def _check_kept(self, d):
+        if kept(d, self.percentile) < 1:
+            raise UserError(f"{self.name}: --{self.key()}_percentile {self.percentile:g} keeps none of the "
+                            f"d = {d} entries of phi; choose at most {100 * (1 - 1 / d):.2f}.")
+
     def score(self, data, state, head):
         a = data["features"].double()
+        self._check_kept(a.shape[1])
         mask, k = top_mask(a, self.percentile)
-        return energy_of(self.shape(a, mask, k), head)
+        return head_energy(self.shape(a, mask, k), head).float()
 
 
 class ASHP(_Shaping):

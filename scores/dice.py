@@ -8,6 +8,7 @@ import torch
 from ood.params import Param, per_dataset
 
 from .base import Score
+from .logits import head_energy
 
 
 class DICE(Score):
@@ -28,5 +29,4 @@ class DICE(Score):
         return {"mask": torch.from_numpy(contrib > threshold)}
 
     def score(self, data, state, head):
-        W = head["weight"].double() * state["mask"]
-        return torch.logsumexp(data["features"].double() @ W.T + head["bias"].double(), 1).float()
+        return head_energy(data["features"], head, weight=head["weight"].double() * state["mask"]).float()

@@ -23,6 +23,23 @@ def normalise(x):
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def fixed_subset(n, fraction):
+    """Indices of the bank: all n training rows, or a fixed random draw of round(fraction n) of them (the
+    same for every run, so a stored bank does not depend on the run's seed)."""
+    if fraction >= 1:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max(1, round(fraction * n))]
+
+
+def usable_k(score, bank):
+    """``score.k``, or the size of the bank when that is smaller (with a warning)."""
+    if score.k > len(bank):
+        warnings.warn(f"{score.name}: k = {score.k} is more than the {len(bank)} features of the bank; "
+                      f"using k = {len(bank)}.")
+        return len(bank)
+    return score.k
+
+
 def top_similarities(queries, bank, k, device=None, bank_scale=None):
     """The k largest similarities (queries . bank rows) of each query, in descending order, block by
     block with a running top-k. ``bank_scale`` (one factor per bank row, e.g. 1 / ||row|| for cosine
@@ -64,18 +81,14 @@ class KNN(Score):
         """The bank: the training features as they are (no normalised copy, so an ImageNet-size bank
         is held once) with the inverse of each row's norm."""
         bank = train["features"].float()
-        if self.bank_fraction < 1:
-            n = max(1, round(self.bank_fraction * len(bank)))
-            bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[:n]]
+        idx = fixed_subset(len(bank), self.bank_fraction)
+        bank = bank if idx is None else bank[idx]
         inv_norm = torch.cat([1 / bank[i:i + BANK_BLOCK].norm(dim=1).clamp_min(1e-12)
                               for i in range(0, len(bank), BANK_BLOCK)])
         return {"bank": bank, "inv_norm": inv_norm}
 
     def score(self, data, state, head):
         bank = state["bank"]
-        k = self.k
-        if k > len(bank):
-            warnings.warn(f"KNN: k = {k} is more than the {len(bank)} features of the bank; using k = {len(bank)}.")
-            k = len(bank)
+        k = usable_k(self, bank)
         s = top_similarities(normalise(data["features"].float()), bank, k, self.device, state["inv_norm"])[:, k - 1]
         return -torch.sqrt((2 - 2 * s).clamp_min(0))

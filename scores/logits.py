@@ -21,6 +21,13 @@ def energy(logits, T=1.0):
     return T * torch.logsumexp(logits.double() / T, 1)
 
 
+def head_energy(features, head, T=1.0, weight=None, dtype=torch.float64):
+    """``energy`` of the logits the final layer gives for ``features`` that a score has reshaped (ReAct,
+    ASH, SCALE) or read through a modified ``weight`` (DICE); the logits are computed in ``dtype``."""
+    W = head["weight"] if weight is None else weight
+    return energy(features.to(dtype) @ W.to(dtype).T + head["bias"].to(dtype), T)
+
+
 class Energy(Score):
     """Energy score (Liu et al., NeurIPS 2020): T * logsumexp(logits / T)."""
     name, order, paper = "Energy", 20, True

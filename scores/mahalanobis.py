@@ -21,21 +21,28 @@ def _dev(device):
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
-def _whitening(X, centre_rows, d, device=None):
-    """W (d x r) with (x - c) W the whitened coordinates: Sigma^+ = W W^T, Sigma the mean of
-    (x - c)(x - c)^T over the rows of X, c the row's centre (``centre_rows(i0, i1)``)."""
+def second_moment(X, centre_rows, device=None):
+    """The mean of (x - c)(x - c)^T over the rows x of X, c the row's centre (``centre_rows(i0, i1)``),
+    accumulated in float64 over blocks of rows on ``device``; returned on the CPU. Also ViM's."""
     dev = _dev(device)
+    d = X.shape[1]
     cov = torch.zeros(d, d, dtype=torch.float64, device=dev)
     for i in range(0, len(X), BLOCK):
         xc = X[i:i + BLOCK].to(dev, torch.float64) - centre_rows(i, min(i + BLOCK, len(X))).to(dev)
         cov += xc.T @ xc
-    cov /= max(1, len(X))
-    evals, evecs = torch.linalg.eigh(cov.cpu())
-    keep = evals > evals.abs().max() * d * torch.finfo(torch.float64).eps
+    return (cov / max(1, len(X))).cpu()
+
+
+def _whitening(X, centre_rows, device=None):
+    """W (d x r) with (x - c) W the whitened coordinates: Sigma^+ = W W^T, Sigma = ``second_moment``."""
+    evals, evecs = torch.linalg.eigh(second_moment(X, centre_rows, device))
+    keep = evals > evals.abs().max() * X.shape[1] * torch.finfo(torch.float64).eps
     return evecs[:, keep] / evals[keep].sqrt()
 
 
 def _class_fit(train, device=None):
+    """The class means (true labels) in whitened coordinates, the shared whitening, and the mean of all
+    training features."""
     X, y = train["features"], train["labels"].long()
     C = int(y.max()) + 1 if len(y) else 0
     sums = torch.zeros(C, X.shape[1], dtype=torch.float64)
@@ -43,8 +50,8 @@ def _class_fit(train, device=None):
         sums.index_add_(0, y[i:i + BLOCK], X[i:i + BLOCK].double())
     counts = torch.bincount(y, minlength=C)
     means = sums / counts.clamp(min=1)[:, None].double()
-    W = _whitening(X, lambda i0, i1: means[y[i0:i1]], X.shape[1], device)
-    return {"whiten": W, "means_w": means[counts > 0] @ W}
+    W = _whitening(X, lambda i0, i1: means[y[i0:i1]], device)
+    return {"whiten": W, "means_w": means[counts > 0] @ W}, sums.sum(0) / max(1, len(X))
 
 
 def _min_distance(feats, whiten, means_w, device=None):
@@ -60,22 +67,12 @@ def _min_distance(feats, whiten, means_w, device=None):
     return out
 
 
-def _background_distance(feats, whiten, mean, device=None):
-    dev = _dev(device)
-    whiten, mean = whiten.to(dev), mean.to(dev)
-    out = torch.empty(len(feats), dtype=torch.float64)
-    for i in range(0, len(feats), BLOCK):
-        z = (feats[i:i + BLOCK].to(dev, torch.float64) - mean) @ whiten
-        out[i:i + BLOCK] = (z * z).sum(1).cpu()
-    return out
-
-
 class Mahalanobis(Score):
     """Minus the smallest Mahalanobis distance to a class mean (shared covariance, penultimate layer)."""
     name, order = "Mahalanobis", 100
 
     def fit(self, train, head):
-        return _class_fit(train, self.device)
+        return _class_fit(train, self.device)[0]
 
     def score(self, data, state, head):
         return (-_min_distance(data["features"], state["whiten"], state["means_w"], self.device)).float()
@@ -84,14 +81,14 @@ class Mahalanobis(Score):
 class RMD(Score):
     """Relative Mahalanobis: minus the smallest class distance minus the background distance."""
     name, order = "RMD", 101
+    version = 2  # the background mean is stored whitened
 
     def fit(self, train, head):
-        X = train["features"]
-        mean = sum(X[i:i + BLOCK].double().sum(0) for i in range(0, len(X), BLOCK)) / len(X)
-        return {**_class_fit(train, self.device), "mean": mean,
-                "whiten0": _whitening(X, lambda i0, i1: mean, X.shape[1], self.device)}
+        state, mean = _class_fit(train, self.device)
+        whiten0 = _whitening(train["features"], lambda i0, i1: mean, self.device)
+        return {**state, "whiten0": whiten0, "mean_w0": (mean @ whiten0)[None]}
 
     def score(self, data, state, head):
         md = _min_distance(data["features"], state["whiten"], state["means_w"], self.device)
-        md0 = _background_distance(data["features"], state["whiten0"], state["mean"], self.device)
+        md0 = _min_distance(data["features"], state["whiten0"], state["mean_w0"], self.device)
         return (md0 - md).float()

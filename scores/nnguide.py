@@ -2,14 +2,11 @@
 2023): the energy E(x) = logsumexp(logits) times the guidance G(x), the mean of the k largest inner
 products of phi/||phi|| with the bank {E(x_j) phi_j/||phi_j||} of a random fraction of the training set.
 The guidance is computed block by block with a running top-k."""
-import warnings
-
-import torch
-
 from ood.params import Param
 
 from .base import Score
-from .knn import normalise, top_similarities
+from .knn import fixed_subset, normalise, top_similarities, usable_k
+from .logits import energy
 
 
 class NNGuide(Score):
@@ -24,15 +21,13 @@ class NNGuide(Score):
     )
 
     def fit(self, train, head):
-        n = max(1, round(self.bank_fraction * len(train["features"])))
-        idx = torch.randperm(len(train["features"]), generator=torch.Generator().manual_seed(0))[:n]
-        energy = torch.logsumexp(train["logits"][idx].double(), 1)
-        return {"bank": (normalise(train["features"][idx].double()) * energy[:, None]).float()}
+        idx = fixed_subset(len(train["features"]), self.bank_fraction)
+        feats, logits = (train["features"], train["logits"]) if idx is None else \
+            (train["features"][idx], train["logits"][idx])
+        return {"bank": (normalise(feats.double()) * energy(logits)[:, None]).float()}
 
     def score(self, data, state, head):
-        bank, k = state["bank"], self.k
-        if k > len(bank):
-            warnings.warn(f"NNGuide: k = {k} is more than the {len(bank)} features of the bank; using k = {len(bank)}.")
-            k = len(bank)
-        guidance = top_similarities(normalise(data["features"].float()), bank, k, self.device).double().mean(1)
-        return (guidance * torch.logsumexp(data["logits"].double(), 1)).float()
+        bank = state["bank"]
+        guidance = top_similarities(normalise(data["features"].float()), bank, usable_k(self, bank),
+                                    self.device).double().mean(1)
+        return (guidance * energy(data["logits"])).float()

@@ -5,7 +5,7 @@ import torch
 from ood.params import Param, Rule
 
 from .base import Score
-from .logits import TEMPERATURE, energy
+from .logits import TEMPERATURE, head_energy
 
 MAX_PERCENTILE_ENTRIES = 1 << 25  # above this, estimate the percentile from a fixed random sample
 
@@ -31,5 +31,4 @@ class ReAct(Score):
 
     def score(self, data, state, head):
         clipped = data["features"].float().clamp(max=state["threshold"])
-        logits = clipped @ head["weight"].float().T + head["bias"].float()
-        return energy(logits, self.T).float()
+        return head_energy(clipped, head, self.T, dtype=torch.float32).float()

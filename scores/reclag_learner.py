@@ -150,7 +150,7 @@ def reclag_loss_and_grad(x, xi, beta, samples):
 # Sampling and initialisation
 # ----------------------------------------------------------------------------------------------------
 
-def draw_memory_indices(z, uniforms, sampler="reference", n_memories=None):
+def draw_memory_indices(z, uniforms, sampler, n_memories=None):
     """Memory indices mu_{s,b} by inverse-CDF sampling from uniform draws in [0, 1).
 
     z: (..., H, B) softmax outputs, memories on axis -2 (z^T of the B x H matrix softmax(beta x Xi^T));
@@ -186,7 +186,7 @@ def _rescale_rows(rows):
     return torch.where(norms > 0, rows * (INIT_NORM / norms.clamp_min(1e-30)), rows)
 
 
-def initial_memories(x, hidden=10, init="random", generator=None):
+def initial_memories(x, hidden, init, generator=None):
     """Initial Xi of one class (docs/method.md, the learner's step 1), float32 (H, d).
 
     - |X_c| > H, ``init="random"``: H distinct rows of X_c chosen by ``torch.randperm(N, generator)``
@@ -226,7 +226,7 @@ def _lookup(container, c):
     if container is None:
         return None
     if isinstance(container, Mapping):
-        return container.get(c, container.get(str(c)))
+        return container.get(c)
     return container[c] if c < len(container) else None
 
 

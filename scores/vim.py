@@ -12,8 +12,8 @@ from ood.errors import UserError
 from ood.params import Param, Rule
 
 from .base import Score
-
-BLOCK = 16384
+from .logits import energy
+from .mahalanobis import BLOCK, second_moment
 
 
 def principal_dim(d):
@@ -39,17 +39,12 @@ class ViM(Score):
             raise UserError(f"ViM: --vim_dim {self.dim} must be below the feature size d = {d}.")
         W, b = head["weight"].double(), head["bias"].double()
         u = -torch.linalg.pinv(W) @ b
-        cov = torch.zeros(d, d, dtype=torch.float64)
-        for i in range(0, len(X), BLOCK):
-            xc = X[i:i + BLOCK].double() - u
-            cov += xc.T @ xc
-        evals, evecs = torch.linalg.eigh(cov / len(X))          # ascending
+        evals, evecs = torch.linalg.eigh(second_moment(X, lambda i0, i1: u, self.device))  # ascending
         residual = evecs[:, :d - self.dim]                       # all but the D leading eigenvectors
         norms = torch.cat([((X[i:i + BLOCK].double() - u) @ residual).norm(dim=1) for i in range(0, len(X), BLOCK)])
         alpha = train["logits"].double().max(1).values.mean() / norms.mean()
         return {"u": u, "residual": residual, "alpha": float(alpha)}
 
     def score(self, data, state, head):
-        energy = torch.logsumexp(data["logits"].double(), 1)
         vlogit = ((data["features"].double() - state["u"]) @ state["residual"]).norm(dim=1) * state["alpha"]
-        return (energy - vlogit).float()
+        return (energy(data["logits"]) - vlogit).float()

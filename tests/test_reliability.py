@@ -302,6 +302,13 @@ def test_unknown_names(run_dir, capsys):
     assert not (run_dir / "stored_pattern").exists()  # found before any extraction
 
 
+def test_a_percentile_that_keeps_no_entry_is_refused_before_extraction(run_dir, capsys):
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--score", "ASH-B",
+                                                              "--ash_b_percentile", "99.9"],
+            capsys, "--ash_b_percentile 99.9 keeps none of the d = 64 entries")
+    assert not list(run_dir.glob("stored_pattern/**/features/*.pt"))
+
+
 def test_unwritable_output_locations(run_dir, capsys):
     Path("afile").write_text("x")
     exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--results_dir", "afile"], capsys,
