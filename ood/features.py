@@ -88,7 +88,10 @@ class FeatureStore:
     def __init__(self, setup, stored_pattern_dir="stored_pattern"):
         self.setup = setup
         self.root = Path(stored_pattern_dir) / setup.id_set.name / setup.store_name
-        self._sets = {}
+        self._sets = {}      # key -> (dataset, fingerprint): each set listed once per run
+        self._loaded = {}    # key -> checked features: each file read and verified once per run
+        self._head = None
+        self._train_digest = None
         self._warned_empty = False
 
     @property
@@ -118,6 +121,11 @@ class FeatureStore:
 
     def head(self):
         """The final linear layer {"weight", "bias", "digest"}, cached beside the features."""
+        if self._head is None:
+            self._head = self._load_head()
+        return self._head
+
+    def _load_head(self):
         s = self.setup
         fp = fingerprint("head", checkpoint=s.checkpoint_id, model=s.model.name, options=s.options)
         path = self.root / "head.pt"
@@ -177,7 +185,13 @@ class FeatureStore:
             self._set(spec)
 
     def features(self, spec):
-        """Cached (or freshly extracted) phi/logits/labels of image set ``spec``."""
+        """Cached (or freshly extracted) phi/logits/labels of image set ``spec``; read once per run."""
+        key = self.key(spec)
+        if key not in self._loaded:
+            self._loaded[key] = self._features(spec)
+        return self._loaded[key]
+
+    def _features(self, spec):
         ds, fp = self._set(spec)
         path = self.path(spec)
         cached = load_torch(path, mmap=True)
@@ -214,12 +228,17 @@ class FeatureStore:
     def train_digest(self):
         """The digest of the training features, read from features/train.pt without listing the
         training images when the file matches this setup; extracted otherwise."""
-        cached = load_torch(self.path(TRAIN), mmap=True)
-        static = self._static(TRAIN)
-        if cached is not None and "digest" in cached and \
-                {k: cached.get("fingerprint", {}).get(k) for k in static} == static:
-            return cached["digest"]
-        return self.features(TRAIN)["digest"]
+        if TRAIN in self._loaded:
+            return self._loaded[TRAIN]["digest"]
+        if self._train_digest is None:
+            cached = load_torch(self.path(TRAIN), mmap=True)
+            static = self._static(TRAIN)
+            if cached is not None and "digest" in cached and \
+                    {k: cached.get("fingerprint", {}).get(k) for k in static} == static:
+                self._train_digest = cached["digest"]
+            else:
+                return self.features(TRAIN)["digest"]
+        return self._train_digest
 
     # -- stored patterns -------------------------------------------------------------------------------
     def pattern(self, score):
@@ -232,6 +251,7 @@ class FeatureStore:
         if cached is not None and cached.get("fingerprint") == fp:
             return cached["state"]
         train = self.features(TRAIN)
+        fp = pattern_fingerprint(score, train["digest"], head["digest"])  # the features may have been redone
         self._warn_empty_classes(train, head)
         state = score.fit(train, head)
         _check_state(state, score)
