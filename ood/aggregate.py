@@ -4,8 +4,11 @@ AUROC, FPR95 and AUPR over the runs that hold it (one run = one results.json fil
 replicates, e.g. RecLag fitted with several learner seeds, contributes each replicate).
 
 Runs are averaged only when they agree on everything but their seeds: a score's settings (its declared
-params), the FPR95 variant, input size, feature precision, subset and number of draws. Otherwise the
-aggregation stops and names the difference, unless ``allow_mixed`` says to average them anyway.
+params), the FPR95 variant, input size, feature precision, subset, number of draws and training recipe.
+Otherwise the aggregation stops and names the difference, unless ``allow_mixed`` says to average them
+anyway. Earlier results archived under ``previous/`` are not runs, and a row found in several files
+with the same checkpoint and the same key (seed included; e.g. the demo's table and its ``extended/``
+table) counts once.
 
 The tables keep the paper's layout of ``ood.reports`` (rows: scores; columns: FPR95 (lower is better)
 and AUROC (higher is better) per OOD set and their average, in percent, best in bold), one per
@@ -27,19 +30,19 @@ import numpy as np
 from . import reports
 from .errors import UserError
 from .io import safe_name, write_text
-from .results import assign_labels
+from .results import ARCHIVE, assign_labels, row_key
 
 METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 GROUP = ("id_dataset", "model", "protocol")
-SETTINGS = ("fpr_variant", "input_size", "feature_precision", "subset", "repeats")  # must agree across runs
+SETTINGS = ("fpr_variant", "input_size", "feature_precision", "subset", "repeats", "recipe")  # must agree across runs
 
 
 def find_results(paths):
     """results.json files among ``paths`` (files, or folders searched recursively), each once, sorted."""
     found = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(p.rglob("results.json"))
+        if p.is_dir():  # earlier results moved aside by a later run (ood/results.py) are not runs
+            found += sorted(f for f in p.rglob("results.json") if ARCHIVE not in f.relative_to(p).parts)
         elif p.is_file():
             found.append(p)
         else:
@@ -151,11 +154,23 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
     order = order or {}
     merge = _check_mixed(runs, allow_mixed)
     cells = {}   # (group, (score, variant), ood) -> list of (run index, row)
-    for i, (_, rows) in enumerate(runs):
+    seen = {}    # (checkpoint, row key) -> file: one computation is one run, whatever files hold it
+    repeated = {}  # (file, earlier file) -> number of rows it repeats
+    for i, (path, rows) in enumerate(runs):
         for r in rows:
             g = tuple(r[k] for k in GROUP)
             variant = "mixed" if (g, r["score"]) in merge else _variant(r)
-            cells.setdefault((g, (r["score"], variant), r["ood_dataset"]), []).append((i, r))
+            cell = (g, (r["score"], variant), r["ood_dataset"])
+            if r.get("checkpoint") is not None:
+                same = (r["checkpoint"], row_key(r))  # the key holds the run's seed and replicates
+                if same in seen:
+                    repeated[(path, seen[same])] = repeated.get((path, seen[same]), 0) + 1
+                    continue
+                seen[same] = path
+            cells.setdefault(cell, []).append((i, r))
+    for (path, first), n in repeated.items():
+        warnings.warn(f"{n} row(s) of {path} repeat rows of {first} (the same checkpoint, score, settings, "
+                      f"OOD set and seed); they count once.")
 
     groups = {}
     for (g, s, o) in cells:

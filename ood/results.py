@@ -6,7 +6,9 @@ settings, OOD set, protocol and its draws, FPR95 variant, input size, precision,
 the same key is replaced, every other row is kept, so ``--score MSP`` after ``--score all`` updates one
 row of the table instead of deleting the other five, and a second protocol adds a second table. Rows
 computed from another checkpoint or another ID test set are never mixed with new ones: the folder's
-earlier files are first moved to ``previous/<time>/``, and the run says so. Concurrent runs into one
+earlier files are first moved to ``previous/<time>/``, and the run says so. ``scores.npz`` and
+``plots/``, once a folder has them, follow every later run (a replaced row's per-sample scores and
+plots are replaced with it). Concurrent runs into one
 folder take turns (a lock), and each writes its files together, ``results.json`` last.
 """
 import json
@@ -124,7 +126,7 @@ class ResultsFolder:
             old = self.read()
             if old and any(_json([o.get(k) for k in PROVENANCE]) != _json([rows[0].get(k) for k in PROVENANCE])
                            for o in old):
-                moved = self._archive()
+                moved = archive(self.path)
                 log(f"note: {self.path} held results of another checkpoint or ID test set; they were moved to "
                     f"{moved}/")
                 old = []
@@ -133,8 +135,8 @@ class ResultsFolder:
             merged.sort(key=lambda r: (order.get(r["score"], 1000), r["label"]))
             groups = table_groups(merged)
             if (per_sample and save_scores) or (self.path / "scores.npz").exists():
-                self._write_scores(merged, per_sample if save_scores else None)
-            if per_sample and plot:
+                self._write_scores(merged, per_sample)
+            if per_sample and (plot or (self.path / "plots").is_dir()):
                 self._plot(merged, per_sample)
             md = "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups)
             write_text(md, self.path / "results.md")
@@ -144,9 +146,6 @@ class ResultsFolder:
         new = {row_key(r) for r in rows}
         return "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups
                          if any(row_key(r) in new for r in g))
-
-    def _archive(self):
-        return archive(self.path)
 
     def _labels(self, merged, per_sample):
         by = {(r["score"], variant_of(r)): r["label"] for r in merged}
@@ -184,17 +183,21 @@ class ResultsFolder:
         reports.plot(plain, self.path)
 
 
+ARCHIVE = "previous"
+
+
 def archive(folder):
-    """Move everything in ``folder`` (but earlier archives and the lock) to previous/<date-time>/."""
+    """Move the files of ``folder`` and its ``plots/`` to previous/<date-time>/. Other subfolders (a
+    results folder of their own, such as the demo's ``extended/`` or a ``sweep/``) and the lock stay."""
     folder = Path(folder)
-    dest = folder / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    dest = folder / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
     n = 1
     while dest.exists():
         dest = dest.with_name(f"{dest.name.split('_')[0]}_{n}")
         n += 1
     dest.mkdir(parents=True)
     for f in folder.iterdir():
-        if f.name not in ("previous", ".lock"):
+        if f.name != ".lock" and (f.is_file() or f.name == "plots"):
             f.rename(dest / f.name)
     return dest
 

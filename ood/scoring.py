@@ -59,7 +59,7 @@ def make_row(setup, objs, ood_name, metrics, id_features):
     first = objs[0]
     row = {"id_dataset": setup.id_set.name, "model": setup.model.name, "score": first.name,
            "ood_dataset": ood_name, **metrics, "input_size": setup.input_size,
-           "feature_precision": setup.feature_precision, "subset": setup.subset,
+           "feature_precision": setup.feature_precision, "subset": setup.subset, "recipe": setup.recipe,
            "settings": first.shared_settings()}
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
     if replicate:

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 import generate_stored_pattern
@@ -44,11 +43,11 @@ def test_train_generate_score(data, workdir):
     assert len(got) == len(paper) * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
-            "feature_precision", "subset", "settings", "checkpoint", "id_features", "label"}
+            "feature_precision", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
         assert set(r) == keys | ({"replicates"} if replicated else set())
-        assert (r["fpr_variant"], r["input_size"], r["feature_precision"]) == ("standard", 16, "fp32")
+        assert (r["fpr_variant"], r["input_size"], r["feature_precision"], r["recipe"]) == ("standard", 16, "fp32", "fixed")
         assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40
     assert {r["ood_dataset"]: r["n_ood"] for r in got} == {"SVHN": 30, "LSUN_C": 12, "iSUN": 12, "Textures": 24}
     md = (out / "results.md").read_text()

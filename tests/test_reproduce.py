@@ -404,6 +404,22 @@ def test_aggregate_groups_single_runs_and_errors(tmp_path, capsys):
     assert "no results.json under" in err and "does not exist" in err and "is not a results.json" in err
 
 
+def test_aggregate_skips_archives_and_counts_a_checkpoint_once(tmp_path, capsys):
+    """previous/ holds results a later run moved aside; the demo's extended/ table repeats its checkpoint's
+    rows: neither is another run."""
+    _write(tmp_path / "res/seed1", [_row("MSP", "SVHN", .30, .90, checkpoint="a")])
+    _write(tmp_path / "res/seed1/extended", [_row("MSP", "SVHN", .30, .90, checkpoint="a"),
+                                             _row("KNN", "SVHN", .10, .99, checkpoint="a")])
+    _write(tmp_path / "res/seed1/previous/20260101-000000", [_row("MSP", "SVHN", .90, .10, checkpoint="old")])
+    _write(tmp_path / "res/seed2", [_row("MSP", "SVHN", .40, .80, checkpoint="b")])
+    agg = aggregate_results.main([str(tmp_path / "res"), "--out", str(tmp_path / "agg"), "--no-plot"])
+    by = {(r["score"], r["ood_dataset"]): r for r in agg["rows"]}
+    assert by[("MSP", "SVHN")]["values"]["fpr95"] == pytest.approx([0.30, 0.40])
+    assert by[("KNN", "SVHN")]["n_runs"] == 1
+    assert "1 row(s) of " in capsys.readouterr().out
+    assert "previous" not in json.dumps(agg["groups"])
+
+
 def test_aggregate_refuses_runs_that_mix_settings(tmp_path, capsys):
     """Runs are averaged only when they differ in nothing but their seeds; --allow_mixed overrides."""
     _write(tmp_path / "s1", [_row("MSP", "SVHN", .30, .90, fpr_variant="standard", input_size=64)])
@@ -414,6 +430,12 @@ def test_aggregate_refuses_runs_that_mix_settings(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "fpr_variant" in err and '"strict" in' in err and "--allow_mixed" in err and "input_size" not in err
+    # a reference-recipe run is not another seed of the fixed recipe
+    _write(tmp_path / "r1", [_row("MSP", "SVHN", .30, .90, recipe="fixed")])
+    _write(tmp_path / "r2", [_row("MSP", "SVHN", .40, .80, recipe="reference")])
+    with pytest.raises(SystemExit):
+        aggregate_results.main([str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "agg2")])
+    assert "recipe" in capsys.readouterr().err
     aggregate_results.main(args + ["--allow_mixed"])
     assert "averaging runs with different settings" in capsys.readouterr().out
     # a score's settings: percentile 90 vs 98 is named, seeds are not a difference
