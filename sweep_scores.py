@@ -30,6 +30,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,12 +39,10 @@ import scores
 from ood import cli, reports
 from ood.data import get_id_set
 from ood.errors import UserError, cli_main
-from ood.evaluation import PROTOCOLS
 from ood.features import TEST, TRAIN, FeatureStore
 from ood.io import check_writable_dir, locked, write_text
-from ood.metrics import FPR_VARIANTS
 from ood.params import ParamError
-from ood.results import archive, assign_labels
+from ood.results import archive, assign_labels, default_folder
 from ood.scoring import compute, context, resolve_oods, rows_for
 from ood.setup import Setup
 
@@ -55,16 +54,12 @@ def build_parser(argv=None):
     g = p.add_argument_group("sweep")
     g.add_argument("--grid", nargs="+", required=True, metavar="SCORE:SETTING=V1,V2,...",
                    help="the values of one declared setting of one score (several: their product per score)")
-    g.add_argument("--ood", nargs="+", default=None, help="OOD sets, as for test_score_ood_detection.py")
     g.add_argument("--select_on", nargs="+", default=None, metavar="OOD",
                    help="validation OOD sets: choose each score's setting on them alone and report the others")
     g.add_argument("--operating_point", action="store_true",
                    help="RecLag's accept rate against lambda (at its selected, or default, settings)")
-    g.add_argument("--protocol", choices=PROTOCOLS, default="full")
-    g.add_argument("--repeats", type=cli.positive_int, default=10)
-    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard")
+    cli.add_evaluation(g)
     g.add_argument("--results_dir", default=None, help="default results/<dataset>/<model>/sweep/")
-    g.add_argument("--stored_pattern_dir", default="stored_pattern")
     scores.add_score_args(p)
     return p
 
@@ -116,7 +111,7 @@ def main(argv=None):
     if validation and len(validation) == len(names):
         raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
     setup = Setup.from_args(args, training=False)
-    out = args.results_dir or f"results/{setup.id_set.name}/{setup.store_name}/sweep"
+    out = args.results_dir or default_folder(setup) / "sweep"
     check_writable_dir(out, "--results_dir")
     check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)
@@ -147,10 +142,9 @@ def main(argv=None):
     passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
     summary = _cost_summary(cost, passes, store)
     selection = _select(rows, grid, validation) if validation else None
-    with locked(out):
-        previous = _read(out)
-        if previous is not None and previous.get("grid") != _plain_grid(grid):
-            print(f"note: {out} held a sweep of another grid; it was moved to {archive(out)}/")
+    with locked(out):  # a folder holds one sweep: an earlier one (and its selection, plots) is kept aside
+        if (Path(out) / "sweep.json").exists():
+            print(f"note: {out} held an earlier sweep; it was moved to {archive(out)}/")
         _write(out, rows, grid, summary, selection, names, validation)
         if args.operating_point:
             _operating_point(out, store, sets, head, ctx, setup, selection, args)
@@ -161,15 +155,6 @@ def main(argv=None):
 
 def _plain_grid(grid):
     return {cls.name: axes for cls, axes in grid.items()}
-
-
-def _read(out):
-    from pathlib import Path
-    f = Path(out) / "sweep.json"
-    try:
-        return json.loads(f.read_text()) if f.exists() else None
-    except ValueError:
-        return {}
 
 
 def _cost_summary(cost, passes, store):
@@ -215,7 +200,6 @@ def _select(rows, grid, validation):
 
 
 def _write(out, rows, grid, summary, selection, names, validation):
-    from pathlib import Path
     out = Path(out)
     write_text(json.dumps({"grid": _plain_grid(grid), "cost": summary, "selection": selection, "rows": rows},
                           indent=1) + "\n", out / "sweep.json")
@@ -281,8 +265,6 @@ def _figure(cls, axes, rows, test_sets, path):
 
 def _operating_point(out, store, sets, head, ctx, setup, selection, args):
     """Accept rate of the ID test set and of each OOD set against lambda for RecLag's decision."""
-    from pathlib import Path
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -294,9 +276,7 @@ def _operating_point(out, store, sets, head, ctx, setup, selection, args):
     given = scores.given_settings(cls, args)
     if selection and "RecLag" in selection:
         given = {**given, **selection["RecLag"]["settings"], **(selection["RecLag"]["replicates"] or {})}
-    seed = given.get("seed")
-    given["seed"] = seed[0] if isinstance(seed, list) else seed
-    score = cls(ctx=ctx, device=setup.device, **given)
+    score = scores.instances(cls, given, ctx, setup.device)[0]  # the first learner seed
     xis = RecLag.memories(store.pattern(score))
     levels = {}
     for name, feats in sets.items():   # log mean_mu exp(beta xi_mu . phi) of the predicted class, float64

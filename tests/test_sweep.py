@@ -95,6 +95,11 @@ def test_selected_table_and_operating_point(args):
     lines = Path("sel/reclag_operating_point.csv").read_text().splitlines()
     assert lines[0].startswith("log_lambda,lambda,ID test,iSUN") and len(lines) > 100
     assert Path("sel/reclag_operating_point.png").read_bytes()[:4] == b"\x89PNG"
+    # a later sweep into the folder (the same grid, no selection) moves this one aside, selection included
+    sweep_scores.main(args + ["--grid", "HE:beta=0.01,1", "--results_dir", "sel"])
+    assert not Path("sel/selected.md").exists() and not Path("sel/reclag_operating_point.json").exists()
+    [old] = Path("sel/previous").iterdir()
+    assert json.loads((old / "selected.json").read_text()) == selected and (old / "sweep.json").exists()
 
 
 @pytest.mark.parametrize("grid,message", [
