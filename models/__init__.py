@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ood.errors import UserError
-from ood.params import Param
 from ood.plugins import is_plugin_name, load_object
 
 from .resnet import resnet18, resnet34
 from .small_cnn import small_cnn
-from .torchvision_models import torchvision_model
+from .torchvision_models import pretrained_weights, torchvision_model
 from .wrn import WRN_OPTIONS, wrn
 
 
@@ -76,6 +75,17 @@ def get_spec(name):
                          torchvision_model(tv_name, num_classes, in_channels, pretrained), 224, 0.01)
     raise UserError(f"unknown model {name!r}. Choose one of: {', '.join(model_names())} "
                     f"(or register a builder in models/__init__.py).")
+
+
+def pretrained_id(name):
+    """What identifies the ``--pretrained`` weights of backbone ``name`` in cache fingerprints:
+    torchvision's weights and their file (its name holds the file's hash), so that another torchvision
+    release with other DEFAULT weights is not served features of the old ones."""
+    tv = "resnet50" if name == "resnet50" else name[3:] if name.startswith("tv:") else None
+    if tv is None:  # a plug-in builder loads weights of its own choosing
+        return f"{name}:pretrained"
+    weights = pretrained_weights(tv)
+    return f"torchvision:{weights}:{weights.url}"
 
 
 def resolve_options(spec, values):

@@ -65,6 +65,13 @@ def _load_weights(name, weights):
             f"--checkpoint with a trained state dict instead of --pretrained.") from None
 
 
+def pretrained_weights(name):
+    """The weights ``--pretrained`` loads for torchvision's ``name``: IMAGENET1K_V1 for resnet50 (the
+    paper's), torchvision's DEFAULT otherwise (which a torchvision release may change)."""
+    enum = torchvision.models.get_model_weights(name)
+    return enum.IMAGENET1K_V1 if name == "resnet50" else enum.DEFAULT
+
+
 def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, **_):
     """Build torchvision's ``name``. With ``pretrained``, load its ImageNet weights (IMAGENET1K_V1 for
     resnet50, torchvision's DEFAULT otherwise) and, when ``num_classes`` differs from 1000, put a fresh
@@ -73,8 +80,7 @@ def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, *
         known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
         raise UserError(f"torchvision has no classification model named {name!r}. Known: {known}.")
     if pretrained:
-        enum = torchvision.models.get_model_weights(name)
-        model = _load_weights(name, enum.IMAGENET1K_V1 if name == "resnet50" else enum.DEFAULT)
+        model = _load_weights(name, pretrained_weights(name))
     else:
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)

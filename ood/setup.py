@@ -5,7 +5,6 @@ backbone and its options, input size against the checkpoint's, device, checkpoin
 the defaults that depend on the hardware (precision, memory layout). Library code reads a Setup; it
 never writes into the argparse namespace.
 """
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -61,9 +60,9 @@ class Setup:
 
     @cached_property
     def checkpoint_id(self):
-        """What identifies the weights: the checkpoint file's sha256, or torchvision's weights name."""
+        """What identifies the weights: the checkpoint file's sha256, or the pretrained weights' name."""
         if self.checkpoint is None:
-            return f"torchvision:{self.model.name}:pretrained"
+            return models.pretrained_id(self.model.name)
         return sha256_file(self.checkpoint)
 
     def build_model(self):
@@ -104,9 +103,6 @@ class Setup:
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
                    compile=bool(args.compile), seed=args.seed, quiet=bool(args.quiet), recipe=recipe.name,
                    asked_size=args.resize_val)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
 
 def _size_from_checkpoint(path, meta, asked, force):
