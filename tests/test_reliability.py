@@ -118,6 +118,42 @@ def test_replaced_images_are_extracted_again(run_dir):
     assert not torch.equal(after["features"], before["features"])
 
 
+def test_new_training_images_refit_patterns_once_and_each_file_is_read_once(run_dir, monkeypatch):
+    """Patterns are keyed on the training features they were fitted from, also when those were just
+    extracted anew; one run reads and verifies features/train.pt once, however many scores it fits."""
+    import ood.features
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "ReAct", "SHE", "KNN", "DICE", "ViM"]
+    generate_stored_pattern.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP"])  # extracts, fits nothing
+    datagen.write_fashion_mnist(run_dir / "data", n_train=100, n_test=40, seed=11)  # other training images
+    reads = []
+    real_load = ood.features.load_torch
+    monkeypatch.setattr(ood.features, "load_torch", lambda path, **kw: reads.append(Path(path).name) or
+                        real_load(path, **kw))
+    test_score_ood_detection.main(args + ["--results_dir", "r"])
+    assert reads.count("train.pt") <= 2 and reads.count("head.pt") == 1, reads
+    store = run_dir / "stored_pattern/fashionmnist/wrn"
+    digest = torch.load(store / "features/train.pt", weights_only=True)["digest"]
+    patterns = sorted((store / "patterns").glob("*.pt"))
+    assert len(patterns) == 5 and all(torch.load(p, weights_only=True)["fingerprint"]["train"] == digest
+                                      for p in patterns)
+    stamps = [p.stat().st_mtime_ns for p in patterns]
+    test_score_ood_detection.main(args + ["--results_dir", "r"])
+    assert [p.stat().st_mtime_ns for p in patterns] == stamps  # nothing refitted
+
+
+def test_per_sample_scores_follow_a_replaced_row(run_dir):
+    """Once a folder has scores.npz, a later run that replaces a row replaces its per-sample scores too."""
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "MSP"]
+    test_score_ood_detection.main(args + ["--results_dir", "r", "--save_scores"])
+    rng = np.random.default_rng(9)
+    for f in sorted((run_dir / "data/iSUN/images").iterdir()):  # other pictures: other iSUN scores
+        Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)).save(f)
+    test_score_ood_detection.main(args + ["--results_dir", "r"])   # without --save_scores
+    test_score_ood_detection.main(args + ["--results_dir", "fresh", "--save_scores"])
+    with np.load("r/scores.npz") as kept, np.load("fresh/scores.npz") as fresh:
+        np.testing.assert_array_equal(kept["MSP/iSUN"], fresh["MSP/iSUN"])
+
+
 def test_edited_features_are_recomputed_and_patterns_follow_them(run_dir):
     """The issue's case: a NaN row lands in features/train.pt before ReAct is fitted."""
     args = common(run_dir) + ["--ood", "iSUN", "--score", "ReAct"]
@@ -179,8 +215,10 @@ def test_results_folder_keeps_earlier_rows(run_dir, capsys):
     ck["model"]["fc.bias"] += 0.5
     torch.save(ck, "other.pt")
     capsys.readouterr()
+    Path("res/extended").mkdir()  # a results folder of its own inside this one (as the demo's) stays put
     test_score_ood_detection.main(args + ["--score", "MSP", "--checkpoint", "other.pt"])
     assert "moved to" in capsys.readouterr().out
+    assert Path("res/extended").is_dir()
     [old] = Path("res/previous").iterdir()
     assert len(json.loads((old / "results.json").read_text())["rows"]) == 10
     assert len(json.loads(Path("res/results.json").read_text())["rows"]) == 2
