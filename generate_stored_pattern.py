@@ -28,7 +28,7 @@ def build_parser(argv=None):
                    help="OOD sets to extract (default: all of the data set's protocol; none with --ood)")
     p.add_argument("--score", nargs="+", default=["extended"],
                    help="scores whose stored patterns to fit (default: every registered score that has one)")
-    p.add_argument("--stored_pattern_dir", default="stored_pattern")
+    cli.add_store(p)
     scores.add_score_args(p)
     return p
 

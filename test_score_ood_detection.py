@@ -14,10 +14,8 @@ import scores
 from ood import cli
 from ood.data import get_id_set
 from ood.errors import cli_main
-from ood.evaluation import PROTOCOLS
 from ood.features import TEST, FeatureStore
 from ood.io import check_writable_dir
-from ood.metrics import FPR_VARIANTS
 from ood.results import ResultsFolder, default_folder, variant_of
 from ood.scoring import compute, context, replicate_name, resolve_oods, rows_for
 from ood.setup import Setup
@@ -31,24 +29,10 @@ def build_parser(argv=None):
     g.add_argument("--score", nargs="+", default=["all"],
                    help=f"{', '.join(scores.names())}; all (the paper's six), extended (every registered "
                         f"score), or package.module:Class for a score of your own")
-    g.add_argument("--ood", nargs="+", default=None,
-                   help="OOD sets (default: the nine of the CIFAR protocol, or the four of ImageNet): "
-                        "SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist "
-                        "(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
-    g.add_argument("--protocol", choices=PROTOCOLS, default="full",
-                   help="full: every OOD image once (RecLag code); sampled: --repeats draws of N_ID/5 "
-                        "OOD images, mean and std (SHE / energy code); paper: each score as its published "
-                        "row was produced (RecLag: full with the strict FPR95; the others: 10 draws of "
-                        "1,920 OOD images, seed 12, the closest FPR95; ReAct at percentile 98)")
-    g.add_argument("--repeats", type=cli.positive_int, default=10, help="draws of the sampled protocol")
-    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard",
-                   help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
-                        "code's ROC point with recall closest to 95%%; strict: the RecLag code's first "
-                        "ROC point with TPR > 95%%")
+    cli.add_evaluation(g)
     g.add_argument("--results_dir", default=None, help="default results/<dataset>/<model>/")
     g.add_argument("--save_scores", action="store_true", help="also write the per-sample scores.npz")
     g.add_argument("--plot", action="store_true", help="also write score histograms and ROC curves")
-    g.add_argument("--stored_pattern_dir", default="stored_pattern")
     scores.add_score_args(p)
     return p
 

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import torch
 
-import models
 from .errors import UserError
 from .io import safe_name
 

@@ -6,7 +6,7 @@ import sys
 import models
 
 from .accel import AMP_CHOICES
-from .params import add_params
+from .params import Param, add_params, argparse_type
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -25,27 +25,41 @@ def parser(description):
     return Parser(description=description, formatter_class=Formatter)
 
 
-def ranged(kind, low, open_low=False):
-    """An argparse type: a ``kind`` number >= low (> low with ``open_low``), finite."""
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
-                                             f"{text!r}") from None
-        if v != v or v in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"{text}: expected a finite number")
-        if v < low or (open_low and v == low):
-            raise argparse.ArgumentTypeError(f"{text}: must be {'above' if open_low else 'at least'} {low}")
-        return v
-    parse.__name__ = kind.__name__
-    return parse
+def ranged(kind, bounds):
+    """An argparse type for the scripts' plain numbers, checked (and worded) as a ``Param``'s."""
+    return argparse_type(Param("value", kind, bounds=bounds))
 
 
-positive_int = ranged(int, 1)
-nonnegative_int = ranged(int, 0)
-positive_float = ranged(float, 0, open_low=True)
-nonnegative_float = ranged(float, 0)
+positive_int = ranged(int, "[1, inf)")
+nonnegative_int = ranged(int, "[0, inf)")
+positive_float = ranged(float, "(0, inf)")
+nonnegative_float = ranged(float, "[0, inf)")
+
+
+def add_evaluation(g):
+    """The options of the scoring script that a sweep shares: OOD sets, protocol, FPR95 variant, caches."""
+    from .evaluation import PROTOCOLS
+    from .metrics import FPR_VARIANTS
+    g.add_argument("--ood", nargs="+", default=None,
+                   help="OOD sets (default: the nine of the CIFAR protocol, or the four of ImageNet): "
+                        "SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist "
+                        "(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
+    g.add_argument("--protocol", choices=PROTOCOLS, default="full",
+                   help="full: every OOD image once (RecLag code); sampled: --repeats draws of N_ID/5 "
+                        "OOD images, mean and std (SHE / energy code); paper: each score as its published "
+                        "row was produced (RecLag: full with the strict FPR95; the others: 10 draws of "
+                        "1,920 OOD images, seed 12, the closest FPR95; ReAct at percentile 98)")
+    g.add_argument("--repeats", type=positive_int, default=10, help="draws of the sampled protocol")
+    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard",
+                   help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
+                        "code's ROC point with recall closest to 95%%; strict: the RecLag code's first "
+                        "ROC point with TPR > 95%%")
+    add_store(g)
+
+
+def add_store(g):
+    g.add_argument("--stored_pattern_dir", default="stored_pattern",
+                   help="where features, the head and stored patterns are cached")
 
 
 def available_cpus():

@@ -160,7 +160,7 @@ def add_params(group, params, prefix=""):
     for p in params:
         names = [p.flag(prefix), *p.aliases]
         kwargs = {"dest": p.dest(prefix), "default": argparse.SUPPRESS, "help": p.help_text(),
-                  "type": _argparse_type(p, names[0]), "metavar": p.name.upper()}
+                  "type": argparse_type(p, names[0]), "metavar": p.name.upper()}
         if p.choices is not None:
             kwargs["metavar"] = "{" + ",".join(map(str, p.choices)) + "}"
         if p.replicate:
@@ -168,7 +168,8 @@ def add_params(group, params, prefix=""):
         group.add_argument(*names, **kwargs)
 
 
-def _argparse_type(param, flag):
+def argparse_type(param, flag=""):
+    """An argparse ``type`` that converts and checks a value as ``param`` declares it."""
     import argparse
 
     def parse(text):

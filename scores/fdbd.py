@@ -2,8 +2,6 @@
 distance of phi to the decision boundaries between its predicted class and the others, normalised by
 its distance to the mean training feature:
 (1 / (C - 1)) sum_{c != y} |l_y - l_c| / ||w_y - w_c||  /  ||phi - mu_train||."""
-import torch
-
 from .base import Score
 
 

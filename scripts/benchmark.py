@@ -38,7 +38,7 @@ import models  # noqa: E402
 from benchtools import timed_pair  # noqa: E402
 import scores  # noqa: E402
 from ood import accel  # noqa: E402
-from ood.data import CIFAR_OOD, get_id_set, test_transform  # noqa: E402
+from ood.data import get_id_set, test_transform  # noqa: E402
 from ood.evaluation import evaluate  # noqa: E402
 from ood.package_sets import ArrayImages  # noqa: E402
 from ood.features import extract  # noqa: E402
@@ -251,7 +251,7 @@ def main():
     print(f"3. HE: {h['he_gflops']:.1f} GFLOP/s vs matmul {h['matmul_gflops']:.1f} GFLOP/s -> ratio {h['ratio']:.2f} "
           f"(target >= 0.5)")
     ratio = e["wrn"]["bf16_vs_fp32_pipeline_speed"]
-    print(f"4. bf16 vs fp32 extraction (wrn): " + (f"{ratio:.2f}x" if ratio else "not timed (no native bf16)"))
+    print("4. bf16 vs fp32 extraction (wrn): " + (f"{ratio:.2f}x" if ratio else "not timed (no native bf16)"))
     if gpu:
         for k, v in res["training"]["speedup"].items():
             print(f"   training resnet18@112 {k}: {res['training']['img_s'][k]:.0f} img/s ({v:.2f}x)")

@@ -1,7 +1,6 @@
 """The post-hoc scores beyond the paper's six against pytorch-ood 0.4.0's detectors on the same cached
 features. pytorch-ood's scores are "higher = more OOD"; where its definition differs from the paper by a
 sign, a constant factor or a normalisation, the test states the relation (docs/method.md, "Other scores")."""
-import numpy as np
 import pytest
 import torch
 

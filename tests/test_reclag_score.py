@@ -2,7 +2,6 @@
 the fact that lambda moves only the binary decision, never the threshold-free metrics."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

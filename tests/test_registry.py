@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import aggregate_results
-import generate_stored_pattern
 import scores
 import test_score_ood_detection
 import train_model
