@@ -2,7 +2,8 @@
 """generate_stored_pattern.py with the ImageNet-1k defaults, as the authors' generate_stored_pattern_imagenet.py:
 torchvision's ResNet-50 with its IMAGENET1K_V1 weights, features of the ImageNet training set
 (<dataset_path>/imagenet/train, an ImageFolder tree), of the validation set (imagenet/val) and of the OOD
-sets iNaturalist, SUN, Places and Textures, then the stored patterns of HE, SHE, ReAct and RecLag.
+sets iNaturalist, SUN, Places and Textures, then the stored pattern of every registered score that fits
+one (--score extended; --score all for the paper's six).
 
 It adds --dataset imagenet --model resnet50 --pretrained unless you give --dataset, --model, or
 --pretrained/--checkpoint yourself (--checkpoint: your own weights instead of torchvision's).

@@ -6,7 +6,7 @@
 # tables and writes results/fashionmnist/cnn/ (results.{json,csv,md,tex}, scores.npz, plots/) and
 # results/fashionmnist/cnn/extended/.
 #
-#   bash scripts/demo.sh                     # the full demo (about 4 minutes on 2 CPU cores)
+#   bash scripts/demo.sh                     # the full demo (about 8 minutes on 2 CPU cores)
 #   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images
 #
 # Environment: DATA (data root, default ./data), OUT (output root, default .), EPOCHS (2), SUBSET (0:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One prepared check for a GPU machine (about 7 minutes on one H100), run by scripts/gpu_check.sh.
+"""One prepared check for a GPU machine (about 5 minutes on one H100 or H200), run by scripts/gpu_check.sh.
 
 It measures, in one run and on one card:
 1. training throughput, side by side: ResNet18 @112 in the reference's setting (fp32, contiguous) vs this
