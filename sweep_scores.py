@@ -259,7 +259,7 @@ def _figure(cls, axes, rows, test_sets, path):
         ax.set(xlabel=swept[1], ylabel=swept[0], title=f"{cls.name}: mean AUROC % over {len(test_sets)} OOD sets")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    reports._savefig(fig, path)
+    reports.save_figure(fig, path)
     plt.close(fig)
 
 
@@ -307,7 +307,7 @@ def _operating_point(out, store, sets, head, ctx, setup, selection, args):
            title=f"RecLag's decision ({score.settings['hidden']} memories, β = {score.beta})")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    reports._savefig(fig, out / "reclag_operating_point.png")
+    reports.save_figure(fig, out / "reclag_operating_point.png")
     plt.close(fig)
     write_text(json.dumps({"log_lambda_95": lam95, "settings": score.settings,
                            "accept_at_lambda_95": {k: float((v > lam95).mean()) for k, v in levels.items()}},

@@ -29,10 +29,10 @@ import numpy as np
 
 from . import reports
 from .errors import UserError
+from .evaluation import METRICS
 from .io import safe_name, write_text
 from .results import ARCHIVE, assign_labels, row_key
 
-METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 GROUP = ("id_dataset", "model", "protocol")
 SETTINGS = ("fpr_variant", "input_size", "feature_precision", "subset", "repeats", "recipe")  # must agree across runs
 
@@ -368,7 +368,7 @@ def plot(agg, path):
     height = fig.get_figheight()
     fig.legend(handles, labels, loc="upper center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
-    reports._savefig(fig, path)
+    reports.save_figure(fig, path)
     plt.close(fig)
     return path
 

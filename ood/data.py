@@ -53,13 +53,10 @@ class OODSet:
     md5: str = ""                  # the archive's md5 sum
     note: str = ""                 # how to lay the archive out
     aliases: tuple = ()
-    builder: object = None         # callable(path, transform) -> Dataset; default: ImageFolder
+    builder: object = None         # callable(path, transform, spec, download) -> Dataset; default: ImageFolder
 
     def build(self, root, transform, download=False):
-        path = Path(root) / self.folder
-        if self.builder is _svhn:
-            return _svhn(path, transform, self, download)
-        return (self.builder or _image_folder)(path, transform, self)
+        return (self.builder or _image_folder)(Path(root) / self.folder, transform, self, download)
 
     @property
     def key(self):
@@ -115,7 +112,8 @@ def image_folder(path, transform):
     return torchvision.datasets.ImageFolder(str(path), transform=transform, loader=load_image)
 
 
-def _image_folder(path, transform, spec):
+def _image_folder(path, transform, spec, download=False):
+    """An ImageFolder tree (none of these sets is downloadable: ``download`` is ignored)."""
     if not path.is_dir():
         raise UserError(spec.missing_message(path))
     try:
@@ -319,11 +317,11 @@ def build_id_dataset(id_set, root, train, transform, download=False):
         cls = tv[id_set.name]
         if id_set.name == "fashionmnist":
             _prepare_fashion_mnist(root)
-        if download:
-            url = getattr(cls, "url", None) or (cls.mirrors[0] if getattr(cls, "mirrors", None) else "")
-            with download_errors(id_set.name, url, Path(root)):
-                cls(root, train=train, download=True)
         try:
+            if download:  # one instance: torchvision checks the files once
+                url = getattr(cls, "url", None) or (cls.mirrors[0] if getattr(cls, "mirrors", None) else "")
+                with download_errors(id_set.name, url, Path(root)):
+                    return cls(root, train=train, transform=transform, download=True)
             return cls(root, train=train, transform=transform)
         except RuntimeError:
             where = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/",

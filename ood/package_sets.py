@@ -81,7 +81,7 @@ def noise(kind, n=1000, seed=0):
 
 
 def _builder(make):
-    return lambda path, transform, spec: ArrayImages(make(), transform)
+    return lambda path, transform, spec, download=False: ArrayImages(make(), transform)
 
 
 for _spec in [

@@ -35,46 +35,63 @@ REFERENCE_TRAIN_SIZE = 64  # the reference parser's --resize_val default, used b
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str
-    eval_mode_validation: bool     # switch to eval mode to validate (the reference never does)
-    keep: str                      # "last" epoch, or "best" test accuracy
-    suffix: str                    # of the default checkpoint and of the cache and results folders
+    """The fixed recipe; ``ReferenceRecipe`` overrides what the authors' script does differently."""
+    name: str = "fixed"
+    eval_mode_validation: bool = True  # switch to eval mode to validate (the reference never does)
+    keep: str = "last"                 # "last" epoch, or "best" test accuracy
+    suffix: str = ""                   # of the default checkpoint and of the cache and results folders
 
     def train_size(self, setup, asked):
-        """The size the training and validation transforms resize to."""
-        if self.name == "reference":
-            return asked or REFERENCE_TRAIN_SIZE
+        """The size the training and validation transforms resize to (``asked``: --resize_val)."""
         return setup.input_size
 
-    def recorded_size(self, setup, asked):
+    def recorded_size(self, setup):
         """The input size the checkpoint records (the one features are extracted at)."""
-        if self.name == "reference":
-            return setup.model.input_size
         return setup.input_size
 
     def train_transform(self, id_set, size, augment):
-        if self.name == "fixed" or augment != "autoaugment":
-            return D.train_transform(id_set, size, augment)
+        return D.train_transform(id_set, size, augment)
+
+    def schedulers(self, opt, epochs):
+        """(per-epoch scheduler, plateau scheduler or None)."""
+        milestones = sorted({max(1, int(epochs * 0.5)), max(1, int(epochs * 0.75))})
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1), None
+
+    def before_epoch(self, opt, epoch, epochs):
+        pass
+
+
+@dataclass(frozen=True)
+class ReferenceRecipe(Recipe):
+    name: str = "reference"
+    eval_mode_validation: bool = False
+    keep: str = "best"
+    suffix: str = "-reference"
+
+    def train_size(self, setup, asked):
+        return asked or REFERENCE_TRAIN_SIZE
+
+    def recorded_size(self, setup):
+        return setup.model.input_size
+
+    def train_transform(self, id_set, size, augment):
+        if augment != "autoaugment":
+            return super().train_transform(id_set, size, augment)
         steps = [T.Resize((size, size))] + ([T.Grayscale(1)] if id_set.channels == 1 else [])
         return T.Compose(steps + [ReferenceCIFAR10Policy(), T.RandomHorizontalFlip(), T.ToTensor(),
                                   T.Normalize(id_set.mean, id_set.std)])
 
     def schedulers(self, opt, epochs):
-        """(per-epoch scheduler, plateau scheduler or None)."""
-        if self.name == "reference":
-            return None, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "min", factor=0.94, patience=1,
-                                                                    min_lr=1e-6)
-        milestones = sorted({max(1, int(epochs * 0.5)), max(1, int(epochs * 0.75))})
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1), None
+        return None, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "min", factor=0.94, patience=1, min_lr=1e-6)
 
     def before_epoch(self, opt, epoch, epochs):
         """The reference's manual lr / 10 at the start of epochs E*2//4 and E*3//4."""
-        if self.name == "reference" and epoch in (epochs * 2 // 4, epochs * 3 // 4):
+        if epoch in (epochs * 2 // 4, epochs * 3 // 4):
             for group in opt.param_groups:
                 group["lr"] /= 10
 
 
-RECIPES = {"fixed": Recipe("fixed", True, "last", ""), "reference": Recipe("reference", False, "best", "-reference")}
+RECIPES = {r.name: r for r in (Recipe(), ReferenceRecipe())}
 
 
 def running_loss(previous, loss, n_train):

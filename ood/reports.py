@@ -141,7 +141,7 @@ def plot(per_score, out_dir):
             ax.axis("off")
         fig.supxlabel(f"{s} score (higher = more in-distribution)")
         fig.tight_layout()
-        written.append(_savefig(fig, out / f"hist_{safe_name(s)}.png"))
+        written.append(save_figure(fig, out / f"hist_{safe_name(s)}.png"))
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -155,12 +155,12 @@ def plot(per_score, out_dir):
                title=f"ROC, {s}")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written.append(_savefig(fig, out / f"roc_{safe_name(s)}.png"))
+        written.append(save_figure(fig, out / f"roc_{safe_name(s)}.png"))
         plt.close(fig)
     return written
 
 
-def _savefig(fig, path):
+def save_figure(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return path

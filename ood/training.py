@@ -98,7 +98,7 @@ class Trainer:
         self.recipe = RECIPES[s.recipe]
         self.train_size = self.recipe.train_size(s, s.asked_size)
         self.meta = {"model": s.model.name, "dataset": s.id_set.name, "num_classes": s.id_set.num_classes,
-                     "in_channels": s.id_set.channels, "input_size": self.recipe.recorded_size(s, s.asked_size),
+                     "in_channels": s.id_set.channels, "input_size": self.recipe.recorded_size(s),
                      "train_input_size": self.train_size, "options": s.options, "recipe": s.recipe}
         self.settings = {"epochs": h["epochs"], "lr": h["lr"], "momentum": h["momentum"],
                          "weight_decay": h["weight_decay"], "augment": h["augment"], "batch_size": s.batch_size,
@@ -212,10 +212,9 @@ class Trainer:
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
         total, correct, n = accel.all_reduce_sum([total, correct, n], s.device)
-        self.plateau_value = running
         if self.plateau is not None:  # the reference steps it after training, before validation
             self.plateau.step(running)
-        return total / n, correct / n
+        return total / n, correct / n, running
 
     def run(self):
         s, h = self.setup, self.hyper
@@ -244,7 +243,7 @@ class Trainer:
             t0 = time.time()
             self.recipe.before_epoch(self.opt, epoch, epochs)
             lr = self.opt.param_groups[0]["lr"]
-            train_loss, train_acc = self.train_epoch(epoch)
+            train_loss, train_acc, running = self.train_epoch(epoch)
             test_loss, test_acc = evaluate(self.net, test_loader, s.device, s.amp, s.channels_last,
                                            eval_mode=self.recipe.eval_mode_validation)
             if self.sched is not None:
@@ -256,7 +255,7 @@ class Trainer:
                         "train_acc": round(train_acc, 5), "test_loss": round(test_loss, 5),
                         "test_acc": round(test_acc, 5), "seconds": round(time.time() - t0, 1)})
             if self.plateau is not None:
-                log[-1][PLATEAU_FIELD] = self.plateau_value
+                log[-1][PLATEAU_FIELD] = running
             self.save(epoch + 1, log)  # the checkpoint holds the log too, so the two never disagree
             self.write_log(log)
             accel.barrier()  # nobody runs ahead of the checkpoint

@@ -188,3 +188,13 @@ def test_no_correct_training_sample_is_a_clear_error(sets):
     for s in (HE(), SHE()):
         with pytest.raises(UserError, match="no training image is classified correctly"):
             s.fit(train, head)
+
+
+@pytest.mark.parametrize("name", ["ASH-P", "ASH-B", "ASH-S", "SCALE"])
+def test_activation_shaping_block_by_block_equals_one_block(name, monkeypatch):
+    import scores.ash
+    data, head = make_set(50, 3)
+    score = scores.get(name)(percentile=50)
+    whole = score.score(data, {}, head)
+    monkeypatch.setattr(scores.ash, "BLOCK", 7)
+    torch.testing.assert_close(score.score(data, {}, head), whole)
