@@ -21,8 +21,9 @@ class GEN(Score):
         Param("gamma", float, 0.1, "exponent of the generalised entropy", "Liu et al. 2023 (paper and code)",
               bounds="(0, inf)"),
         Param("M", int, Rule(lambda ctx: min(100, ctx.num_classes) if ctx.num_classes else 100,
-                             "100 (the paper, ImageNet), or the number of classes when smaller"),
-              "number of largest probabilities used", "Liu et al. 2023", bounds="[1, inf)"),
+                             "100 (the paper's ImageNet setting and the GEN code's default), or the "
+                             "number of classes when smaller (this project's cap)"),
+              "number of largest probabilities used", "Liu et al. 2023 (paper and code)", bounds="[1, inf)"),
     )
 
     def score(self, data, state, head):

@@ -68,9 +68,12 @@ class KNN(Score):
     name, order = "KNN", 110
     params = (
         Param("k", int, per_dataset({"cifar10": 50, "cifar100": 200, "imagenet": 10}, 50,
-                                    "50 on CIFAR-10 (paper), 200 on CIFAR-100 (rule: pytorch-ood's value; the "
-                                    "KNN code has none), 10 on ImageNet with a 1% bank (paper), 50 otherwise"),
-              "the neighbour whose distance is the score", "Sun et al. 2022; knn-ood code", bounds="[1, inf)"),
+                                    "50 on CIFAR-10 (paper), 200 on CIFAR-100 (the value this project took "
+                                    "from pytorch-ood, not the paper's; OpenOOD's configured K and the knn-ood "
+                                    "code's run_cifar.py, for any ID set, use 50), 10 on ImageNet with a 1% "
+                                    "bank (paper), 50 otherwise"),
+              "the neighbour whose distance is the score", "Sun et al. 2022; knn-ood code (run_cifar.py K = 50)",
+              bounds="[1, inf)"),
         Param("bank_fraction", float, per_dataset({"imagenet": 0.01}, 1.0,
                                                   "0.01 on ImageNet (paper), 1 (all training images) otherwise"),
               "fraction of the training images kept in the bank (a fixed random draw)", "Sun et al. 2022",

@@ -15,7 +15,7 @@ from ood.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
-        "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--quiet"]
+        "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]  # every class gets correct images
 
 
@@ -85,7 +85,8 @@ def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
     generate_stored_pattern.main(gen + ["--subset", "5", "--react_percentile", "50"])
     after = {p: p.stat().st_mtime_ns for p in patterns.glob("*.pt")}
     [new] = set(after) - set(before)
-    assert new.name.startswith("react-") and torch.load(new, weights_only=True)["settings"] == {"percentile": 50.0}
+    assert new.name.startswith("react-") and torch.load(new, weights_only=True)["settings"] == {"percentile": 50.0,
+                                                                                          "threshold": "interpolated"}
     assert all(after[p] == t for p, t in before.items())
 
 

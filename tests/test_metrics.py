@@ -1,5 +1,8 @@
 """Tests for ood/metrics.py (docs/method.md, "Metrics"): ID is the positive class, higher score = more ID."""
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -15,81 +18,44 @@ from ood.metrics import (
 
 
 # --------------------------------------------------------------------------------------------------
-# reference implementations, copied verbatim
+# reference outputs and definitions
 # --------------------------------------------------------------------------------------------------
 
-# github.com/wetliu/energy_ood, utils/display_results.py (also used by SHE and RecLag's get_measures)
-def stable_cumsum(arr, rtol=1e-05, atol=1e-08):
-    out = np.cumsum(arr, dtype=np.float64)
-    expected = np.sum(arr, dtype=np.float64)
-    if not np.allclose(out[-1], expected, rtol=rtol, atol=atol):
-        raise RuntimeError('cumsum was found to be unstable: '
-                           'its last element does not correspond to sum')
-    return out
+REFERENCE_FIXTURE = Path(__file__).parent / "fixtures" / "energy_ood_fpr_reference.npz"
 
 
-def fpr_and_fdr_at_recall(y_true, y_score, recall_level=0.95, pos_label=None):
-    classes = np.unique(y_true)
-    if (pos_label is None and
-            not (np.array_equal(classes, [0, 1]) or
-                 np.array_equal(classes, [-1, 1]) or
-                 np.array_equal(classes, [0]) or
-                 np.array_equal(classes, [-1]) or
-                 np.array_equal(classes, [1]))):
-        raise ValueError("Data is not binary and pos_label is not specified")
-    elif pos_label is None:
-        pos_label = 1.
-
-    # make y_true a boolean vector
-    y_true = (y_true == pos_label)
-
-    # sort scores and corresponding truth values
-    desc_score_indices = np.argsort(y_score, kind="mergesort")[::-1]
-    y_score = y_score[desc_score_indices]
-    y_true = y_true[desc_score_indices]
-
-    # y_score typically has many tied values. Here we extract
-    # the indices associated with the distinct values. We also
-    # concatenate a value for the end of the curve.
-    distinct_value_indices = np.where(np.diff(y_score))[0]
-    threshold_idxs = np.r_[distinct_value_indices, y_true.size - 1]
-
-    # accumulate the true positives with decreasing threshold
-    tps = stable_cumsum(y_true)[threshold_idxs]
-    fps = 1 + threshold_idxs - tps      # add one because of zero-based indexing
-
-    thresholds = y_score[threshold_idxs]
-
-    recall = tps / tps[-1]
-
-    last_ind = tps.searchsorted(tps[-1])
-    sl = slice(last_ind, None, -1)      # [last_ind::-1]
-    recall, fps, tps, thresholds = np.r_[recall[sl], 1], np.r_[fps[sl], 0], np.r_[tps[sl], 0], thresholds[sl]
-
-    cutoff = np.argmin(np.abs(recall - recall_level))
-
-    return fps[cutoff] / (np.sum(np.logical_not(y_true)))   # , fps[cutoff]/(fps[cutoff] + tps[cutoff])
+@functools.lru_cache(maxsize=None)
+def reference():
+    """The FPR95 that energy-OOD's ``get_measures`` (utils/display_results.py of github.com/wetliu/energy_ood,
+    which the SHE and RecLag code reuse) gives, stored with the inputs it was computed on: the "closest"
+    variant of ood/metrics.py must reproduce it exactly. Outputs rather than the code itself, so that no
+    third-party code lives here; tests/fixtures/README.md says how the file was made."""
+    with np.load(REFERENCE_FIXTURE) as f:
+        return {k: f[k] for k in f.files}
 
 
-def reference_closest(_pos, _neg, recall_level=0.95):
-    """get_measures(_pos, _neg)'s FPR: pos = ID scores, neg = OOD scores."""
-    pos = np.array(_pos[:]).reshape((-1, 1))
-    neg = np.array(_neg[:]).reshape((-1, 1))
-    examples = np.squeeze(np.vstack((pos, neg)))
-    labels = np.zeros(len(examples), dtype=np.int32)
-    labels[:len(pos)] += 1
-    return fpr_and_fdr_at_recall(labels, examples, recall_level)
+def reference_cases(group):
+    """The stored (ID scores, OOD scores) pairs of ``group`` ("tie" or "cont"), in the order of the outputs."""
+    ref = reference()
+    ends_id, ends_ood = np.cumsum(ref[f"{group}_n_id"]), np.cumsum(ref[f"{group}_n_ood"])
+    return list(zip(np.split(ref[f"{group}_id"], ends_id[:-1]), np.split(ref[f"{group}_ood"], ends_ood[:-1])))
 
 
-def reference_strict(id_scores, ood_scores):
-    """RecLag test_RecLag.py: roc_curve with ID = 1, first point with tpr > 0.95."""
-    score_np = np.array(list(id_scores) + list(ood_scores))
-    tf_np = np.array([1 for _ in range(len(id_scores))] + [0 for _ in range(len(ood_scores))])
-    fpr, tpr, thresholds = roc_curve(tf_np, score_np)
-    for i in range(len(fpr)):
-        if tpr[i] > 0.95:
-            return fpr[i]
-    raise AssertionError("no ROC point above 0.95")
+def reference_hand(name, id_s, ood_s):
+    """The stored reference FPR95 of a hand-computed case, after checking that it was computed on these inputs."""
+    ref = reference()
+    assert np.array_equal(ref[f"hand_{name}_id"], id_s) and np.array_equal(ref[f"hand_{name}_ood"], ood_s)
+    return float(ref[f"hand_{name}_fpr"])
+
+
+def first_roc_point_above(id_scores, ood_scores, level=0.95):
+    """FPR95 as RecLag's test_RecLag.py defines it, written from that definition: the FPR of the first point
+    of sklearn's ``roc_curve`` (ID positive, its default ``drop_intermediate``) whose TPR exceeds 0.95."""
+    labels = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
+    fpr, tpr, _ = roc_curve(labels, np.r_[id_scores, ood_scores])
+    above = np.flatnonzero(tpr > level)
+    assert above.size, "no ROC point above the level"
+    return float(fpr[above[0]])
 
 
 def brute_force_standard(id_scores, ood_scores, recall_level=0.95):
@@ -158,8 +124,8 @@ def test_fpr_three_variants_differ_with_ties():
     assert fpr_at_95_tpr(id_s, ood_s, "standard") == 0.25
     assert fpr_at_95_tpr(id_s, ood_s, "closest") == 0.5
     assert fpr_at_95_tpr(id_s, ood_s, "strict") == 0.75
-    assert reference_closest(id_s, ood_s) == 0.5
-    assert reference_strict(id_s, ood_s) == 0.75
+    assert reference_hand("three_variants", id_s, ood_s) == 0.5
+    assert first_roc_point_above(id_s, ood_s) == 0.75
 
 
 def test_fpr_closest_picks_recall_below_95():
@@ -171,7 +137,7 @@ def test_fpr_closest_picks_recall_below_95():
     assert fpr_at_95_tpr(id_s, ood_s, "standard") == 0.5
     assert fpr_at_95_tpr(id_s, ood_s, "closest") == 0.0
     assert fpr_at_95_tpr(id_s, ood_s, "strict") == 0.5
-    assert reference_closest(id_s, ood_s) == 0.0
+    assert reference_hand("closest_below_95", id_s, ood_s) == 0.0
 
 
 def test_fpr_variants_without_ties_differ_by_one_sample():
@@ -231,23 +197,25 @@ def test_fpr_strict_follows_roc_curve_drop_intermediate():
     # closest:  recall exactly 0.95 at t = 5 (the only 38-TP point)                    -> 0.25
     id_s, ood_s = [10.0] * 37 + [5.0, 4.0, 3.0], [5.0, 4.0, 3.0, 0.0]
     assert fpr_at_95_tpr(id_s, ood_s, "strict") == 0.75
-    assert reference_strict(id_s, ood_s) == 0.75
+    assert first_roc_point_above(id_s, ood_s) == 0.75
     assert fpr_at_95_tpr(id_s, ood_s, "standard") == 0.25
     assert fpr_at_95_tpr(id_s, ood_s, "closest") == 0.25
-    assert reference_closest(id_s, ood_s) == 0.25
+    assert reference_hand("drop_intermediate", id_s, ood_s) == 0.25
 
 
 # --------------------------------------------------------------------------------------------------
-# FPR95 against the reference code and the definition, on random inputs
+# FPR95 against the reference's stored outputs and the definitions, on random inputs
 # --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("level", [0.95, 0.9, 0.5])
 def test_closest_matches_reference_on_tie_heavy_inputs(level):
-    rng = np.random.default_rng(1)
+    # the stored inputs: 300 draws of random_case(default_rng(1), tie_heavy=True)
+    cases = reference_cases("tie")
+    expected = reference()["tie_fpr"][list(reference()["tie_levels"]).index(level)]
+    assert len(cases) == len(expected) == 300
     n_differ = 0
-    for _ in range(300):
-        id_s, ood_s = random_case(rng, tie_heavy=True)
-        ref = reference_closest(id_s, ood_s, level)
+    for (id_s, ood_s), ref in zip(cases, expected):
+        assert np.array_equal(id_s, np.round(id_s)) and np.array_equal(ood_s, np.round(ood_s))  # tie-heavy
         got = fpr_at_95_tpr(id_s, ood_s, "closest", recall_level=level)
         assert got == ref, (id_s, ood_s)
         n_differ += got != fpr_at_95_tpr(id_s, ood_s, "standard", recall_level=level)
@@ -255,12 +223,15 @@ def test_closest_matches_reference_on_tie_heavy_inputs(level):
 
 
 def test_closest_matches_reference_on_continuous_and_float32_inputs():
-    rng = np.random.default_rng(2)
-    for _ in range(100):
-        id_s, ood_s = random_case(rng, tie_heavy=False)
-        assert fpr_at_95_tpr(id_s, ood_s, "closest") == reference_closest(id_s, ood_s)
+    # the stored inputs: 100 draws of random_case(default_rng(2), tie_heavy=False), float64; the reference
+    # was also run on their float32 casts, where rounding creates ties
+    cases, ref = reference_cases("cont"), reference()
+    assert len(cases) == len(ref["cont_fpr64"]) == len(ref["cont_fpr32"]) == 100
+    for (id_s, ood_s), ref64, ref32 in zip(cases, ref["cont_fpr64"], ref["cont_fpr32"]):
+        assert id_s.dtype == ood_s.dtype == np.float64
+        assert fpr_at_95_tpr(id_s, ood_s, "closest") == ref64
         id32, ood32 = id_s.astype(np.float32), ood_s.astype(np.float32)
-        assert fpr_at_95_tpr(id32, ood32, "closest") == reference_closest(id32, ood32)
+        assert fpr_at_95_tpr(id32, ood32, "closest") == ref32
 
 
 @pytest.mark.parametrize("tie_heavy", [False, True])
@@ -268,7 +239,7 @@ def test_strict_matches_reclag_loop(tie_heavy):
     rng = np.random.default_rng(3)
     for _ in range(200):
         id_s, ood_s = random_case(rng, tie_heavy)
-        assert fpr_at_95_tpr(id_s, ood_s, "strict") == reference_strict(id_s, ood_s)
+        assert fpr_at_95_tpr(id_s, ood_s, "strict") == first_roc_point_above(id_s, ood_s)
 
 
 @pytest.mark.parametrize("level", [0.95, 0.8, 0.99, 1.0])
@@ -279,13 +250,15 @@ def test_standard_matches_brute_force_definition(level):
         assert fpr_at_95_tpr(id_s, ood_s, recall_level=level) == brute_force_standard(id_s, ood_s, level)
 
 
-def test_standard_is_fast_on_large_inputs():
+def test_standard_is_not_quadratic_on_large_inputs():
+    """A guard against a quadratic implementation (hours for 2 M scores), not a speed claim: the bound is
+    ten times what a slow, loaded single core needs (scripts/benchmark.py measures speed)."""
     import time
     rng = np.random.default_rng(5)
     id_s, ood_s = rng.normal(1, 1, 1_000_000), rng.normal(0, 1, 1_000_000)
     start = time.perf_counter()
     value = fpr_at_95_tpr(id_s, ood_s)
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 30.0
     # Gaussian: t = 1 - 1.645 -> P(N(0,1) >= -0.645) ~ 0.74
     assert value == pytest.approx(0.7405, abs=0.005)
 

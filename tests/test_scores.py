@@ -198,3 +198,24 @@ def test_activation_shaping_block_by_block_equals_one_block(name, monkeypatch):
     whole = score.score(data, {}, head)
     monkeypatch.setattr(scores.ash, "BLOCK", 7)
     torch.testing.assert_close(score.score(data, {}, head), whole)
+
+
+def test_react_paper_protocol_takes_the_reference_sorted_element():
+    """Under --protocol paper the threshold is element int(N p / 100) of the ascending sorted training
+    entries, as get_threshold of the RecLag/SHE code takes it; the full protocol interpolates
+    (np.percentile). Ten shuffled entries 0..9: the two differ, and the paper protocol's fit is keyed apart."""
+    from ood.params import Context
+    values = torch.tensor([7.0, 2.0, 9.0, 0.0, 5.0, 3.0, 8.0, 1.0, 6.0, 4.0])
+    train = {"features": values.reshape(2, 5)}
+    paper, full = Context(protocol="paper"), Context(protocol="full")
+    for p, element, interpolated in [(98, 9.0, 8.82), (55, 5.0, 4.95), (90, 9.0, 8.1), (100, 9.0, 9.0)]:
+        assert ReAct(percentile=p, ctx=paper).fit(train, None)["threshold"] == element  # int(10 p / 100)
+        assert ReAct(percentile=p, ctx=full).fit(train, None)["threshold"] == pytest.approx(interpolated, abs=1e-6)
+        assert ReAct(percentile=p).fit(train, None)["threshold"] == pytest.approx(interpolated, abs=1e-6)
+    assert ReAct(ctx=paper).percentile == 98.0 and ReAct(ctx=full).percentile == 90.0
+    # one training value: int(N p) is its only element whatever p
+    assert ReAct(percentile=50, ctx=paper).fit({"features": torch.tensor([[3.5]])}, None)["threshold"] == 3.5
+    # the same percentile under the two protocols: two stored patterns; either way under any protocol
+    assert ReAct(percentile=98, ctx=full).fit_settings() == {"percentile": 98.0, "threshold": "interpolated"}
+    assert ReAct(percentile=98, ctx=paper).fit_settings() == {"percentile": 98.0, "threshold": "sorted"}
+    assert ReAct(percentile=98, threshold="sorted", ctx=full).fit(train, None)["threshold"] == 9.0
