@@ -12,7 +12,7 @@ import inspect
 
 from ood.errors import UserError
 from ood.params import add_params, values_from_args
-from ood.plugins import is_plugin_name, load_object
+from ood.plugins import add_score_plugin, is_plugin_name, load_object, plugin_origin, running
 
 from .base import Score, score_key
 
@@ -57,11 +57,14 @@ def register(cls, origin=""):
     if len(set(names)) != len(names):
         raise UserError(f"score {cls.name}: its params repeat a name ({names}).")
     _BY_KEY[key] = cls
+    if origin not in REGISTERED and cls not in _BUILTIN:
+        add_score_plugin(cls, origin or f"{cls.__module__}:{cls.__qualname__}")
     return cls
 
 
+_BUILTIN = set()
 for _line in REGISTERED:
-    register(load_object(_line, "score class"), _line)
+    _BUILTIN.add(register(load_object(_line, "score class"), _line))
 
 
 def registered():
@@ -121,11 +124,30 @@ def resolve_names(requested):
 
 
 def add_score_args(parser):
-    """One group of flags per registered score (``--<score>_<setting>``), from its ``params``."""
+    """One group of flags per registered score (``--<score>_<setting>``), from its ``params``. A plug-in
+    whose setting would make a flag the script already has (a score "batch" with a setting "size" makes
+    ``--batch_size``) is refused by name: argparse would stop with a traceback, or, where only the
+    destination matched, one option would silently set the other's value."""
     for cls in registered():
         if cls.params:
+            if plugin_origin(cls):
+                _check_flags(parser, cls)
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             add_params(parser.add_argument_group(f"{cls.name} settings", doc), cls.params, cls.key())
+
+
+def _check_flags(parser, cls):
+    options = parser._option_string_actions
+    dests = {a.dest: a for a in parser._actions}
+    for p in cls.params:
+        for flag in (p.flag(cls.key()), *p.aliases):
+            other = options.get(flag) or (dests.get(p.dest(cls.key())) if flag == p.flag(cls.key()) else None)
+            if other is not None:
+                owner = next((f"score {c.name}'s setting {q.name!r}" for c in registered() if c is not cls
+                              for q in c.params if q.dest(c.key()) == other.dest), None)
+                raise UserError(f"--score {plugin_origin(cls)}: its setting {p.name!r} makes the option {flag}, "
+                                f"which is already {owner or 'an option of this script'} "
+                                f"({'/'.join(other.option_strings)}); rename the setting or the score.")
 
 
 def given_settings(cls, args):
@@ -142,4 +164,5 @@ def instances(cls, given, ctx, device=None):
         values = given.get(p.name)
         values = values if isinstance(values, (list, tuple)) else [values]
         combos = [{**c, p.name: v} for c in combos for v in dict.fromkeys(values)]
-    return [cls(ctx=ctx, device=device, **c) for c in combos]
+    with running(cls, "constructor"):
+        return [cls(ctx=ctx, device=device, **c) for c in combos]

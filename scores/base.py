@@ -25,6 +25,7 @@ class Score:
     paper = False        # one of the paper's six scores (``--score all``)
     params = ()          # ood.params.Param declarations
     version = 1          # bump when ``fit`` changes what it stores: old stored patterns are refitted
+    #                      (a plug-in's patterns are also keyed on its code, ood/plugins.py)
     paper_evaluation = "sampled"  # how its published row was evaluated (--protocol paper, ood/evaluation.py)
 
     def __init__(self, *, ctx=None, device=None, **settings):
