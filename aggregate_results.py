@@ -13,11 +13,13 @@ Examples:
   python aggregate_results.py results/ --out results/aggregate       # every results.json below results/
 """
 import warnings
+from pathlib import Path
 
 import scores
 from ood import cli
 from ood.aggregate import aggregate, find_results, load_runs, write
 from ood.errors import cli_main
+from ood.io import check_writable_dir
 
 
 def build_parser():
@@ -39,6 +41,8 @@ def build_parser():
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    for d in (Path(args.out), Path(args.out) / "tables"):  # what write() writes into, checked before reading
+        check_writable_dir(d, "--out")
     files = find_results(args.results)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -28,21 +28,24 @@ from pathlib import Path
 import numpy as np
 
 from . import reports
+from .commit import ARCHIVE, STAGING
 from .errors import UserError
 from .evaluation import METRICS
 from .io import safe_name, write_text
-from .results import ARCHIVE, assign_labels, row_key
+from .results import assign_labels, row_key
 
 GROUP = ("id_dataset", "model", "protocol")
-SETTINGS = ("fpr_variant", "input_size", "feature_precision", "subset", "repeats", "recipe")  # must agree across runs
+SETTINGS = ("fpr_variant", "input_size", "feature_precision", "train_precision", "subset", "repeats",
+            "recipe")  # must agree across runs
 
 
 def find_results(paths):
     """results.json files among ``paths`` (files, or folders searched recursively), each once, sorted."""
     found = []
     for p in map(Path, paths):
-        if p.is_dir():  # earlier results moved aside by a later run (ood/results.py) are not runs
-            found += sorted(f for f in p.rglob("results.json") if ARCHIVE not in f.relative_to(p).parts)
+        if p.is_dir():  # results moved aside by a later run, or staged by a run (ood/commit.py), are not runs
+            found += sorted(f for f in p.rglob("results.json")
+                            if not any(x == ARCHIVE or x.startswith(STAGING) for x in f.relative_to(p).parts))
         elif p.is_file():
             found.append(p)
         else:
@@ -64,7 +67,7 @@ def load_runs(files):
     runs = []
     for f in files:
         try:
-            rows = json.loads(Path(f).read_text())["rows"]
+            rows = json.loads(Path(f).read_text(encoding="utf-8"))["rows"]
             for r in rows:
                 for k in GROUP + ("score", "ood_dataset", "fpr95", "auroc"):
                     r[k]  # noqa: B018 (KeyError if missing)

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,23 @@ from .errors import UserError
 def safe_name(name):
     """A name usable as one file or folder name (tv:resnet50 -> tv_resnet50, a/b -> a_b)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+class DiskFull(UserError):
+    """The disk filled up while writing: a UserError (one line, exit status 2), told apart so that a
+    caller writing several files as a unit (ood.commit) can name what was not written."""
+
+
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the file-size limit
+
+
+def _disk_full(path):
+    free = ""
+    with contextlib.suppress(OSError):
+        free = f"; {shutil.disk_usage(Path(path).parent).free / 2**20:.0f} MiB free there"
+    return DiskFull(f"the disk is full (or a quota or file-size limit was reached{free}): could not write {path}. "
+                    f"Free some space and run again (finished steps are kept).")
 
 
 def _umask_mode(base=0o666):
@@ -57,7 +75,14 @@ def atomic_path(path):
     except (FileExistsError, NotADirectoryError):
         raise UserError(f"cannot write {path}: {path.parent} is not a directory.") from None
     _clean_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    except OSError as e:  # a folder made read-only after the early checks (check_writable_dir)
+        if e.errno in _FULL:
+            raise _disk_full(path) from None
+        if e.errno in _UNWRITABLE:
+            raise UserError(f"cannot write {path}: {path.parent} is not writable ({e.strerror}).") from None
+        raise
     os.close(fd)
     try:
         yield tmp
@@ -66,20 +91,29 @@ def atomic_path(path):
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise UserError(f"the disk is full: could not write {path}. Free some space and run again "
-                            f"(finished steps are kept).") from None
+        if isinstance(e, OSError) and e.errno in _FULL:
+            raise _disk_full(path) from None
+        if isinstance(e, OSError) and e.errno in _UNWRITABLE:
+            raise UserError(f"cannot write {path} ({e.strerror}).") from None
         raise
 
 
 def save_torch(obj, path):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through ``atomic_path``. torch reports a write cut short (a full disk, a quota or a
+    file-size limit) as a RuntimeError ("unexpected pos ...", "file write failed") instead of the
+    OSError underneath; it becomes the same one-line error as any other full disk."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except RuntimeError as e:
+        if "unexpected pos" in str(e) or "write failed" in str(e):
+            raise _disk_full(path) from None
+        raise
 
 
 def write_text(text, path):
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def load_torch(path, mmap=False):

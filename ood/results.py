@@ -5,26 +5,37 @@ A run adds its rows to the folder, keyed on everything that makes two rows compa
 settings, OOD set, protocol and its draws, FPR95 variant, input size, precision, subset): a row with
 the same key is replaced, every other row is kept, so ``--score MSP`` after ``--score all`` updates one
 row of the table instead of deleting the other five, and a second protocol adds a second table. Rows
-computed from another checkpoint or another ID test set are never mixed with new ones: the folder's
-earlier files are first moved to ``previous/<time>/``, and the run says so. ``scores.npz`` and
-``plots/``, once a folder has them, follow every later run (a replaced row's per-sample scores and
-plots are replaced with it). Concurrent runs into one
-folder take turns (a lock), and each writes its files together, ``results.json`` last.
+computed from another checkpoint or another ID test set are never mixed with new ones: the files the
+tool wrote there (``RESULTS_FILES``) are first moved to ``previous/<time>/``, and the run says so; the
+user's own files and folders (notes, scripts, a nested results folder) stay where they are.
+``scores.npz`` and ``plots/``, once a folder has them, follow every later run (a replaced row's
+per-sample scores and plots are replaced with it). Concurrent runs into one folder take turns (a lock),
+and a run's files, the archiving included, land as a unit (ood.commit): a run stopped by a full disk,
+an error or a kill leaves either all of them or none, and the next run into the folder finishes a run
+that was killed after its commit point.
 """
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import reports
+from .commit import check_targets, transaction
 from .errors import UserError
-from .io import atomic_path, check_writable_dir, locked, write_text
+from .io import atomic_path, write_text
 
 ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
            "input_size", "feature_precision", "subset")
 TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset")
 PROVENANCE = ("id_dataset", "model", "checkpoint", "id_features")
+
+# The files the tools write into their folders, relative to the folder: the one list from which what a
+# run may write, what it moves to previous/ and which folders must be writable are derived (ood.commit).
+# Everything else in a folder is the user's and is never moved.
+RESULTS_FILES = ("results.json", "results.csv", "results.md", "results.tex", "scores.npz",
+                 "plots/hist_*.png", "plots/roc_*.png")
+SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_*.png", "selected.md", "selected.json",
+               "reclag_operating_point.png", "reclag_operating_point.csv", "reclag_operating_point.json")
 
 
 def _json(v):
@@ -90,6 +101,8 @@ def caption(rows):
         text += f" ({r['repeats']} draws, seed {r['seed']})"
     if r["protocol"] != "paper":
         text += f", FPR95 variant {r['fpr_variant']}"
+    if r.get("train_precision"):
+        text += f", backbone trained in {r['train_precision']}"
     if r.get("feature_precision", "fp32") != "fp32":
         text += f", {r['feature_precision']} features"
     if r.get("subset"):
@@ -105,14 +118,15 @@ class ResultsFolder:
         self.path = Path(path)
 
     def check_writable(self):
-        check_writable_dir(self.path, "--results_dir")
+        """Before any long work: the folder, its plots/ and previous/ (when they exist) are writable."""
+        check_targets(self.path, RESULTS_FILES, "--results_dir")
 
     def read(self):
         f = self.path / "results.json"
         if not f.exists():
             return []
         try:
-            return json.loads(f.read_text())["rows"]
+            return json.loads(f.read_text(encoding="utf-8"))["rows"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{f} exists but is not a results.json of this project; move it away or choose "
                             f"another --results_dir.") from None
@@ -122,27 +136,29 @@ class ResultsFolder:
         table position; ``per_sample`` maps (score, variant_of(row)) to {set name: scores, or
         {replicate: scores}}. Returns the Markdown of the tables that hold the new rows."""
         order = order or {}
-        with locked(self.path):
+        moved = None
+        with transaction(self.path, RESULTS_FILES, "--results_dir", log) as t:  # every file below is staged
             old = self.read()
             if old and any(_json([o.get(k) for k in PROVENANCE]) != _json([rows[0].get(k) for k in PROVENANCE])
                            for o in old):
-                moved = archive(self.path)
-                log(f"note: {self.path} held results of another checkpoint or ID test set; they were moved to "
-                    f"{moved}/")
+                moved = t.archive()
                 old = []
             fresh = {row_key(r) for r in rows}
             merged = assign_labels([r for r in old if row_key(r) not in fresh] + list(rows))
             merged.sort(key=lambda r: (order.get(r["score"], 1000), r["label"]))
             groups = table_groups(merged)
-            if (per_sample and save_scores) or (self.path / "scores.npz").exists():
-                self._write_scores(merged, per_sample)
-            if per_sample and (plot or (self.path / "plots").is_dir()):
-                self._plot(merged, per_sample)
+            if (per_sample and save_scores) or t.will_remain("scores.npz"):
+                self._write_scores(merged, per_sample, t.stage / "scores.npz", keep=not moved)
+            if per_sample and (plot or t.will_remain("plots")):
+                self._plot(merged, per_sample, t.stage)
             md = "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups)
-            write_text(md, self.path / "results.md")
-            write_text("\n".join(reports.csv_table(g) for g in groups), self.path / "results.csv")
-            write_text("\n".join(reports.latex(g, caption(g)) for g in groups), self.path / "results.tex")
-            write_text(json.dumps({"rows": merged}, indent=1) + "\n", self.path / "results.json")
+            write_text(md, t.stage / "results.md")
+            write_text("\n".join(reports.csv_table(g) for g in groups), t.stage / "results.csv")
+            write_text("\n".join(reports.latex(g, caption(g)) for g in groups), t.stage / "results.tex")
+            write_text(json.dumps({"rows": merged}, indent=1) + "\n", t.stage / "results.json")
+        if moved:
+            log(f"note: {self.path} held results of another checkpoint or ID test set; they were moved to "
+                f"{moved}/")
         new = {row_key(r) for r in rows}
         return "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups
                          if any(row_key(r) in new for r in g))
@@ -151,13 +167,14 @@ class ResultsFolder:
         by = {(r["score"], variant_of(r)): r["label"] for r in merged}
         return {by[k]: v for k, v in per_sample.items() if k in by}
 
-    def _write_scores(self, merged, per_sample):
-        """scores.npz: '<label>/<set>' -> per-sample scores in input order ('<label>@<seed>/<set>' per
-        replicate of a replicated score), and '__index__', which says what each key is so that entries
-        of rows kept from earlier runs are kept, re-keyed when their label changes."""
+    def _write_scores(self, merged, per_sample, dest, keep=True):
+        """scores.npz (written to ``dest``): '<label>/<set>' -> per-sample scores in input order
+        ('<label>@<seed>/<set>' per replicate of a replicated score), and '__index__', which says what
+        each key is so that entries of rows kept from earlier runs are kept (``keep``: the folder's
+        scores.npz is not being archived), re-keyed when their label changes."""
         f = self.path / "scores.npz"
         entries = {}  # (score, variant, set, replicate) -> array
-        if f.exists():
+        if keep and f.exists():
             with np.load(f) as old:
                 index = json.loads(str(old["__index__"])) if "__index__" in old.files else {}
                 entries = {tuple(v): old[k] for k, v in index.items() if k in old.files}
@@ -172,34 +189,15 @@ class ResultsFolder:
         for (score, variant, name, rep), v in entries.items():
             key = f"{current[(score, variant)]}{'@' + rep if rep else ''}/{name}"
             arrays[key], index[key] = v, [score, variant, name, rep]
-        with atomic_path(f) as tmp:
+        with atomic_path(dest) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, __index__=np.array(json.dumps(index)), **arrays)
 
-    def _plot(self, merged, per_sample):
+    def _plot(self, merged, per_sample, dest):
         plain = {}
         for label, sets in self._labels(merged, per_sample).items():
             plain[label] = {k: (next(iter(v.values())) if isinstance(v, dict) else v) for k, v in sets.items()}
-        reports.plot(plain, self.path)
-
-
-ARCHIVE = "previous"
-
-
-def archive(folder):
-    """Move the files of ``folder`` and its ``plots/`` to previous/<date-time>/. Other subfolders (a
-    results folder of their own, such as the demo's ``extended/`` or a ``sweep/``) and the lock stay."""
-    folder = Path(folder)
-    dest = folder / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
-    n = 1
-    while dest.exists():
-        dest = dest.with_name(f"{dest.name.split('_')[0]}_{n}")
-        n += 1
-    dest.mkdir(parents=True)
-    for f in folder.iterdir():
-        if f.name != ".lock" and (f.is_file() or f.name == "plots"):
-            f.rename(dest / f.name)
-    return dest
+        reports.plot(plain, dest)
 
 
 def default_folder(setup):
