@@ -15,7 +15,6 @@ from ood import accel, cli
 from ood.data import get_id_set
 from ood.errors import cli_main
 from ood.features import TEST, TRAIN, FeatureStore
-from ood.io import check_writable_dir
 from ood.scoring import context, resolve_oods
 from ood.setup import Setup
 
@@ -40,9 +39,12 @@ def main(argv=None):
     classes = [c for c in scores.resolve_names(args.score) if c.needs_fit()]
     oods = resolve_oods(get_id_set(args.dataset, args.id_classes).default_ood if args.ood is None else args.ood)
     setup = Setup.from_args(args, training=False)
-    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)
-    store.check([TRAIN, TEST, *oods])  # every set is there and readable before any extraction
+    store.check([TRAIN, TEST, *oods])  # every set is there and readable, the cache writable, before extraction
+    head = store.head()
+    fits = [s for cls in classes for s in scores.instances(cls, scores.given_settings(cls, args),
+                                                           context(setup, head), setup.device)]
+    store.check_patterns(fits)
     t0 = time.time()
     train = store.features(TRAIN)
     store.features(TEST)
@@ -51,11 +53,8 @@ def main(argv=None):
     accel.teardown()  # under torchrun, rank 0 alone goes on to fit the stored patterns
     if store.rank != 0:
         return
-    head = store.head()
-    ctx = context(setup, head)
-    for cls in classes:
-        for score in scores.instances(cls, scores.given_settings(cls, args), ctx, setup.device):
-            store.pattern(score)
+    for score in fits:
+        store.pattern(score)
     print(f"stored patterns of {setup.id_set.name}/{setup.model.name} in {store.root} "
           f"({len(train['features'])} training features, {time.time() - t0:.1f} s)")
 

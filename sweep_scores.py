@@ -20,6 +20,10 @@ and selected.json (the validation sets are left out of the test average; the cap
 the rectified dynamics keep (not sent to the OOD attractor) against the inverse memory strength lambda,
 with the lambda that keeps 95 % of ID inputs marked (reclag_operating_point.png and .csv).
 
+A folder holds one sweep: the files an earlier sweep wrote there (ood.results.SWEEP_FILES) are moved to
+previous/<time>/, the user's own files stay, and a sweep's files land as a unit (ood.commit): all of them
+or, after a full disk, an error or a kill before the commit point, none.
+
 Example:
   python sweep_scores.py --dataset fashionmnist --model cnn --ood Digits Photos Faces GaussianNoise UniformNoise \\
       --grid RecLag:hidden=1,2,5,10,20,50 RecLag:beta=0.5,1,2,5,10,20 HE:beta=0.001,0.01,0.1,1 \\
@@ -39,16 +43,19 @@ import scores
 from ood import cli, reports
 from ood.data import get_id_set
 from ood.errors import UserError, cli_main
+from ood.evaluation import Evaluation
 from ood.features import TEST, TRAIN, FeatureStore
-from ood.io import check_writable_dir, locked, write_text
+from ood.commit import check_targets, transaction
+from ood.io import write_text
 from ood.params import ParamError
-from ood.results import archive, assign_labels, default_folder
-from ood.scoring import compute, context, resolve_oods, rows_for
+from ood.results import SWEEP_FILES, assign_labels, default_folder
+from ood.scoring import compute, context, pick_oods, resolve_oods, rows_for
 from ood.setup import Setup
 
 
 def build_parser(argv=None):
     scores.load_plugins(argv)
+    scores.load_plugins(grid_plugins(argv))  # a plug-in swept by --grid gets its flags too
     p = cli.parser(__doc__)
     cli.add_common(p)
     g = p.add_argument_group("sweep")
@@ -64,14 +71,37 @@ def build_parser(argv=None):
     return p
 
 
+def _grid_token(t):
+    """(score, setting, values) of SCORE:SETTING=V1,V2,...; SCORE may be a plug-in, package.module:Class,
+    so the setting is what follows the last colon before '='."""
+    head, sep, values = t.partition("=")
+    name, colon, setting = head.rpartition(":")
+    if not (sep and colon and name and setting and values):
+        raise UserError(f"--grid {t!r}: write SCORE:SETTING=V1,V2,... (e.g. RecLag:hidden=5,10,20, or "
+                        f"package.module:Class:setting=1,2 for a score of your own).")
+    return name, setting, values
+
+
+def grid_plugins(argv):
+    """``--score`` arguments naming the plug-ins of --grid tokens in ``argv`` (see scores.load_plugins)."""
+    out, taking = [], False
+    for token in argv or ():
+        if token.startswith("--"):
+            taking = token == "--grid"
+            continue
+        if taking and "=" in token and ":" in token.partition("=")[0]:
+            name = token.partition("=")[0].rpartition(":")[0]
+            if scores.is_plugin_name(name):
+                out += ["--score", name]
+    return out
+
+
 def parse_grid(tokens):
-    """{score class: {setting: [values]}} from SCORE:SETTING=V1,V2,... tokens, checked."""
+    """{score class: {setting: [values]}} from SCORE:SETTING=V1,V2,... tokens, checked. The values of a
+    setting given in several tokens are all swept, in the order given."""
     grid = {}
     for t in tokens:
-        head, sep, values = t.partition("=")
-        name, colon, setting = head.partition(":")
-        if not (sep and colon and name and setting and values):
-            raise UserError(f"--grid {t!r}: write SCORE:SETTING=V1,V2,... (e.g. RecLag:hidden=5,10,20).")
+        name, setting, values = _grid_token(t)
         cls = scores.resolve_names([name])[0]
         params = {p.name: p for p in cls.params}
         if setting not in params:
@@ -81,7 +111,8 @@ def parse_grid(tokens):
             converted = [params[setting].convert(v.strip(), f"--grid {name}:{setting}") for v in values.split(",")]
         except ParamError as e:
             raise UserError(str(e)) from None
-        grid.setdefault(cls, {})[setting] = list(dict.fromkeys(converted))
+        axes = grid.setdefault(cls, {})
+        axes[setting] = list(dict.fromkeys(axes.get(setting, []) + converted))
     return grid
 
 
@@ -104,20 +135,19 @@ def main(argv=None):
     grid = parse_grid(args.grid)
     oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
     names = [o.name for o in oods]
-    validation = [o.name for o in resolve_oods(args.select_on)] if args.select_on else []
-    unknown = [v for v in validation if v not in names]
-    if unknown:
-        raise UserError(f"--select_on {' '.join(unknown)}: not among the OOD sets of the sweep ({', '.join(names)}).")
+    validation = [o.name for o in pick_oods(args.select_on, oods, "--select_on")] if args.select_on else []
     if validation and len(validation) == len(names):
         raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
     setup = Setup.from_args(args, training=False)
+    evaluation = Evaluation.from_args(args)
     out = args.results_dir or default_folder(setup) / "sweep"
-    check_writable_dir(out, "--results_dir")
-    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
+    check_targets(out, SWEEP_FILES, "--results_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)
     store.check([TEST, *oods])
     head = store.head()
-    ctx = context(setup, head, args.protocol)
+    ctx = context(setup, head, evaluation.protocol)
+    store.check_patterns([s for cls, axes in grid.items() for point in grid_points(cls, axes)
+                          for s in scores.instances(cls, {**scores.given_settings(cls, args), **point}, ctx)])
     id_feats = store.features(TEST)
     sets = {"id": id_feats, **{o.name: store.features(o) for o in oods}}
 
@@ -135,19 +165,19 @@ def main(argv=None):
                     cost["fits"].setdefault(cls.name, []).append(time.perf_counter() - t1)
                 fitted.append(states[key])
             values = compute(objs, fitted, sets, head)
-            rows += rows_for(setup, objs, values, names, args.protocol, args.repeats, args.seed, args.fpr_variant,
-                             id_feats)
+            rows += rows_for(setup, objs, values, names, evaluation, id_feats)
             cost["points"].setdefault(cls.name, []).append(time.perf_counter() - t0)
     assign_labels(rows)
     passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
     summary = _cost_summary(cost, passes, store)
     selection = _select(rows, grid, validation) if validation else None
-    with locked(out):  # a folder holds one sweep: an earlier one (and its selection, plots) is kept aside
-        if (Path(out) / "sweep.json").exists():
-            print(f"note: {out} held an earlier sweep; it was moved to {archive(out)}/")
-        _write(out, rows, grid, summary, selection, names, validation)
+    with transaction(out, SWEEP_FILES) as t:  # a folder holds one sweep: an earlier one is kept aside
+        moved = t.archive()
+        _write(t.stage, rows, grid, summary, selection, names, validation)
         if args.operating_point:
-            _operating_point(out, store, sets, head, ctx, setup, selection, args)
+            _operating_point(t.stage, store, sets, head, ctx, setup, selection, args)
+    if moved:
+        print(f"note: {out} held an earlier sweep; it was moved to {moved}/")
     print(f"{len(rows)} rows, {sum(len(v) for v in cost['points'].values())} grid points; "
           f"mean {summary['seconds_per_point']:.2f} s per point; results in {out}/")
     return rows

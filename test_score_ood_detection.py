@@ -14,8 +14,8 @@ import scores
 from ood import cli
 from ood.data import get_id_set
 from ood.errors import cli_main
+from ood.evaluation import Evaluation
 from ood.features import TEST, FeatureStore
-from ood.io import check_writable_dir
 from ood.results import ResultsFolder, default_folder, variant_of
 from ood.scoring import compute, context, replicate_name, resolve_oods, rows_for
 from ood.setup import Setup
@@ -45,14 +45,15 @@ def main(argv=None):
     classes = scores.resolve_names(args.score)
     oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
     setup = Setup.from_args(args, training=False)
+    evaluation = Evaluation.from_args(args)
     out = ResultsFolder(args.results_dir or default_folder(setup))
     out.check_writable()
-    check_writable_dir(args.stored_pattern_dir, "--stored_pattern_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)
-    store.check([TEST, *oods])  # a missing set or a bad image file stops the run before any work
+    store.check([TEST, *oods])  # a missing set, a bad image file or an unwritable cache stops the run here
     head = store.head()
-    ctx = context(setup, head, args.protocol)
+    ctx = context(setup, head, evaluation.protocol)
     runs = [scores.instances(cls, scores.given_settings(cls, args), ctx, setup.device) for cls in classes]
+    store.check_patterns([s for objs in runs for s in objs])  # before any extraction
 
     id_feats = store.features(TEST)
     sets = {"id": id_feats, **{o.name: store.features(o) for o in oods}}
@@ -60,8 +61,7 @@ def main(argv=None):
     for objs in runs:
         states = [store.pattern(s) if s.needs_fit() else {} for s in objs]
         values = compute(objs, states, sets, head)
-        new = rows_for(setup, objs, values, [o.name for o in oods], args.protocol, args.repeats, args.seed,
-                       args.fpr_variant, id_feats)
+        new = rows_for(setup, objs, values, [o.name for o in oods], evaluation, id_feats)
         rows += new
         per_sample[(objs[0].name, variant_of(new[0]))] = {
             k: (v[0] if len(objs) == 1 else {replicate_name(s): x for s, x in zip(objs, v)}) for k, v in values.items()}

@@ -76,7 +76,8 @@ def load_backbone(model, path, expect=None):
 
 
 def checkpoint_meta(path):
-    """What train_model.py recorded about the run (model, data set, input size, epoch, epochs, finished),
+    """What train_model.py recorded about the run (model, data set and class split, input size, epoch,
+    epochs, finished, recipe, training precision ``amp``),
     read without loading the weights into memory; {} for a plain state dict."""
     path = _require(path)
     try:
@@ -85,7 +86,7 @@ def checkpoint_meta(path):
         raise UserError(f"checkpoint {path} could not be read as a PyTorch file ({type(e).__name__}: {e}).") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict):
         return {}
-    return {**ckpt["meta"], **{k: ckpt[k] for k in ("epoch", "epochs", "finished", "recipe") if k in ckpt}}
+    return {**ckpt["meta"], **{k: ckpt[k] for k in ("epoch", "epochs", "finished", "recipe", "amp") if k in ckpt}}
 
 
 def default_checkpoint(dataset, model):

@@ -49,11 +49,11 @@ def add_evaluation(g):
                         "OOD images, mean and std (SHE / energy code); paper: each score as its published "
                         "row was produced (RecLag: full with the strict FPR95; the others: 10 draws of "
                         "1,920 OOD images, seed 12, the closest FPR95; ReAct at percentile 98)")
-    g.add_argument("--repeats", type=positive_int, default=10, help="draws of the sampled protocol")
-    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default="standard",
+    g.add_argument("--repeats", type=positive_int, default=None, help="draws of the sampled protocol (default 10)")
+    g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default=None,
                    help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
                         "code's ROC point with recall closest to 95%%; strict: the RecLag code's first "
-                        "ROC point with TPR > 95%%")
+                        "ROC point with TPR > 95%% (default: standard)")
     add_store(g)
 
 
@@ -109,7 +109,8 @@ def add_common(p):
     g.add_argument("--workers", type=nonnegative_int, default=default_workers(),
                    help="DataLoader worker processes (default: the CPUs available, at most 8)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    g.add_argument("--seed", type=nonnegative_int, default=1)
+    g.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="seed of training, of the scores' fits and of the sampled protocol's draws (default 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                    help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "

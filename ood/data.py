@@ -15,6 +15,7 @@ and the archive's md5 sum.
 import contextlib
 import dataclasses
 import gzip
+import hashlib
 import os
 import re
 import shutil
@@ -54,14 +55,22 @@ class OODSet:
     note: str = ""                 # how to lay the archive out
     aliases: tuple = ()
     builder: object = None         # callable(path, transform, spec, download) -> Dataset; default: ImageFolder
+    custom: bool = False           # a user's NAME=PATH folder
 
     def build(self, root, transform, download=False):
         return (self.builder or _image_folder)(Path(root) / self.folder, transform, self, download)
 
     @property
     def key(self):
-        """The set's cache file stem."""
-        return safe_name(self.name)
+        """The set's cache file stem. A user's name may hold any characters, so its stem carries a digest
+        of the exact name: "x y" and "x_y" (or two names in another script) never share a cache file."""
+        if not self.custom:
+            return safe_name(self.name)
+        return f"custom-{safe_name(self.name)[:40]}-{hashlib.sha256(self.name.encode()).hexdigest()[:12]}"
+
+    def names(self):
+        """Every name that selects this set: its name, aliases and folder, in lower case."""
+        return {self.name.lower(), *self.aliases, self.folder.lower()}
 
     def missing_message(self, path, detail=""):
         msg = f"OOD set {self.name} was not found: expected {'the file' if self.name == 'SVHN' else 'an ImageFolder tree (images in one or more sub-folders)'} at {path}"
@@ -176,21 +185,36 @@ IMAGENET_OOD = ("iNaturalist", "SUN", "Places", "Textures")
 
 
 def register_ood(spec):
-    """Register an extra OOD set (an :class:`OODSet`), usable by name like the built-in ones."""
+    """Register an extra OOD set (an :class:`OODSet`), usable by name like the built-in ones. A name,
+    alias or folder that already selects another set is refused: a name selects one set."""
+    taken = spec.names() & {n for other in OOD_SETS.values() if other.name != spec.name for n in other.names()}
+    if taken:
+        raise ValueError(f"OOD set {spec.name}: {', '.join(sorted(taken))} already selects another set.")
     OOD_SETS[spec.name.lower()] = spec
 
 
+def builtin_ood(name):
+    """The registered OOD set that ``name`` selects (case-insensitive; aliases and folders too), or None."""
+    key = name.lower()
+    return next((spec for spec in OOD_SETS.values() if key in spec.names()), None)
+
+
 def resolve_ood(name):
-    """Map a user-given OOD name (case-insensitive, aliases allowed) or ``name=path`` to an OODSet."""
+    """Map a user-given OOD name (case-insensitive, aliases allowed) or ``NAME=PATH`` to an OODSet. A
+    custom NAME that is also a registered set's name or alias is refused: otherwise ``--ood SVHN=PATH``
+    would be reported as SVHN, and ``--select_on lsunc`` could pick the built-in set instead of the folder."""
     if "=" in name:
         label, path = name.split("=", 1)
-        if not label or not path:
+        if not label.strip() or not path:
             raise UserError(f"custom OOD set {name!r}: write it as NAME=PATH (an ImageFolder tree).")
-        return OODSet(label, str(Path(path).expanduser().resolve()), 0)
-    key = name.lower()
-    for spec in OOD_SETS.values():
-        if key == spec.name.lower() or key in spec.aliases or key == spec.folder.lower():
-            return spec
+        same = builtin_ood(label)
+        if same is not None:
+            raise UserError(f"--ood {name}: {label!r} already names the OOD set {same.name}; give your folder "
+                            f"another name (e.g. my_{safe_name(label)}={path}).")
+        return OODSet(label, str(Path(path).expanduser().resolve()), 0, custom=True)
+    spec = builtin_ood(name)
+    if spec is not None:
+        return spec
     raise UserError(f"unknown OOD set {name!r}. Known: {', '.join(s.name for s in OOD_SETS.values())}; "
                     f"or give a folder of your own as NAME=PATH.")
 
@@ -251,8 +275,9 @@ def test_transform(id_set, size):
 
 
 def train_transform(id_set, size, augment="autoaugment"):
-    """Training transform: Resize -> AutoAugment (CIFAR-10 policy) -> RandomHorizontalFlip -> ToTensor ->
-    Normalize (the reference recipe), at the input size actually used for testing."""
+    """Training transform of the fixed recipe: Resize -> AutoAugment (CIFAR-10 policy) ->
+    RandomHorizontalFlip -> ToTensor -> Normalize, as the authors describe it, at the input size actually
+    used for testing (``--recipe reference`` builds its own, ood/recipes.py)."""
     if id_set.protocol == "imagenet":
         steps = [T.RandomResizedCrop(size)]
     else:
@@ -344,8 +369,10 @@ def build_id_dataset(id_set, root, train, transform, download=False):
 def held_out(id_set, root, transform, download=False):
     """The OOD set ``HeldOut`` of a near-OOD split: the ID test images of the classes not in --id_classes."""
     if not id_set.classes:
-        raise UserError("the OOD set HeldOut is the test images of the classes left out by --id_classes; "
-                        "pass --id_classes to use it.")
+        raise UserError(f"the OOD set HeldOut is the test images of the classes a near-OOD split leaves out, "
+                        f"and this run uses all classes of {id_set.name}: train a backbone on some classes "
+                        f"(train_model.py --dataset {id_set.name} --id_classes 0 1 2 3 4 ...) and score it with "
+                        f"the same --id_classes, or leave HeldOut out of --ood.")
     base = ID_SETS[id_set.base]
     full = build_id_dataset(base, root, False, transform, download)
     return ClassSubset(full, [c for c in range(base.num_classes) if c not in id_set.classes])

@@ -32,6 +32,33 @@ PAPER_SEED, PAPER_REPEATS = 12, 10
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """How a run evaluates its scores: ``--protocol``, ``--repeats``, ``--seed`` (the draws) and
+    ``--fpr_variant``, resolved once from the command line."""
+    protocol: str = "full"
+    repeats: int = 10
+    seed: int = 1
+    fpr_variant: str = "standard"
+
+    @classmethod
+    def from_args(cls, args, note=print):
+        """The evaluation of parsed arguments. Under ``--protocol paper`` the sampled scores keep the
+        reference's own draws and FPR95 (10 draws, seed 12, the closest variant) and RecLag its strict
+        FPR95, so a --repeats, --seed or --fpr_variant given with it changes nothing: ``note`` says so."""
+        given = {"--repeats": args.repeats, "--seed": args.seed, "--fpr_variant": args.fpr_variant}
+        if args.protocol == "paper" and any(v is not None for v in given.values()):
+            note(f"note: --protocol paper evaluates each score as its published row was produced ({PAPER_REPEATS} "
+                 f"draws, seed {PAPER_SEED}, the closest FPR95 for the sampled scores; every OOD image and the "
+                 f"strict FPR95 for RecLag), so {', '.join(k for k, v in given.items() if v is not None)} "
+                 f"do not apply to its draws (--seed still seeds the scores' own fits).")
+        return cls(args.protocol, 10 if args.repeats is None else args.repeats,
+                   1 if args.seed is None else args.seed, args.fpr_variant or "standard")
+
+    def plan(self, score_cls, n_id, id_protocol="cifar"):
+        return plan_for(self.protocol, score_cls, n_id, self.repeats, self.seed, self.fpr_variant, id_protocol)
+
+
+@dataclass(frozen=True)
 class Plan:
     """How one score is evaluated: the protocol recorded, how many OOD images each draw takes (None:
     all of them, once), the number of draws and their seed, and the FPR95 variant."""

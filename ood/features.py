@@ -7,17 +7,19 @@ names, sizes and modification times of the image files (``ood.fingerprint``). A 
 differs is recomputed, never silently reused. Each file also carries a digest of its tensors.
 
 Stored patterns (``patterns/<score>-<settings>.pt``) are keyed on that digest of the training features,
-the head and the score's fit settings. Checking them reads only the small fields of
-``features/train.pt`` (memory-mapped) and never lists the training images, so an ImageNet run with
-everything cached starts at once; ``generate_stored_pattern.py`` re-checks the training images.
+the head and the score's fit settings. Checking them reads ``features/train.pt`` memory-mapped and
+lists the training images (names, sizes, modification times; no image is decoded), so rewritten
+training images are noticed by the scoring script too, and the features and patterns are redone.
 """
 import math
 import sys
 import time
 import warnings
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
@@ -27,7 +29,8 @@ from . import data as D
 from .checkpoints import load_backbone
 from .errors import UserError
 from .fingerprint import digest, fingerprint, source_digest, tensor_digest
-from .io import load_torch, save_torch
+from .io import check_writable_dir, load_torch, save_torch
+from .plugins import describe_score, plugin_code, running
 
 TRAIN, TEST = "train", "test"
 TENSORS = ("features", "logits", "labels")
@@ -90,6 +93,7 @@ class FeatureStore:
         self.root = Path(stored_pattern_dir) / setup.id_set.name / setup.store_name
         self._sets = {}      # key -> (dataset, fingerprint): each set listed once per run
         self._loaded = {}    # key -> checked features: each file read and verified once per run
+        self._files = {}     # path -> what load_torch gave (or what this run wrote): each cache file read once
         self._head = None
         self._train_digest = None
         self._warned_empty = False
@@ -125,18 +129,27 @@ class FeatureStore:
             self._head = self._load_head()
         return self._head
 
-    def _load_head(self):
+    def _head_fingerprint(self):
         s = self.setup
-        fp = fingerprint("head", checkpoint=s.checkpoint_id, model=s.model.name, options=s.options)
+        return fingerprint("head", checkpoint=s.checkpoint_id, model=s.model.name, options=s.options)
+
+    def _cached_head(self):
+        """head.pt if it belongs to this backbone, else None."""
+        cached = self._read(self.root / "head.pt")
+        return cached if cached is not None and cached.get("fingerprint") == self._head_fingerprint() else None
+
+    def _load_head(self):
+        fp = self._head_fingerprint()
         path = self.root / "head.pt"
-        cached = load_torch(path)
-        if cached is not None and cached.get("fingerprint") == fp:
+        cached = self._cached_head()
+        if cached is not None:
             return cached
         head = {"weight": self.model.fc.weight.detach().float().cpu(),
                 "bias": self.model.fc.bias.detach().float().cpu()}
         head.update(digest=tensor_digest(head), fingerprint=fp)
         if self.rank == 0:
             save_torch(head, path)
+        self._files[path] = head
         return head
 
     # -- image sets ------------------------------------------------------------------------------------
@@ -180,9 +193,38 @@ class FeatureStore:
 
     def check(self, specs):
         """Build every image set's dataset and fingerprint now, so that a missing set or an empty
-        image file stops the run before any extraction."""
+        image file stops the run before any extraction, and check that the cache files the run will
+        (re)write, and only those, can be written: a complete cache is only read, so it may be read-only."""
+        writes = []
         for spec in specs:
-            self._set(spec)
+            fp = self._set(spec)[1]
+            cached = self._read(self.path(spec))
+            if cached is None or cached.get("fingerprint") != fp:
+                writes.append(self.path(spec))
+        if self._cached_head() is None:
+            writes.append(self.root / "head.pt")
+        self._check_writable(writes)
+
+    def check_patterns(self, scores):
+        """Before any extraction: the stored patterns of ``scores`` that this run will fit must be
+        writable (a pattern is fitted when it is missing or stale, or when the training features
+        are to be extracted anew)."""
+        head, train = self._cached_head(), self._cached_train_digest()
+        writes = []
+        for score in scores:
+            if not score.needs_fit():
+                continue
+            path = self.pattern_path(score)
+            cached = load_torch(path, mmap=True) if head is not None and train is not None else None
+            if cached is None or cached.get("fingerprint") != pattern_fingerprint(score, train, head["digest"]):
+                writes.append(path)
+        self._check_writable(writes)
+
+    def _check_writable(self, paths):
+        if self.rank != 0:
+            return
+        for folder in dict.fromkeys(Path(p).parent for p in paths):
+            check_writable_dir(folder, "--stored_pattern_dir")
 
     def features(self, spec):
         """Cached (or freshly extracted) phi/logits/labels of image set ``spec``; read once per run."""
@@ -194,7 +236,7 @@ class FeatureStore:
     def _features(self, spec):
         ds, fp = self._set(spec)
         path = self.path(spec)
-        cached = load_torch(path, mmap=True)
+        cached = self._read(path)
         if cached is not None and cached.get("fingerprint") == fp and self._intact(cached, path):
             return cached
         # under torchrun, process r extracts images r, r + W, ...; the parts are gathered in order
@@ -211,8 +253,15 @@ class FeatureStore:
         out["fingerprint"] = fp
         if self.rank == 0:
             save_torch(out, path)
+        self._files[path] = out
         accel.barrier()
         return out
+
+    def _read(self, path):
+        """A cache file (memory-mapped), read once per run; None when missing or unreadable."""
+        if path not in self._files:
+            self._files[path] = load_torch(path, mmap=True)
+        return self._files[path]
 
     @staticmethod
     def _intact(cached, path):
@@ -226,36 +275,56 @@ class FeatureStore:
         return True
 
     def train_digest(self):
-        """The digest of the training features, read from features/train.pt without listing the
-        training images when the file matches this setup; extracted otherwise."""
+        """The digest of the training features, read from features/train.pt when its fingerprint matches
+        this setup and the training images (their names, sizes and modification times: rewritten images
+        are noticed, and the features and patterns redone); extracted otherwise. Without the training
+        images (deleted after extraction), a cache that matches everything else is used, with a warning."""
         if TRAIN in self._loaded:
             return self._loaded[TRAIN]["digest"]
+        return self._cached_train_digest() or self.features(TRAIN)["digest"]
+
+    def _cached_train_digest(self):
+        """The digest in features/train.pt when that file matches this setup and the training images;
+        None when the training features are to be extracted."""
         if self._train_digest is None:
-            cached = load_torch(self.path(TRAIN), mmap=True)
-            static = self._static(TRAIN)
-            if cached is not None and "digest" in cached and \
-                    {k: cached.get("fingerprint", {}).get(k) for k in static} == static:
-                self._train_digest = cached["digest"]
-            else:
-                return self.features(TRAIN)["digest"]
+            cached = self._read(self.path(TRAIN))
+            if cached is None or "digest" not in cached:
+                return None
+            try:
+                expected = self._set(TRAIN)[1]
+            except UserError as e:
+                static = self._static(TRAIN)
+                if {k: cached.get("fingerprint", {}).get(k) for k in static} != static:
+                    raise
+                warnings.warn(f"the training images could not be listed ({e}); using the cached training "
+                              f"features {self.path(TRAIN)} without checking them against the images.")
+                expected = cached.get("fingerprint")
+            if cached.get("fingerprint") != expected:
+                return None
+            self._train_digest = cached["digest"]
         return self._train_digest
 
     # -- stored patterns -------------------------------------------------------------------------------
+    def pattern_path(self, score):
+        return self.root / "patterns" / f"{score.key()}-{digest(score.fit_settings(), 10)}.pt"
+
     def pattern(self, score):
         """The fitted state of ``score`` (patterns/<score>-<fit settings>.pt), refitted when the training
         features, the head or the score's fit settings change."""
         head = self.head()
         fp = pattern_fingerprint(score, self.train_digest(), head["digest"])
-        path = self.root / "patterns" / f"{score.key()}-{digest(score.fit_settings(), 10)}.pt"
+        path = self.pattern_path(score)
         cached = load_torch(path, mmap=True)  # a bank of training features can be as large as they are
         if cached is not None and cached.get("fingerprint") == fp:
-            return cached["state"]
+            return loaded_state(cached["state"])
         train = self.features(TRAIN)
         fp = pattern_fingerprint(score, train["digest"], head["digest"])  # the features may have been redone
         self._warn_empty_classes(train, head)
-        state = score.fit(train, head)
+        with running(score, "fit"):
+            state = score.fit(train, head)
         _check_state(state, score)
-        save_torch({"state": state, "score": score.name, "settings": score.fit_settings(), "fingerprint": fp}, path)
+        stored = storable_state(state, score)
+        save_torch({"state": stored, "score": score.name, "settings": score.fit_settings(), "fingerprint": fp}, path)
         return state
 
     def _warn_empty_classes(self, train, head):
@@ -271,19 +340,30 @@ class FeatureStore:
 
 def pattern_fingerprint(score, train_digest, head_digest):
     """What a stored pattern is keyed on: the score's class and state format, its fit settings, and the
-    contents of the training features and of the head it was fitted from."""
-    return fingerprint("pattern", score=f"{type(score).__module__}.{type(score).__qualname__}",
-                       version=score.version, fit=score.fit_settings(), train=train_digest, head=head_digest)
+    contents of the training features and of the head it was fitted from.
+
+    The code of ``fit``: a built-in score is keyed on its ``version`` alone (we bump it with each change
+    of ``fit``, and tests/test_score_contract.py pins what each stores). A plug-in is keyed on its
+    ``version`` and on its code (``ood.plugins.code_digest``: the files of the modules that define its
+    class and the classes it derives from, read when it was loaded), since its author may well edit
+    ``fit`` without bumping ``version`` and would otherwise be served the pattern of the old code."""
+    parts = dict(score=f"{type(score).__module__}.{type(score).__qualname__}", version=score.version,
+                 fit=score.fit_settings(), train=train_digest, head=head_digest)
+    code = plugin_code(score)
+    if code is not None:
+        parts["code"] = code
+    return fingerprint("pattern", **parts)
 
 
 def _check_state(state, score):
     """A fitted state is a dict of tensors and plain values, all finite."""
     def walk(v, where):
-        if isinstance(v, torch.Tensor):
-            if v.is_floating_point() and not torch.isfinite(v).all():
+        if isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "fc"):
+            finite = torch.isfinite(v).all() if isinstance(v, torch.Tensor) else np.isfinite(v).all()
+            if (not isinstance(v, torch.Tensor) or v.is_floating_point()) and not finite:
                 raise UserError(f"{score.name}: fitting gave non-finite values in {where}; are the training "
                                 f"features finite and the settings ({score.fit_settings()}) sensible?")
-        elif isinstance(v, float) and not math.isfinite(v):
+        elif isinstance(v, (float, np.floating)) and not math.isfinite(v):
             raise UserError(f"{score.name}: fitting gave {v} for {where}.")
         elif isinstance(v, dict):
             for k, x in v.items():
@@ -292,3 +372,55 @@ def _check_state(state, score):
             for i, x in enumerate(v):
                 walk(x, f"{where}[{i}]")
     walk(state, "state")
+
+
+# A numpy array in a fitted state is stored as {_NUMPY: its bytes as a uint8 tensor, "dtype", "shape"}:
+# torch.load(weights_only=True) refuses numpy objects, so the pattern would be saved but never reloaded.
+_NUMPY = "__numpy_array__"
+_PLAIN = (str, bytes, int, float, bool, complex, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def storable_state(state, score):
+    """``state`` as the pattern file holds it: numpy arrays of numeric dtype as marked tensors
+    (``loaded_state`` turns them back, with their dtype and shape), numpy scalars as Python numbers. What
+    ``torch.load(weights_only=True)`` cannot read back is a UserError naming the score and where in the
+    state it is; saved as it is, the pattern would be refitted on every run without a word."""
+    def refuse(where, what):
+        raise UserError(f"score {describe_score(score)}: its fitted state cannot be stored: {where} is {what}. "
+                        f"A state holds tensors, numeric numpy arrays and str/int/float/bool/None values, in "
+                        f"dicts, lists, tuples and sets.")
+
+    def walk(v, where):
+        if type(v) in (torch.Tensor, torch.nn.Parameter) or type(v) in _PLAIN:
+            return v
+        if isinstance(v, np.ndarray):
+            if v.dtype.kind not in "biufc":
+                refuse(where, f"a numpy array of dtype {v.dtype}")
+            flat = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
+            data = torch.from_numpy(flat if flat.flags.writeable else flat.copy())
+            return {_NUMPY: data, "dtype": v.dtype.str, "shape": list(v.shape)}
+        if isinstance(v, np.generic) and v.dtype.kind in "biufc":
+            return v.item()
+        if type(v) in (dict, OrderedDict):
+            for k in v:
+                if type(k) not in (str, int, float, bool, type(None)):
+                    refuse(f"a key of {where}", f"{k!r} (a {type(k).__name__})")
+            if _NUMPY in v:
+                refuse(where, f"a dict with the key {_NUMPY!r}, which marks a stored numpy array")
+            return type(v)((k, walk(x, f"{where}.{k}")) for k, x in v.items())
+        if type(v) in (list, tuple, set):
+            return type(v)(walk(x, f"{where}[{i}]") for i, x in enumerate(v))
+        refuse(where, f"a {type(v).__module__}.{type(v).__qualname__}")
+    return walk(state, "state")
+
+
+def loaded_state(state):
+    """A state read from a pattern file, with its numpy arrays back as ``storable_state`` marked them
+    (a view of the loaded bytes: no copy of a memory-mapped bank)."""
+    if isinstance(state, dict):
+        if _NUMPY in state:
+            return state[_NUMPY].numpy().view(np.dtype(state["dtype"])).reshape(state["shape"])
+        return type(state)((k, loaded_state(x)) for k, x in state.items())
+    if type(state) in (list, tuple):
+        return type(state)(loaded_state(x) for x in state)
+    return state

@@ -8,23 +8,47 @@ and ID test features), as nanoGPT keeps its config beside every checkpoint.
 import sys
 import warnings
 
+import numpy as np
+import torch
+
 from . import data as D
 from .errors import UserError
-from .evaluation import evaluate_replicates, plan_for
+from .evaluation import evaluate_replicates
 from .params import Context
+from .plugins import describe_score, running
 
 
 def resolve_oods(names):
-    """OODSet objects for user-given names (``NAME=PATH`` for a folder of one's own), each set once."""
-    out, seen = [], set()
+    """OODSet objects for user-given names (``NAME=PATH`` for a folder of one's own), each set once. One
+    name for two different sets (``--ood a=X A=Y``) is refused: the rows could not be told apart."""
+    out, seen = [], {}
     for n in names:
         spec = D.resolve_ood(n)
-        if spec.name.lower() in seen:
+        other = seen.get(spec.name.lower())
+        if other is not None and other != spec:
+            raise UserError(f"--ood names two different sets {other.name!r} ({other.folder}) and {spec.name!r} "
+                            f"({spec.folder}); give each its own name.")
+        if other is not None:
             warnings.warn(f"OOD set {spec.name} is named twice; it is evaluated once.")
             continue
-        seen.add(spec.name.lower())
+        seen[spec.name.lower()] = spec
         out.append(spec)
     return out
+
+
+def pick_oods(names, among, flag):
+    """The sets of ``among`` (resolved OODSets of this run) that ``names`` select, by a set's own name
+    first (a user's folder is found by the name it was given), then as a registered name or alias."""
+    picked = []
+    for n in names:
+        spec = next((o for o in among if o.name.lower() == n.lower()), None)
+        if spec is None:
+            known = D.builtin_ood(n)
+            spec = next((o for o in among if known is not None and o == known), None)
+        if spec is None:
+            raise UserError(f"{flag} {n}: not among the OOD sets of this run ({', '.join(o.name for o in among)}).")
+        picked.append(spec)
+    return list(dict.fromkeys(picked))
 
 
 def context(setup, head, protocol="full"):
@@ -36,12 +60,47 @@ def context(setup, head, protocol="full"):
 
 def score_set(score, feats, state, head, set_name):
     """Scores of one image set as a numpy array; warnings (e.g. inputs routed to a class without
-    stored patterns) are printed once, naming the set."""
+    stored patterns) are printed once, naming the set. Every script takes scores through here, so this is
+    where a score's output is checked (``checked_values``) before it reaches the metrics."""
+    where = "ID test set" if set_name == "id" else f"OOD set {set_name}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        values = score.score(feats, state, head).detach().cpu().numpy()
+        with running(score, f"score on the {where}"):
+            values = score.score(feats, state, head)
     for w in caught:
         print(f"warning: {'ID test' if set_name == 'id' else set_name}: {w.message}", file=sys.stderr)
+    return checked_values(values, len(feats["features"]), f"{describe_score(score)} on the {where}")
+
+
+def checked_values(values, n, what):
+    """``values`` as a 1-D real numpy array of ``n`` finite numbers, or a UserError saying what came back.
+    A score returning n - 1 or n x 2 values would otherwise be taken by the metrics as another set size or
+    twice as many inputs, and a NaN would silently sort as the lowest or highest score."""
+    expected = f"expected one finite real number per input ({n} values in a 1-D tensor or array)"
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        if values.dtype.is_floating_point and values.dtype not in (torch.float32, torch.float64):
+            values = values.float()  # bfloat16 has no numpy dtype
+        described = f"a tensor with shape {tuple(values.shape)} and dtype {str(values.dtype).replace('torch.', '')}"
+        values = values.numpy() if not values.dtype.is_complex and values.dtype != torch.bool else None
+    else:
+        kind = type(values).__name__
+        try:
+            values = np.asarray(values)
+        except Exception as e:  # ragged lists and other shapes numpy refuses
+            raise UserError(f"score {what}: {expected}; got a {kind} that numpy cannot make one array of "
+                            f"({' '.join(str(e).split())}).") from None
+        kind = "numpy array" if kind == "ndarray" else kind
+        described = f"a {kind} with shape {values.shape} and dtype {values.dtype}"
+    if values is None or values.dtype.kind not in "iuf" or values.shape != (n,):
+        raise UserError(f"score {what}: {expected}; got {described}.")
+    if values.dtype.kind != "f" or values.dtype.itemsize < 4:
+        values = values.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        nan, inf = int(np.isnan(values).sum()), int(bad.sum() - np.isnan(values).sum())
+        raise UserError(f"score {what}: {expected}; got {nan} NaN and {inf} infinite of {n} values "
+                        f"(the first at input {int(bad.nonzero()[0][0])}).")
     return values
 
 
@@ -59,7 +118,8 @@ def make_row(setup, objs, ood_name, metrics, id_features):
     first = objs[0]
     row = {"id_dataset": setup.id_set.name, "model": setup.model.name, "score": first.name,
            "ood_dataset": ood_name, **metrics, "input_size": setup.input_size,
-           "feature_precision": setup.feature_precision, "subset": setup.subset, "recipe": setup.recipe,
+           "feature_precision": setup.feature_precision, "train_precision": setup.train_precision,
+           "subset": setup.subset, "recipe": setup.recipe,
            "settings": first.shared_settings()}
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
     if replicate:
@@ -68,11 +128,11 @@ def make_row(setup, objs, ood_name, metrics, id_features):
     return row
 
 
-def rows_for(setup, objs, values, ood_names, protocol, repeats, seed, fpr_variant, id_features):
+def rows_for(setup, objs, values, ood_names, evaluation, id_features):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
-    the ID test set under "id"), evaluated as ``protocol`` says for this score (ood/evaluation.py)."""
-    plan = plan_for(protocol, type(objs[0]), len(values["id"][0]), repeats, seed, fpr_variant,
-                    setup.id_set.protocol)
+    the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.Evaluation) says for
+    this score."""
+    plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.protocol)
     rows = []
     for o in ood_names:
         try:

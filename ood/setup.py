@@ -43,6 +43,7 @@ class Setup:
     seed: int
     quiet: bool
     recipe: str = "fixed"         # the training recipe of the checkpoint (ood/recipes.py)
+    train_precision: str | None = None  # what the backbone was trained in (the checkpoint's --amp), if known
     asked_size: int | None = None  # --resize_val as given
 
     @property
@@ -56,7 +57,7 @@ class Setup:
 
     @property
     def feature_precision(self):
-        return "fp32" if self.amp == "off" else self.amp
+        return precision_name(self.amp)
 
     @cached_property
     def checkpoint_id(self):
@@ -82,18 +83,22 @@ class Setup:
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
             Path(args.checkpoint or default_checkpoint(id_set.name, spec.name + recipe.suffix))
         size = args.resize_val
+        train_precision = "pretrained" if checkpoint is None and not training else None
         if checkpoint is not None and not training:
             meta = checkpoint_meta(checkpoint)
+            _check_split(checkpoint, meta, id_set)
             size = _size_from_checkpoint(checkpoint, meta, size, args.force_input_size)
+            train_precision = precision_name(meta["amp"]) if meta.get("amp") else None
             trained_with = meta.get("recipe", "fixed")
             if args.recipe and args.recipe != trained_with:
                 raise UserError(f"--recipe {args.recipe}, but checkpoint {checkpoint} was trained with the "
                                 f"{trained_with} recipe.")
             recipe = RECIPES[trained_with]
         amp_flag, layout = args.amp, args.channels_last
+        if training and recipe.name == "reference":  # fp32 and contiguous tensors, unless asked otherwise
+            layout = False if layout is None else layout
         if training and recipe.name == "reference" and amp_flag in (None, "auto"):
             amp, reason = "off", "the reference recipe trains in fp32"
-            layout = False if layout is None else layout
         else:
             amp, reason = accel.amp_mode(amp_flag, device, training)
         return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
@@ -101,8 +106,29 @@ class Setup:
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
-                   compile=bool(args.compile), seed=args.seed, quiet=bool(args.quiet), recipe=recipe.name,
-                   asked_size=args.resize_val)
+                   compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
+                   train_precision=train_precision, asked_size=args.resize_val)
+
+
+def precision_name(amp):
+    """An autocast mode as a precision: "off" is fp32."""
+    return "fp32" if amp == "off" else amp
+
+
+def _check_split(path, meta, id_set):
+    """A checkpoint is scored on the data set and class split it was trained on: the class count alone
+    would let a backbone trained on classes 0-4 be scored on 5-9 (or on 1 0 2 3 4) without a word. The
+    checkpoint records the data set's name, which names the split (``<dataset>_classes<c1>-<c2>-...``)."""
+    trained = meta.get("dataset")
+    if not trained or trained == id_set.name:
+        return
+
+    def said(name):
+        base, _, classes = name.partition("_classes")
+        return f"{base} with --id_classes {' '.join(classes.split('-'))}" if classes else f"{base} (all classes)"
+    raise UserError(f"checkpoint {path} was trained on {said(trained)}, but this run asks for "
+                    f"{said(id_set.name)}. Pass the checkpoint's --dataset and --id_classes (in its order), or "
+                    f"another --checkpoint.")
 
 
 def _size_from_checkpoint(path, meta, asked, force):

@@ -137,7 +137,8 @@ class Trainer:
         saved = {**ckpt["meta"], **ckpt.get("settings", {})}
         saved.setdefault("epochs", ckpt.get("epochs"))
         wanted = {**self.meta, **self.settings}
-        diff = [f"{k}: {saved.get(k)!r} in the checkpoint, {wanted[k]!r} now" for k in (*self.meta, *RESUME_SETTINGS)
+        keys = dict.fromkeys((*self.meta, *RESUME_SETTINGS))  # each once ("recipe" is in both)
+        diff = [f"{k}: {saved.get(k)!r} in the checkpoint, {wanted[k]!r} now" for k in keys
                 if k in saved and saved.get(k) != wanted[k]]
         if diff:
             raise UserError(f"cannot resume {self.path} with other settings ({'; '.join(diff)}). Use the "

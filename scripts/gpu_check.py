@@ -134,7 +134,7 @@ def real_data(data, device, quick, out_dir, epochs):
     """Fashion-MNIST through the project's scripts: train, extract once, every registered score."""
     workers = "0" if quick else str(min(16, os.cpu_count() or 1))
     base = ["--dataset", "fashionmnist", "--dataset_path", str(data), "--device", str(device), "--workers", workers,
-            "--quiet", "--batch_size", "128"]
+            "--quiet", "--batch_size", "128"] + (["--amp", "off"] if quick else [])  # quick: the same on any CPU
     runs = {"resnet18": (["--model", "resnet18"], DEMO_OOD, []),
             "wrn": (["--model", "wrn"], DEMO_OOD, []),
             "resnet18_near_ood": (["--model", "resnet18"], ["HeldOut", "Digits", "Photos"],

@@ -1,5 +1,7 @@
+import errno
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datagen  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The same precision and thread count on every machine: at most two threads (or OMP_NUM_THREADS), for
+# this process and, through the environment, every script a test starts; oneDNN's opt-in bf16 fp32-math
+# mode (set by some vendor images) would make fp32 convolutions run in bf16.
+THREADS = int(os.environ.get("OMP_NUM_THREADS") or 0) or min(2, len(os.sched_getaffinity(0)))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+os.environ.pop("ONEDNN_DEFAULT_FPMATH_MODE", None)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +48,54 @@ def data(data_root, monkeypatch):
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_fmnist(tmp_path_factory):
+    """Made once per test session, for the script-level tests: Fashion-MNIST idx files (100 training,
+    40 test images), two ImageFolder OOD sets (iSUN, 10 images; mine, 8), a WRN-10-1 trained at 16 px in
+    fp32 (checkpoints/fashionmnist/wrn.pt) and a second checkpoint of it with shifted biases (other.pt).
+    Tests copy what they need (``run_dir`` fixtures) and never write here."""
+    import train_model
+    base = tmp_path_factory.mktemp("trained")
+    datagen.write_fashion_mnist(base / "data", n_train=100, n_test=40)
+    datagen.write_image_folder(base / "data" / "iSUN", n=10, seed=4)
+    datagen.write_image_folder(base / "data" / "mine", n=8, seed=5)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        train_model.main(["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+                          "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
+                          "--epochs", "3", "--lr", "0.05", "--augment", "none", "--resize_val", "16",
+                          "--dataset_path", str(base / "data")])
+    finally:
+        os.chdir(cwd)
+    ck = torch.load(base / "checkpoints/fashionmnist/wrn.pt", weights_only=True)
+    ck["model"]["fc.bias"] += 0.5
+    torch.save(ck, base / "other.pt")
+    return base
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in a fresh directory so checkpoints/, stored_pattern/ and results/ land in tmp."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def refuse_writes_under(monkeypatch):
+    """``refuse_writes_under(folder)`` makes ``folder`` (from then on, only it) unwritable for this process,
+    also for root (who ignores the mode bits): every file the project creates goes through
+    tempfile.mkstemp (atomic writes, staging folders' files, the writability probe), which then fails
+    with EACCES there, as the kernel would for a user without write permission."""
+    real = tempfile.mkstemp
+    refused = []
+
+    def mkstemp(*a, **k):
+        where = Path(k.get("dir") or (a[2] if len(a) > 2 else tempfile.gettempdir())).resolve()
+        if any(where == f or f in where.parents for f in refused):
+            raise PermissionError(errno.EACCES, "Permission denied", str(where))
+        return real(*a, **k)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    def refuse(folder):
+        refused[:] = [Path(folder).resolve()]
+    return refuse

@@ -15,7 +15,7 @@ def test_demo_script_shortened(tmp_path):
     datagen.write_fashion_mnist(tmp_path / "data", n_train=300, n_test=100)
     env = {**os.environ, "DATA": str(tmp_path / "data"), "OUT": str(tmp_path / "out"), "EPOCHS": "1",
            "SUBSET": "300", "PYTHON": sys.executable, "DEVICE": "cpu"}
-    proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh"), "--quiet"],
+    proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh"), "--quiet", "--amp", "off"],
                           env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "demo finished" in proc.stdout and "| RecLag |" in proc.stdout

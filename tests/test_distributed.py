@@ -11,6 +11,7 @@ import torch
 import datagen
 import generate_stored_pattern
 import train_model
+from ood.data import resolve_ood
 from ood.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,8 @@ TESTS = Path(__file__).resolve().parent
 
 
 def torchrun(script, args, cwd):
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo"}  # gloo on the loopback, whatever the host name resolves to
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -36,7 +38,7 @@ def fmnist(tmp_path, monkeypatch):
 
 def common(root, ckpt):
     return ["--dataset", "fashionmnist", "--model", "tiny_models:no_norm_net", "--dataset_path", str(root / "data"),
-            "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet", "--augment", "none",
+            "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet", "--augment", "none",
             "--lr", "0.05", "--epochs", "2", "--checkpoint", ckpt]
 
 
@@ -76,7 +78,7 @@ def test_sharded_extraction_matches_single_process(fmnist):
     args += ["--ood", f"mine={fmnist / 'data' / 'ood'}", "--score", "ReAct"]
     generate_stored_pattern.main(args + ["--stored_pattern_dir", "single"])
     torchrun("generate_stored_pattern.py", args + ["--stored_pattern_dir", "ddp"], fmnist)
-    for name in ("train", "test", "mine"):
+    for name in ("train", "test", resolve_ood(f"mine={fmnist / 'data' / 'ood'}").key):
         a = torch.load(f"single/fashionmnist/tiny_models_no_norm_net/features/{name}.pt", weights_only=True)
         b = torch.load(f"ddp/fashionmnist/tiny_models_no_norm_net/features/{name}.pt", weights_only=True)
         assert a["fingerprint"] == b["fingerprint"]

@@ -10,7 +10,7 @@ import test_score_ood_detection
 import train_model
 
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
-        "--resize_val", "16", "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]
+        "--resize_val", "16", "--batch_size", "32", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 # a few epochs without augmentation: enough for every class to have correctly classified images
 QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]
 OODS = ["SVHN", "LSUN_C", "iSUN", "Textures"]
@@ -43,11 +43,12 @@ def test_train_generate_score(data, workdir):
     assert len(got) == len(paper) * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
-            "feature_precision", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
+            "feature_precision", "train_precision", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
         assert set(r) == keys | ({"replicates"} if replicated else set())
-        assert (r["fpr_variant"], r["input_size"], r["feature_precision"], r["recipe"]) == ("standard", 16, "fp32", "fixed")
+        assert (r["fpr_variant"], r["input_size"], r["feature_precision"], r["train_precision"], r["recipe"]) == \
+            ("standard", 16, "fp32", "fp32", "fixed")
         assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40
     assert {r["ood_dataset"]: r["n_ood"] for r in got} == {"SVHN": 30, "LSUN_C": 12, "iSUN": 12, "Textures": 24}
     md = (out / "results.md").read_text()
@@ -97,7 +98,7 @@ def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
     datagen.write_image_folder(tmp_path / "data" / "iSUN", n=6)
     monkeypatch.chdir(tmp_path)
     tiny = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
-            "--resize_val", "16", "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet",
+            "--resize_val", "16", "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
             "--dataset_path", str(tmp_path / "data")]
     train_model.main(tiny + ["--epochs", "2", "--lr", "0.05", "--augment", "none"])
     env = {**os.environ, "DATASETS": "fashionmnist", "MODELS": "wrn", "PYTHON": sys.executable}
@@ -121,7 +122,7 @@ def test_near_ood_split_with_id_classes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["--dataset", "fashionmnist", "--id_classes", "0", "2", "4", "6", "8", "--model", "wrn", "--layers",
               "10", "--widen-factor", "1", "--resize_val", "16", "--batch_size", "25", "--workers", "0",
-              "--device", "cpu", "--quiet", "--dataset_path", str(tmp_path / "data")]
+              "--device", "cpu", "--amp", "off", "--quiet", "--dataset_path", str(tmp_path / "data")]
     train_model.main(common + QUICK_TRAIN)
     ckpt = torch.load("checkpoints/fashionmnist_classes0-2-4-6-8/wrn.pt", weights_only=True)
     assert ckpt["meta"]["num_classes"] == 5 and ckpt["model"]["fc.weight"].shape[0] == 5

@@ -17,7 +17,7 @@ import train_model
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1", "--resize_val", "16",
-        "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]
+        "--batch_size", "32", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 
 
 @pytest.fixture

@@ -24,24 +24,14 @@ import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
-        "--batch_size", "20", "--workers", "0", "--device", "cpu", "--quiet"]
+        "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none", "--resize_val", "16"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Fashion-MNIST idx files, two ImageFolder OOD sets and a WRN-10-1 trained at 16 px, made once."""
-    base = tmp_path_factory.mktemp("reliability")
-    datagen.write_fashion_mnist(base / "data", n_train=100, n_test=40)
-    datagen.write_image_folder(base / "data" / "iSUN", n=10, seed=4)
-    datagen.write_image_folder(base / "data" / "mine", n=8, seed=5)
-    cwd = os.getcwd()
-    os.chdir(base)
-    try:
-        train_model.main(TINY + TRAIN + ["--dataset_path", str(base / "data")])
-    finally:
-        os.chdir(cwd)
-    return base
+@pytest.fixture
+def trained(trained_fmnist):
+    """Fashion-MNIST, two ImageFolder OOD sets and a WRN-10-1 trained at 16 px (tests/conftest.py)."""
+    return trained_fmnist
 
 
 @pytest.fixture
@@ -352,7 +342,7 @@ def test_unwritable_output_locations(run_dir, capsys):
     exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--results_dir", "afile"], capsys,
             "--results_dir afile is a file")
     exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "iSUN", "--stored_pattern_dir", "afile/sp"],
-            capsys, "--stored_pattern_dir afile/sp lies under afile")
+            capsys, "--stored_pattern_dir afile/sp", "lies under afile, which is a file")
     exits_2(train_model.main, common(run_dir) + TRAIN + ["--checkpoint", "afile/m.pt"], capsys, "afile")
     exits_2(train_model.main, common(run_dir) + TRAIN + ["--checkpoint", "checkpoints"], capsys, "is a directory")
     assert not (run_dir / "stored_pattern").exists()
@@ -400,3 +390,127 @@ def test_sixteen_bit_images_are_scaled(tmp_path):
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
     rgb = np.asarray(load_image(tmp_path / "g16.png"))
     assert rgb.shape == (8, 8, 3) and np.all(np.abs(rgb.astype(int) - 128) <= 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A user's name selects what the user meant, and nothing else
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["SVHN", "lsunc", "HeldOut", "digits", "dtd"])
+def test_a_custom_name_that_names_a_registered_set_is_refused(run_dir, capsys, name):
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", f"{name}={run_dir / 'data/mine'}"], capsys,
+            f"--ood {name}=", "already names the OOD set", "another name")
+    assert not (run_dir / "stored_pattern").exists()  # before any extraction
+
+
+def test_custom_names_never_share_a_cache_file(run_dir):
+    datagen.write_image_folder(run_dir / "data" / "other", n=5, seed=8)
+    pairs = [("x y", "mine"), ("x_y", "other"), ("猫", "iSUN"), ("犬", "other")]
+    rows = test_score_ood_detection.main(common(run_dir) + ["--ood", *[f"{n}={run_dir / 'data' / f}" for n, f in pairs],
+                                                            "--score", "MSP", "--results_dir", "r"])
+    assert [(r["ood_dataset"], r["n_ood"]) for r in rows] == [("x y", 8), ("x_y", 5), ("猫", 10), ("犬", 5)]
+    assert len(list((run_dir / "stored_pattern/fashionmnist/wrn/features").glob("custom-*.pt"))) == 4
+    assert rows[0]["auroc"] != rows[1]["auroc"]
+
+
+def test_one_name_for_two_folders_is_refused(run_dir, capsys):
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", f"mine={run_dir / 'data/mine'}",
+                                                              f"Mine={run_dir / 'data/iSUN'}"], capsys,
+            "two different sets")
+
+
+def test_a_checkpoint_is_scored_on_its_own_class_split(run_dir, capsys):
+    split = ["--id_classes", "0", "1", "2", "3", "4"]
+    train_model.main(common(run_dir) + TRAIN + split + ["--epochs", "1"])
+    ckpt = "checkpoints/fashionmnist_classes0-1-2-3-4/wrn.pt"
+    for other in (["5", "6", "7", "8", "9"], ["1", "0", "2", "3", "4"]):
+        exits_2(test_score_ood_detection.main, common(run_dir) + ["--checkpoint", ckpt, "--id_classes", *other,
+                                                                  "--ood", "HeldOut"], capsys,
+                "trained on fashionmnist with --id_classes 0 1 2 3 4", f"--id_classes {' '.join(other)}")
+    exits_2(generate_stored_pattern.main, common(run_dir) + ["--checkpoint", ckpt, "--ood", "iSUN"], capsys,
+            "trained on fashionmnist with --id_classes 0 1 2 3 4", "fashionmnist (all classes)")
+    rows = test_score_ood_detection.main(common(run_dir) + ["--checkpoint", ckpt, *split, "--ood", "HeldOut",
+                                                            "--score", "MSP", "--results_dir", "r"])
+    assert rows[0]["ood_dataset"] == "HeldOut" and rows[0]["id_dataset"] == "fashionmnist_classes0-1-2-3-4"
+
+
+def test_held_out_without_a_split_names_the_fix(run_dir, capsys):
+    exits_2(test_score_ood_detection.main, common(run_dir) + ["--ood", "HeldOut"], capsys,
+            "train a backbone on some classes", "the same --id_classes")
+
+
+def test_paper_protocol_says_which_flags_it_ignores(run_dir, capsys):
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--results_dir", "r"]
+    test_score_ood_detection.main(args + ["--protocol", "paper"])
+    assert "do not apply" not in capsys.readouterr().out
+    rows = test_score_ood_detection.main(args + ["--protocol", "paper", "--repeats", "3", "--fpr_variant", "strict"])
+    out = capsys.readouterr().out
+    assert "--repeats, --fpr_variant do not apply" in out
+    assert rows[0]["repeats"] == 10 and rows[0]["seed"] == 12 and rows[0]["fpr_variant"] == "closest"
+
+
+def test_rewritten_training_images_refit_patterns_in_the_scoring_script(run_dir, capsys):
+    """The README calls generate_stored_pattern.py optional: the scoring script alone notices training
+    images rewritten after the patterns were fitted, and refits them on the new features."""
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "SHE", "ReAct"]
+    generate_stored_pattern.main(args)
+    store = run_dir / "stored_pattern/fashionmnist/wrn"
+    old = torch.load(store / "features/train.pt", weights_only=True)["digest"]
+    first = test_score_ood_detection.main(args + ["--results_dir", "r"])
+    datagen.write_fashion_mnist(run_dir / "data", n_train=100, n_test=40, seed=11)  # other training images
+    second = test_score_ood_detection.main(args + ["--results_dir", "r"])
+    new = torch.load(store / "features/train.pt", weights_only=True)["digest"]
+    assert new != old
+    assert all(torch.load(p, weights_only=True)["fingerprint"]["train"] == new
+               for p in (store / "patterns").glob("*.pt"))
+    assert [r["auroc"] for r in first] != [r["auroc"] for r in second]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Caches that cannot be written: a complete one is read, anything else is one line before extraction
+# ----------------------------------------------------------------------------------------------------
+def test_a_complete_read_only_cache_is_used(run_dir, refuse_writes_under):
+    args = common(run_dir) + ["--ood", "iSUN", "--score", "SHE", "ReAct", "MSP"]
+    generate_stored_pattern.main(args)
+    before = test_score_ood_detection.main(args + ["--results_dir", "r1"])
+    refuse_writes_under(run_dir / "stored_pattern")
+    after = test_score_ood_detection.main(args + ["--results_dir", "r2"])
+    assert [r["auroc"] for r in after] == [r["auroc"] for r in before]
+
+
+@pytest.mark.parametrize("part,extra", [
+    ("patterns", ["--ood", "iSUN", "mine={data}/mine", "--score", "KNN"]),        # a new fit
+    ("features", ["--ood", "iSUN", "mine={data}/mine", "--score", "MSP"]),        # a new set
+    ("", ["--ood", "iSUN", "--score", "MSP", "--resize_val", "20", "--force_input_size"]),  # all redone
+])
+def test_unwritable_cache_parts_stop_before_extraction(run_dir, capsys, part, extra, refuse_writes_under):
+    generate_stored_pattern.main(common(run_dir) + ["--ood", "iSUN", "--score", "SHE"])
+    store = run_dir / "stored_pattern/fashionmnist/wrn"
+    stamps = {p: p.stat().st_mtime_ns for p in store.rglob("*.pt")}
+    refuse_writes_under(store / part)
+    extra = [a.format(data=run_dir / "data") for a in extra]
+    exits_2(test_score_ood_detection.main, common(run_dir) + extra + ["--results_dir", "r"], capsys,
+            f"--stored_pattern_dir {Path('stored_pattern/fashionmnist/wrn') / part}", "Permission denied")
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*.pt")} == stamps  # nothing extracted or fitted
+
+
+@pytest.mark.parametrize("script", ["train", "extract"])
+def test_a_write_cut_short_is_one_line(run_dir, script):
+    """A real full disk, as torch reports it: the file-size limit (RLIMIT_FSIZE) cuts torch.save's write
+    short, which torch raises as "RuntimeError: ... unexpected pos" rather than an OSError."""
+    import resource
+    limit = 24_000  # smaller than a checkpoint or the training features, larger than the logs
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    if script == "train":
+        argv = [str(ROOT / "train_model.py"), *common(run_dir), *TRAIN, "--epochs", "1", "--checkpoint", "new.pt"]
+    else:
+        argv = [str(ROOT / "generate_stored_pattern.py"), *common(run_dir), "--ood", "iSUN", "--score", "SHE"]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, *argv], cwd=run_dir, env=env, capture_output=True, text=True,
+                          timeout=300, preexec_fn=small_files)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and err[-1].count("the disk is full (or a quota or file-size limit") == 1
+    assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "new.pt").exists()

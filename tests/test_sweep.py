@@ -11,7 +11,7 @@ import test_score_ood_detection
 import train_model
 
 COMMON = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1", "--batch_size", "20",
-          "--workers", "0", "--device", "cpu", "--quiet"]
+          "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 OODS = ["--ood", "iSUN", "Digits", "GaussianNoise"]
 
 
@@ -114,3 +114,22 @@ def test_bad_grid_is_one_line(args, capsys, grid, message):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_setting_given_twice_sweeps_every_value(args):
+    rows = sweep_scores.main(args + ["--grid", "ReAct:percentile=90", "ReAct:percentile=80,90", "--results_dir", "t"])
+    assert sorted({r["settings"]["percentile"] for r in rows}) == [80.0, 90.0] and len(rows) == 2 * 3
+
+
+def test_a_plugin_score_is_swept_with_its_flags(args):
+    rows = sweep_scores.main(args + ["--grid", "plugin_scores:Prototype:power=1,2", "--prototype_shrink", "0.5",
+                                     "--results_dir", "p"])
+    assert {(r["score"], r["settings"]["power"], r["settings"]["shrink"]) for r in rows} == \
+        {("Prototype", 1.0, 0.5), ("Prototype", 2.0, 0.5)}
+
+
+def test_select_on_a_folder_of_ones_own(args, trained):
+    rows = sweep_scores.main(args + ["--ood", "iSUN", f"val={trained / 'data' / 'iSUN'}", "Digits",
+                                     "--grid", "ReAct:percentile=80,95", "--select_on", "VAL", "--results_dir", "v"])
+    selected = json.loads(Path("v/selected.json").read_text())
+    assert selected["validation"] == ["val"] and selected["test"] == ["iSUN", "Digits"] and rows
