@@ -13,6 +13,7 @@ import time
 import scores
 from ood import accel, cli
 from ood.data import get_id_set
+from ood.device import describe
 from ood.errors import cli_main
 from ood.features import TEST, TRAIN, FeatureStore
 from ood.scoring import context, resolve_oods
@@ -39,6 +40,7 @@ def main(argv=None):
     classes = [c for c in scores.resolve_names(args.score) if c.needs_fit()]
     oods = resolve_oods(get_id_set(args.dataset, args.id_classes).default_ood if args.ood is None else args.ood)
     setup = Setup.from_args(args, training=False)
+    print(f"device: {describe(setup.environment)}")
     store = FeatureStore(setup, args.stored_pattern_dir)
     store.check([TRAIN, TEST, *oods])  # every set is there and readable, the cache writable, before extraction
     head = store.head()

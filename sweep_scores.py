@@ -41,11 +41,12 @@ import torch
 
 import scores
 from ood import cli, reports
+from ood.commit import check_targets, transaction
 from ood.data import get_id_set
+from ood.device import describe
 from ood.errors import UserError, cli_main
 from ood.evaluation import Evaluation
 from ood.features import TEST, TRAIN, FeatureStore
-from ood.commit import check_targets, transaction
 from ood.io import write_text
 from ood.params import ParamError
 from ood.results import SWEEP_FILES, assign_labels, default_folder
@@ -140,6 +141,7 @@ def main(argv=None):
         raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
     setup = Setup.from_args(args, training=False)
     evaluation = Evaluation.from_args(args)
+    print(f"device: {describe(setup.environment)}")
     out = args.results_dir or default_folder(setup) / "sweep"
     check_targets(out, SWEEP_FILES, "--results_dir")
     store = FeatureStore(setup, args.stored_pattern_dir)

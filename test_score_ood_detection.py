@@ -13,6 +13,7 @@ import time
 import scores
 from ood import cli
 from ood.data import get_id_set
+from ood.device import describe
 from ood.errors import cli_main
 from ood.evaluation import Evaluation
 from ood.features import TEST, FeatureStore
@@ -46,6 +47,7 @@ def main(argv=None):
     oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
     setup = Setup.from_args(args, training=False)
     evaluation = Evaluation.from_args(args)
+    print(f"device: {describe(setup.environment)}")
     out = ResultsFolder(args.results_dir or default_folder(setup))
     out.check_writable()
     store = FeatureStore(setup, args.stored_pattern_dir)

@@ -86,7 +86,8 @@ def checkpoint_meta(path):
         raise UserError(f"checkpoint {path} could not be read as a PyTorch file ({type(e).__name__}: {e}).") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("meta"), dict):
         return {}
-    return {**ckpt["meta"], **{k: ckpt[k] for k in ("epoch", "epochs", "finished", "recipe", "amp") if k in ckpt}}
+    return {**ckpt["meta"], **{k: ckpt[k] for k in ("epoch", "epochs", "finished", "recipe", "amp",
+                                                        "environment") if k in ckpt}}
 
 
 def default_checkpoint(dataset, model):

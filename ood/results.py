@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import reports
+from .device import describe
 from .commit import check_targets, transaction
 from .errors import UserError
 from .io import atomic_path, write_text
@@ -103,10 +104,15 @@ def caption(rows):
         text += f", FPR95 variant {r['fpr_variant']}"
     if r.get("train_precision"):
         text += f", backbone trained in {r['train_precision']}"
+        trained = sorted({x["train_environment"]["device"] for x in rows if x.get("train_environment")})
+        text += f" on {' and '.join(trained)}" if trained else ""
     if r.get("feature_precision", "fp32") != "fp32":
         text += f", {r['feature_precision']} features"
     if r.get("subset"):
         text += f", subset {r['subset']}"
+    ran = sorted({describe(r["environment"]) for r in rows if r.get("environment")})
+    if ran:
+        text += f"; scored on {' and '.join(ran)}"
     replicated = sorted({r["label"] for r in rows if len(r.get("replicate_metrics") or []) > 1})
     if replicated:
         text += f"; {', '.join(replicated)}: mean ± std over {len(rows[0].get('replicate_metrics') or [])}+ fits"

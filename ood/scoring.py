@@ -124,7 +124,8 @@ def make_row(setup, objs, ood_name, metrics, id_features):
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
     if replicate:
         row["replicates"] = replicate
-    row.update(checkpoint=setup.checkpoint_id, id_features=id_features["digest"])
+    row.update(checkpoint=setup.checkpoint_id, id_features=id_features["digest"], environment=setup.environment,
+               train_environment=dict(setup.train_environment) or None)
     return row
 
 

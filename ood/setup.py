@@ -17,6 +17,7 @@ import models
 from . import accel
 from . import data as D
 from .checkpoints import checkpoint_meta, default_checkpoint
+from .device import check_usable, environment, resolve_device
 from .errors import UserError
 from .io import safe_name, sha256_file
 from .recipes import RECIPES
@@ -44,6 +45,7 @@ class Setup:
     quiet: bool
     recipe: str = "fixed"         # the training recipe of the checkpoint (ood/recipes.py)
     train_precision: str | None = None  # what the backbone was trained in (the checkpoint's --amp), if known
+    train_environment: tuple = ()  # ((key, value), ...): device and versions the checkpoint was trained with
     asked_size: int | None = None  # --resize_val as given
 
     @property
@@ -58,6 +60,11 @@ class Setup:
     @property
     def feature_precision(self):
         return precision_name(self.amp)
+
+    @cached_property
+    def environment(self):
+        """The device and library versions of this run (ood.device.environment)."""
+        return environment(self.device)
 
     @cached_property
     def checkpoint_id(self):
@@ -78,17 +85,20 @@ class Setup:
         options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
         if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
             raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
+        check_usable(args.device)  # before torchrun's process group picks nccl or gloo
         device = accel.setup(args.device) or resolve_device(args.device)
         recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
             Path(args.checkpoint or default_checkpoint(id_set.name, spec.name + recipe.suffix))
         size = args.resize_val
         train_precision = "pretrained" if checkpoint is None and not training else None
+        train_environment = ()
         if checkpoint is not None and not training:
             meta = checkpoint_meta(checkpoint)
             _check_split(checkpoint, meta, id_set)
             size = _size_from_checkpoint(checkpoint, meta, size, args.force_input_size)
             train_precision = precision_name(meta["amp"]) if meta.get("amp") else None
+            train_environment = tuple(sorted((meta.get("environment") or {}).items()))
             trained_with = meta.get("recipe", "fixed")
             if args.recipe and args.recipe != trained_with:
                 raise UserError(f"--recipe {args.recipe}, but checkpoint {checkpoint} was trained with the "
@@ -107,7 +117,8 @@ class Setup:
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
                    compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
-                   train_precision=train_precision, asked_size=args.resize_val)
+                   train_precision=train_precision, train_environment=train_environment,
+                   asked_size=args.resize_val)
 
 
 def precision_name(amp):
@@ -143,17 +154,3 @@ def _size_from_checkpoint(path, meta, asked, force):
                         f"{trained}. Leave --resize_val out to use {trained}, or pass --force_input_size to "
                         f"evaluate at {asked} anyway.")
     return asked or trained
-
-
-def resolve_device(name):
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device name (use cpu, cuda or cuda:N).") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} was asked for, but this PyTorch sees no CUDA device. Use --device cpu.")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: this project runs on cpu or cuda devices.")
-    return dev

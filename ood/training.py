@@ -25,6 +25,7 @@ from tqdm import tqdm
 from . import accel
 from . import data as D
 from .checkpoints import clean_state_dict, read_checkpoint
+from .device import describe
 from .errors import UserError
 from .features import loader_options
 from .io import check_writable_file, save_torch, write_text
@@ -168,7 +169,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "amp": s.amp, "channels_last": s.channels_last,
                 "world_size": self.world, "rng": rng_state(), "epoch": epoch, "epochs": self.hyper["epochs"],
                 "finished": epoch == self.hyper["epochs"], "meta": self.meta, "settings": self.settings,
-                "recipe": s.recipe}
+                "recipe": s.recipe, "environment": s.environment}
         if self.sched is not None:
             ckpt["scheduler"] = self.sched.state_dict()
         if self.plateau is not None:
@@ -239,7 +240,8 @@ class Trainer:
                  + f": {len(self.train_ds)} "
                  f"images, epochs {start + 1}..{epochs}, device {s.device}"
                  + (f" x {self.world} processes" if self.world > 1 else "")
-                 + f", amp {s.amp} ({s.amp_reason}){', channels-last' if s.channels_last else ''}")
+                 + f", amp {s.amp} ({s.amp_reason}){', channels-last' if s.channels_last else ''}"
+                 + f"\n  on {describe(s.environment)}")
         for epoch in range(start, epochs):
             t0 = time.time()
             self.recipe.before_epoch(self.opt, epoch, epochs)

@@ -19,9 +19,9 @@ OUT=${OUT:-.}
 EPOCHS=${EPOCHS:-2}
 SUBSET=${SUBSET:-0}
 
-# Python packages (pinned torch/torchvision), unless they are already importable.
+# Python packages (the locked versions of requirements-lock.txt), unless they are already importable.
 if ! "$PYTHON" -c "import torch, torchvision, sklearn, skimage, tqdm, matplotlib" 2>/dev/null; then
-  "$PYTHON" -m pip install -q -r "$REPO/requirements.txt"
+  "$PYTHON" -m pip install -q -r "$REPO/requirements-lock.txt"
 fi
 
 # Fashion-MNIST: torchvision's folder under $DATA, else Debian's package (installed here when apt-get

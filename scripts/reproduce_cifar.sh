@@ -123,6 +123,8 @@ step() {
   "$@"
 }
 
+# an NVIDIA GPU that this PyTorch cannot use stops the script here, before any work (--device cpu on purpose)
+[ "$DRY" = 1 ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
 start=$(date +%s)
 if [ "$VERIFY" = 1 ]; then
   step "$PYTHON" "$REPO/verify_data.py" --dataset_path "$DATA" --for "$DATASET" --ood "${OODS[@]}" "${DOWNLOAD[@]}"

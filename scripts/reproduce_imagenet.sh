@@ -101,6 +101,8 @@ step() {
   "$@"
 }
 
+# an NVIDIA GPU that this PyTorch cannot use stops the script here, before any work (--device cpu on purpose)
+[ "$DRY" = 1 ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
 start=$(date +%s)
 safe=${MODEL//[:\/]/_}
 store="$OUT/stored_pattern"

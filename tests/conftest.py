@@ -75,6 +75,16 @@ def trained_fmnist(tmp_path_factory):
 
 
 @pytest.fixture
+def small_fmnist(tmp_path, monkeypatch):
+    """Fashion-MNIST idx files (60 training, 20 test images) and an ImageFolder OOD set iSUN (6 images)
+    under tmp_path/data, with tmp_path as the working directory; returns the data root."""
+    datagen.write_fashion_mnist(tmp_path / "data", n_train=60, n_test=20)
+    datagen.write_image_folder(tmp_path / "data" / "iSUN", n=6)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "data"
+
+
+@pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in a fresh directory so checkpoints/, stored_pattern/ and results/ land in tmp."""
     monkeypatch.chdir(tmp_path)

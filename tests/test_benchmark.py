@@ -4,7 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import scores
+
+pytestmark = pytest.mark.slow  # see pytest.ini
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,8 @@ import train_model
 from ood.data import resolve_ood
 from ood.training import Trainer
 
+pytestmark = pytest.mark.slow  # see pytest.ini
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import generate_stored_pattern
@@ -43,7 +44,7 @@ def test_train_generate_score(data, workdir):
     assert len(got) == len(paper) * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
-            "feature_precision", "train_precision", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
+            "feature_precision", "train_precision", "environment", "train_environment", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
         assert set(r) == keys | ({"replicates"} if replicated else set())
@@ -84,6 +85,7 @@ def _cifar_labels(root):
     return labels
 
 
+@pytest.mark.slow
 def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
     """scripts/generate_SHEandHE_feature.sh drives generate_stored_pattern.py for each data set and
     model; here on Fashion-MNIST idx files (grayscale, in_channels 1) with a tiny WRN."""

@@ -104,6 +104,7 @@ def _assert_user_error(proc, *phrases):
         assert p in err, err
 
 
+@pytest.mark.slow
 def test_user_errors_exit_2_without_partial_output(data_root, tmp_path):
     data, _ = data_root
     empty = tmp_path / "nodata"

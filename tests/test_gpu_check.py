@@ -5,8 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import datagen
 import scores
+
+pytestmark = pytest.mark.slow  # see pytest.ini
 
 ROOT = Path(__file__).resolve().parents[1]
 

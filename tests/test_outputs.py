@@ -223,6 +223,7 @@ def test_run_interrupted_while_placing_its_files_is_finished_by_the_next(run_dir
     assert (archives[1] / "plots/hist_Energy.png").exists()
 
 
+@pytest.mark.slow
 def test_run_killed_after_archiving_is_finished_by_the_next(run_dir, capsys):
     """SIGKILL right after the earlier results were moved aside, before the new files are in place."""
     score(run_dir, "--score", "MSP", "Energy", "--plot")

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import aggregate_results
-import datagen
 import test_score_ood_detection
 import train_model
 from ood import accel
@@ -21,11 +20,8 @@ TRAIN = ["--epochs", "1", "--lr", "0.05", "--augment", "none"]
 
 
 @pytest.fixture
-def fmnist(tmp_path, monkeypatch):
-    datagen.write_fashion_mnist(tmp_path / "data", n_train=60, n_test=20)
-    datagen.write_image_folder(tmp_path / "data" / "iSUN", n=6)
-    monkeypatch.chdir(tmp_path)
-    return ARGS + ["--dataset_path", str(tmp_path / "data")]
+def fmnist(small_fmnist):
+    return ARGS + ["--dataset_path", str(small_fmnist)]
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -71,6 +71,7 @@ def test_unknown_score_names_the_valid_ones(trained, capsys, plugin_path):
     assert e.value.code == 2 and "cannot load score class" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_every_setting_is_a_flag_and_in_every_row(trained):
     help_text = subprocess.run([sys.executable, str(ROOT / "test_score_ood_detection.py"), "--help"],
                                capture_output=True, text=True, cwd=ROOT).stdout

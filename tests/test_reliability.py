@@ -214,6 +214,7 @@ def test_results_folder_keeps_earlier_rows(run_dir, capsys):
     assert len(json.loads(Path("res/results.json").read_text())["rows"]) == 2
 
 
+@pytest.mark.slow
 def test_concurrent_runs_into_one_folder(run_dir):
     args = [sys.executable, str(ROOT / "test_score_ood_detection.py"), *common(run_dir), "--ood", "iSUN",
             "--results_dir", "res", "--save_scores"]
@@ -233,6 +234,7 @@ def test_concurrent_runs_into_one_folder(run_dir):
 # ----------------------------------------------------------------------------------------------------
 # Training: resume exactly, or refuse
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resume_after_sigkill_with_worker_processes(trained, tmp_path):
     """WRN with dropout, loader worker processes: a run killed with SIGKILL after epoch 2 and resumed ends
     with exactly the weights of an uninterrupted run."""
@@ -285,16 +287,39 @@ def test_outputs_follow_the_umask(run_dir):
     assert (run_dir / "stored_pattern/fashionmnist/wrn/features/test.pt").stat().st_mode & 0o777 == 0o644
 
 
-def test_no_correct_sample_warning_is_printed_once(run_dir, capsys):
+def test_no_correct_sample_warning_is_printed_once(run_dir):
+    """A head that predicts class 3 for every image (whatever the training reached on this machine):
+    nine classes have no correctly classified training image; three scores fit, one warning."""
     import warnings
+    ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)
+    ck["model"]["fc.weight"].zero_()
+    ck["model"]["fc.bias"].copy_(10 * torch.nn.functional.one_hot(torch.tensor(3), 10))
+    torch.save(ck, "class3.pt")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "HE", "SHE", "RecLag",
-                                                         "--reclag_epochs", "1", "--results_dir", "r"])
-    fit = [w for w in caught if "have no correctly classified training image" in str(w.message)]
-    assert len(fit) == 1  # three scores fitted on stored patterns, one warning
-    routed = [line for line in capsys.readouterr().err.splitlines() if "inputs are predicted as classes" in line]
-    assert routed and all(line.split(": ")[2] in ("HE", "SHE", "RecLag") for line in routed)  # names the score
+        test_score_ood_detection.main(common(run_dir) + ["--checkpoint", "class3.pt", "--ood", "iSUN", "--score",
+                                                         "HE", "SHE", "RecLag", "--reclag_epochs", "1",
+                                                         "--results_dir", "r"])
+    fit = [str(w.message) for w in caught if "have no correctly classified training image" in str(w.message)]
+    assert fit == [fit[0]] and "classes [0, 1, 2, 4, 5, 6, 7, 8, 9]" in fit[0]
+
+
+def test_routing_warnings_name_the_score_and_the_set(capsys):
+    """Inputs predicted as a class without stored patterns: the per-set line names the set and the score."""
+    from ood.scoring import score_set
+    from scores.hopfield import HE, SHE
+    g = torch.Generator().manual_seed(0)
+    train = {"features": torch.rand(20, 4, generator=g), "labels": torch.arange(20) % 2}
+    train["logits"] = torch.nn.functional.one_hot(torch.zeros(20, dtype=torch.long), 3).float()  # all class 0
+    data = {"features": torch.rand(5, 4, generator=g),
+            "logits": torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 2, 0]), 3).float()}
+    head = {"weight": torch.zeros(3, 4), "bias": torch.zeros(3)}
+    for cls in (HE, SHE):
+        score = cls()
+        values = score_set(score, data, score.fit(train, head), head, "iSUN")
+        assert values.shape == (5,)
+        [line] = [x for x in capsys.readouterr().err.splitlines() if "inputs are predicted as classes" in x]
+        assert line.startswith(f"warning: iSUN: {cls.name}: 3 inputs are predicted as classes [1, 2]")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -493,6 +518,7 @@ def test_unwritable_cache_parts_stop_before_extraction(run_dir, capsys, part, ex
     assert {p: p.stat().st_mtime_ns for p in store.rglob("*.pt")} == stamps  # nothing extracted or fitted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train", "extract"])
 def test_a_write_cut_short_is_one_line(run_dir, script):
     """A real full disk, as torch reports it: the file-size limit (RLIMIT_FSIZE) cuts torch.save's write

@@ -25,6 +25,7 @@ import scores
 import test_score_ood_detection_imagenet
 from generate_stored_pattern_imagenet import imagenet_argv
 
+pytestmark = pytest.mark.slow  # see pytest.ini
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 SCORES = [c.name for c in scores.paper_scores()]
