@@ -9,7 +9,7 @@ Exit status: 0 when every set the target needs is complete (count as expected, m
 
 Examples:
   python verify_data.py --dataset_path ./data                        # everything the paper uses
-  python verify_data.py --dataset_path ./data --for cifar10          # CIFAR-10 and its nine OOD sets
+  python verify_data.py --dataset_path ./data --for cifar10          # CIFAR-10 and its default OOD sets
   python verify_data.py --dataset_path ./data --for scripts/reproduce_imagenet.sh
   python verify_data.py --dataset_path ./data --for cifar100 --download   # fetch CIFAR-100 and SVHN
 """
@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from ood import cli
+from ood.data import OOD_SETS
 from ood.errors import UserError, cli_main
-from ood.verify import check, resolve_target, target_names
+from ood.verify import check, downloadable, resolve_target, target_names
 
 
 def build_parser():
@@ -27,10 +28,10 @@ def build_parser():
     p.add_argument("--for", dest="target", default="all", metavar="TARGET",
                    help=f"what the data is for, deciding which sets are needed: {', '.join(target_names())}")
     p.add_argument("--ood", nargs="+", default=None,
-                   help="needed OOD sets instead of the target's (names as in test_score_ood_detection.py, "
-                        "or NAME=PATH)")
+                   help=f"needed OOD sets instead of the target's: {' '.join(s.name for s in OOD_SETS.values())} "
+                        "(case-insensitive, as in test_score_ood_detection.py), or NAME=PATH")
     p.add_argument("--download", action="store_true",
-                   help="fetch the needed sets torchvision can fetch (CIFAR-10/100, SVHN, Fashion-MNIST) and "
+                   help=f"fetch the needed sets torchvision can fetch ({', '.join(downloadable())}) and "
                         "print the link and target folder of the others")
     p.add_argument("--expect", action="append", default=[], metavar="SET=N",
                    help="expect N images in SET instead of the reference count (e.g. iSUN=8925, "

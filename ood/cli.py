@@ -38,12 +38,10 @@ nonnegative_float = ranged(float, "[0, inf)")
 
 def add_evaluation(g):
     """The options of the scoring script that a sweep shares: OOD sets, protocol, FPR95 variant, caches."""
+    from .data import ood_help
     from .evaluation import PROTOCOLS
     from .metrics import FPR_VARIANTS
-    g.add_argument("--ood", nargs="+", default=None,
-                   help="OOD sets (default: the nine of the CIFAR protocol, or the four of ImageNet): "
-                        "SVHN LSUN_C LSUN_R iSUN Places Textures TinyImageNet SUN iNaturalist "
-                        "(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
+    g.add_argument("--ood", nargs="+", default=None, help=ood_help())
     g.add_argument("--protocol", choices=PROTOCOLS, default="full",
                    help="full: every OOD image once (RecLag code); sampled: --repeats draws of N_ID/5 "
                         "OOD images, mean and std (SHE / energy code); paper: each score as its published "
@@ -75,9 +73,9 @@ def default_workers():
 
 
 def add_common(p):
+    from .data import dataset_help
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", default="cifar10",
-                   help="ID data set: cifar10, cifar100, imagenet or fashionmnist")
+    g.add_argument("--dataset", default="cifar10", help=dataset_help())
     g.add_argument("--model", default="resnet18",
                    help=f"backbone: {', '.join(models.model_names())}")
     g.add_argument("--dataset_path", default="./data", help="data root holding every data set (see README)")
@@ -115,7 +113,11 @@ def add_common(p):
     g.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                    help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "
                         "(AVX512-BF16/AMX), fp32 elsewhere; feature extraction in fp32")
-    g.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--channels_last", action="store_true", default=None,
                    help="channels-last memory layout (default: on for CUDA and for training on a CPU)")
+    g.add_argument("--no_channels_last", dest="channels_last", action="store_false", default=None,
+                   help="contiguous (NCHW) memory layout, wherever --channels_last would be the default")
+    g.add_argument("--no-channels_last", dest="channels_last", action="store_false", default=None,
+                   help=argparse.SUPPRESS)  # the spelling of earlier versions (argparse.BooleanOptionalAction)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     return p

@@ -11,16 +11,24 @@ one data root, ``--dataset_path``, laid out as in the reference code (docs/metho
 
 A missing or empty set stops with a message naming the folder it expected, where to download the data
 and the archive's md5 sum.
+
+Each set is declared once, as one ``register_id(IDSet(...))`` or ``register_ood(OODSet(...))``: its
+layout (``Layout``: how to load, count and fetch it), folder, image counts, archive, URL, md5, hint,
+preprocessing family, channels, statistics, classes and default OOD sets. The loaders, ``--dataset`` and
+``--ood`` help and defaults, the error messages and ``verify_data.py``'s rows and targets derive from the
+declarations; a module of one's own that registers sets before a script builds its parser adds sets
+without editing this repository (tests/extra_sets.py does that).
 """
 import contextlib
 import dataclasses
 import gzip
 import hashlib
 import os
+import pickle
 import re
 import shutil
 import urllib.error
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +37,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Subset
 from torchvision import transforms as T
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .errors import UserError
 from .io import atomic_path, safe_name
@@ -44,21 +53,26 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OODSet:
-    """One OOD set. ``build(root, transform)`` returns a torch Dataset; the rest feeds error messages
-    and the data verifier."""
+    """The declaration of one OOD set: everything the code knows about it. ``build(root, transform)``
+    returns a torch Dataset (through its ``layout``); ``--help``, the error messages and the data verifier's
+    row derive from the rest. A new set is one ``register_ood(OODSet(...))``."""
     name: str                      # canonical name, used in tables and file names
-    folder: str                    # where it lives under the data root
+    folder: str                    # where it lives under the data root (it also keys the feature caches)
     expected: int                  # number of images in the reference protocol
     url: str = ""                  # where to download it
     archive: str = ""              # archive file name
     md5: str = ""                  # the archive's md5 sum
     note: str = ""                 # how to lay the archive out
     aliases: tuple = ()
-    builder: object = None         # callable(path, transform, spec, download) -> Dataset; default: ImageFolder
+    layout: object = None          # a Layout: how to load, count and fetch it; default: an ImageFolder tree
     custom: bool = False           # a user's NAME=PATH folder
 
+    @property
+    def source(self):
+        return self.layout or IMAGE_FOLDER
+
     def build(self, root, transform, download=False):
-        return (self.builder or _image_folder)(Path(root) / self.folder, transform, self, download)
+        return self.source.load(self, root, None, transform, download)
 
     @property
     def key(self):
@@ -73,7 +87,7 @@ class OODSet:
         return {self.name.lower(), *self.aliases, self.folder.lower()}
 
     def missing_message(self, path, detail=""):
-        msg = f"OOD set {self.name} was not found: expected {'the file' if self.name == 'SVHN' else 'an ImageFolder tree (images in one or more sub-folders)'} at {path}"
+        msg = f"OOD set {self.name} was not found: expected {self.source.what} at {path}"
         msg += f" ({detail})." if detail else "."
         if self.url:
             msg += f" Download {self.archive or self.url} from {self.url}"
@@ -121,16 +135,6 @@ def image_folder(path, transform):
     return torchvision.datasets.ImageFolder(str(path), transform=transform, loader=load_image)
 
 
-def _image_folder(path, transform, spec, download=False):
-    """An ImageFolder tree (none of these sets is downloadable: ``download`` is ignored)."""
-    if not path.is_dir():
-        raise UserError(spec.missing_message(path))
-    try:
-        return image_folder(path, transform)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise UserError(spec.missing_message(path, str(e).rstrip("."))) from None
-
-
 @contextlib.contextmanager
 def download_errors(what, url, folder):
     """Turn a failed torchvision download (no network, proxy, checksum) into one clear line."""
@@ -142,20 +146,330 @@ def download_errors(what, url, folder):
                         f"internet, download it elsewhere and put it in {folder}.") from None
 
 
-def _svhn(path, transform, spec, download=False):
-    if download and not (path / "test_32x32.mat").exists():
-        with download_errors("SVHN", spec.url, path):
-            torchvision.datasets.SVHN(str(path), split="test", download=True)
-    try:
-        return torchvision.datasets.SVHN(str(path), split="test", transform=transform)
-    except RuntimeError:
-        raise UserError(spec.missing_message(path / "test_32x32.mat", "missing or corrupted")) from None
+# ----------------------------------------------------------------------------------------------------
+# Layouts: how a declared set lies under the data root
+# ----------------------------------------------------------------------------------------------------
+class Layout:
+    """How a declared set's files lie under the data root, and so how to load them, count their images
+    without decoding them (``verify_data.py``), which files torchvision verifies and whether torchvision
+    can fetch them. A declaration (``IDSet``, ``OODSet``) names its layout and gives the facts (folder,
+    URL, md5, hint); the loaders, the verifier's rows and the missing-set messages ask the layout, so a
+    new set in a known layout is one declaration, and a new layout is one subclass.
+
+    ``split`` is a split's name ("train", "test", "val") for an ID set and None for an OOD set."""
+    what = "an ImageFolder tree (images in one or more sub-folders)"  # what a missing-set message expects
+    under_root = True      # lies under --dataset_path: the verifier lists it (False: made from elsewhere)
+    downloadable = False   # torchvision fetches it with --download
+
+    def location(self, spec, split=None):
+        """Where it lies, relative to the data root (as the verifier's table shows it)."""
+        return f"{spec.folder}/{split + '/' if split else ''}"
+
+    def label(self, spec, split=None):
+        """How the verifier's table names it."""
+        return f"{spec.label} {split}" if split else spec.name
+
+    def load(self, spec, root, split, transform, download=False):
+        raise NotImplementedError
+
+    def count(self, spec, root, split=None):
+        """(images, or None when absent; info; problem), from headers or file listings."""
+        raise NotImplementedError
+
+    def files(self, spec, root, split=None):
+        """(path, md5) of the files torchvision verifies whenever it loads them."""
+        return []
+
+    def archives(self, spec, split=None):
+        """(file name in the root, md5) of the downloadable archives: checked when they lie there."""
+        return ((spec.archive, spec.md5),) if spec.archive and spec.md5 else ()
+
+    def fetch(self, spec, root):
+        """Download through torchvision (``downloadable`` layouts only)."""
+        raise NotImplementedError
+
+    def howto(self, spec, split=None):
+        """Where to get it, in one sentence (the verifier's summary)."""
+        if spec.url:
+            return f"Download {spec.archive or spec.url} from {spec.url}{f' (md5 {spec.md5})' if spec.md5 else ''} " \
+                   f"and {spec.note or 'extract it into <root>/'}."
+        return f"An ImageFolder tree of your own at {spec.folder}."
+
+
+def _is_image(name):
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def count_image_folder(path):
+    """(images, info, problem) of an ImageFolder tree as torchvision's ImageFolder would load it: files with an
+    image extension anywhere below the class sub-folders (symlinks followed). None when absent."""
+    path = Path(path)
+    if not path.is_dir():
+        return None, "", ""
+    classes = sorted((e for e in os.scandir(path) if e.is_dir()), key=lambda e: e.name)
+    total, empty = 0, []
+    for c in classes:
+        n = sum(1 for _, _, files in os.walk(c.path, followlinks=True) for f in files if _is_image(f))
+        total += n
+        if n == 0:
+            empty.append(c.name)
+    top = sum(1 for e in os.scandir(path) if e.is_file() and _is_image(e.name))
+    info = f"{len(classes)} class folder{'s' if len(classes) != 1 else ''}"
+    if top:
+        info += f"; {top} images directly in the folder, ignored (ImageFolder reads sub-folders only)"
+    problem = ""
+    if empty:
+        problem = (f"{len(empty)} class folder{'s' if len(empty) != 1 else ''} without images "
+                   f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}): ImageFolder refuses that")
+    return total, info, problem
+
+
+class ImageFolderTree(Layout):
+    """An ImageFolder tree at <root>/<folder>/ (an OOD set), or one per split at <root>/<folder>/<split>/
+    (an ID set such as ImageNet-1k). Not downloadable: messages name the archive, its URL and md5."""
+
+    def path(self, spec, root, split=None):
+        return Path(root) / spec.folder / (split or "")
+
+    def load(self, spec, root, split, transform, download=False):
+        path = self.path(spec, root, split)
+        if split is None and not path.is_dir():
+            raise UserError(spec.missing_message(path))
+        try:
+            return image_folder(path, transform)
+        except (FileNotFoundError, RuntimeError) as e:
+            if split is None:
+                raise UserError(spec.missing_message(path, str(e).rstrip("."))) from None
+            raise UserError(f"{spec.label} {split} split not found at {path} ({e}). Lay it out as an ImageFolder "
+                            f"tree (one sub-folder per class{', ' + spec.hint if spec.hint else ''}) "
+                            f"from {spec.url}.") from None
+
+    def count(self, spec, root, split=None):
+        n, info, problem = count_image_folder(self.path(spec, root, split))
+        if split and n is not None and not info.startswith(f"{spec.num_classes} class"):
+            info += f" ({spec.label} has {spec.num_classes})"
+        return n, info, problem
+
+    def howto(self, spec, split=None):
+        if split is None:
+            return super().howto(spec)
+        return (f"Download {spec.archive or spec.label} from {spec.url} and lay out <root>/{spec.folder}/{split}/ "
+                f"as an ImageFolder tree (one sub-folder per class, {spec.num_classes} classes).")
+
+
+IMAGE_FOLDER = ImageFolderTree()
+
+
+class TorchvisionLayout(Layout):
+    """A set that torchvision's class ``cls_name`` (looked up in torchvision.datasets when used, so that
+    a replaced class is the one called) loads, verifies and downloads."""
+    downloadable = True
+
+    def __init__(self, cls_name):
+        self.cls_name = cls_name
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.cls_name!r})"
+
+    @property
+    def cls(self):
+        return getattr(torchvision.datasets, self.cls_name)
+
+    def load(self, spec, root, split, transform, download=False):
+        """The ID split through torchvision's class; one instance with ``download``, so that torchvision
+        checks the files once."""
+        train = split == spec.split_names[0]
+        self.prepare(spec, root)
+        try:
+            if download:
+                with download_errors(spec.name, spec.url, Path(root)):
+                    return self.cls(root, train=train, transform=transform, download=True)
+            return self.cls(root, train=train, transform=transform)
+        except RuntimeError:
+            raise UserError(f"the {split} split of {spec.name} was not found or is corrupted under "
+                            f"{os.path.join(root, self.location(spec))}{self.what}; {self.get_it(spec)}. Pass "
+                            f"--dataset_path to use another data root.") from None
+
+    def prepare(self, spec, root):
+        """Anything to do before torchvision looks (unpacking a local copy)."""
+
+    def get_it(self, spec):
+        md5 = f", md5 {spec.md5}" if spec.md5 else ""
+        if spec.hint:
+            return f"{spec.hint}, or let torchvision download it with --download ({spec.url}{md5})"
+        return f"torchvision downloads it with --download ({spec.url}{md5})"
+
+    def fetch(self, spec, root):
+        self.cls(str(root), train=True, download=True)
+
+    def howto(self, spec, split=None):
+        md5 = f" (md5 {spec.md5})" if spec.md5 else ""
+        also = f", or {spec.hint}" if spec.hint else ""
+        return f"torchvision downloads it (--download) from {spec.url}{md5} into <root>/{self.location(spec)}{also}."
+
+
+class CifarPickles(TorchvisionLayout):
+    """torchvision's CIFAR10 / CIFAR100 folder of python pickles (<root>/<base_folder>/), counted from the
+    pickles' label lists; torchvision verifies every pickle's md5."""
+    what = ""
+
+    def location(self, spec, split=None):
+        return f"{self.cls.base_folder}/"
+
+    def _names(self, spec, split):
+        return self.cls.train_list if split == spec.split_names[0] else self.cls.test_list
+
+    def count(self, spec, root, split=None):
+        base = Path(root) / self.cls.base_folder
+        names = [n for n, _ in self._names(spec, split)]
+        if not base.is_dir() or not any((base / n).exists() for n in names):
+            return None, "", ""
+        total, missing = 0, []
+        for n in names:
+            if not (base / n).exists():
+                missing.append(n)
+                continue
+            try:
+                with open(base / n, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+                total += len(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            except Exception as e:  # truncated or foreign file
+                return total, "", f"{n} unreadable ({type(e).__name__})"
+        return total, "", (f"missing {', '.join(missing)}" if missing else "")
+
+    def files(self, spec, root, split=None):
+        base, cls = Path(root) / self.cls.base_folder, self.cls
+        return [(base / n, m) for n, m in self._names(spec, split)] + [(base / cls.meta["filename"], cls.meta["md5"])]
+
+
+class IdxFiles(TorchvisionLayout):
+    """torchvision's MNIST family (MNIST, FashionMNIST, KMNIST, ...): uncompressed idx files in
+    <root>/<class name>/raw/, counted from the idx headers. ``gz_copy`` (a function, so that it is read
+    when used) names a folder holding the gzipped files, unpacked there on first use: Debian's package
+    dataset-fashion-mnist."""
+    what = " (uncompressed idx files)"
+
+    def __init__(self, cls_name, gz_copy=None):
+        super().__init__(cls_name)
+        self.gz_copy = gz_copy
+
+    def location(self, spec, split=None):
+        return f"{self.cls_name}/raw/"
+
+    def _raw_names(self):
+        return [n[:-3] if n.endswith(".gz") else n for n, _ in self.cls.resources]
+
+    @staticmethod
+    def _prefix(spec, split):
+        """torchvision's file-name prefix of a split: "train" or "t10k"."""
+        return "train" if split == spec.split_names[0] else "t10k"
+
+    def _images(self, spec, split):
+        return next(n for n in self._raw_names() if n.startswith(self._prefix(spec, split)) and "images" in n)
+
+    def prepare(self, spec, root):
+        raw = Path(root) / self.location(spec)
+        source = Path(self.gz_copy()) if self.gz_copy else None
+        names = self._raw_names()
+        if all((raw / n).exists() for n in names) or source is None or not source.is_dir():
+            return
+        raw.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            src = source / (n + ".gz")
+            if (raw / n).exists() or not src.exists():
+                continue
+            with atomic_path(raw / n) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+
+    def count(self, spec, root, split=None):
+        raw = Path(root) / self.location(spec) / self._images(spec, split)
+        places = [(raw, open, ""), (raw.with_name(raw.name + ".gz"), gzip.open, "from the .gz")]
+        if self.gz_copy:
+            copy = Path(self.gz_copy())
+            places.append((copy / (raw.name + ".gz"), gzip.open, f"the gzipped copy in {copy}, unpacked on first use"))
+        for path, opener, note in places:
+            if path.exists():
+                try:
+                    with opener(path, "rb") as f:
+                        header = f.read(8)
+                    magic, n = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
+                    return (n, note, "") if magic == 0x803 else (0, "", f"{path.name}: not an idx image file")
+                except OSError as e:
+                    return 0, "", f"{path.name} unreadable ({e})"
+        return None, "", ""
+
+    def archives(self, spec, split=None):
+        prefix = self._prefix(spec, split)
+        return tuple((f"{self.location(spec)}{n}", m) for n, m in self.cls.resources if n.startswith(prefix))
+
+
+class SVHNFile(Layout):
+    """torchvision's SVHN test split, one .mat file (<root>/<folder>/<archive>), counted from its header."""
+    what = "the file"
+    downloadable = True
+
+    def location(self, spec, split=None):
+        return f"{spec.folder}/{spec.archive}"
+
+    def label(self, spec, split=None):
+        return f"{spec.name} (test)"
+
+    def load(self, spec, root, split, transform, download=False):
+        path = Path(root) / spec.folder
+        if download and not (path / spec.archive).exists():
+            with download_errors(spec.name, spec.url, path):
+                self.fetch(spec, root)
+        try:
+            return torchvision.datasets.SVHN(str(path), split="test", transform=transform)
+        except RuntimeError:
+            raise UserError(spec.missing_message(path / spec.archive, "missing or corrupted")) from None
+
+    def count(self, spec, root, split=None):
+        import scipy.io
+        path = Path(root) / spec.folder / spec.archive
+        if not path.exists():
+            return None, "", ""
+        try:
+            shapes = {name: shape for name, shape, _ in scipy.io.whosmat(str(path))}
+            return int(shapes["y"][0] if "y" in shapes else shapes["X"][-1]), "", ""
+        except Exception as e:
+            return 0, "", f"unreadable .mat ({type(e).__name__})"
+
+    def files(self, spec, root, split=None):  # torchvision's sum, read when used (tests replace it)
+        return [(Path(root) / spec.folder / spec.archive, torchvision.datasets.SVHN.split_list["test"][2])]
+
+    def archives(self, spec, split=None):
+        return ()  # the file itself is checked
+
+    def fetch(self, spec, root):
+        torchvision.datasets.SVHN(str(Path(root) / spec.folder), split="test", download=True)
+
+    def howto(self, spec, split=None):
+        return f"torchvision downloads it (--download) from {spec.url} into <root>/{spec.folder}/."
+
+
+class HeldOutClasses(Layout):
+    """The near-OOD set of an --id_classes split: made from the ID test split by ``held_out``."""
+    under_root = False
+
+    def location(self, spec, split=None):
+        return "(the ID test split)"
+
+    def load(self, spec, root, split, transform, download=False):
+        raise UserError("the OOD set HeldOut is made from the ID set's test split (--id_classes); "
+                        "ood.data.held_out builds it.")
+
+    def count(self, spec, root, split=None):
+        return None, "", ""
+
+    def howto(self, spec, split=None):
+        return "It is made from the ID set's test split with --id_classes; there is nothing to download."
 
 
 _MOS = "http://pages.cs.wisc.edu/~huangrui/imagenet_ood_dataset/"
 OOD_SETS = {s.name.lower(): s for s in [
     OODSet("SVHN", "SVHN", 26032, torchvision.datasets.SVHN.split_list["test"][0], "test_32x32.mat",
-           torchvision.datasets.SVHN.split_list["test"][2], "put it in <root>/SVHN/", ("svhn",), _svhn),
+           torchvision.datasets.SVHN.split_list["test"][2], "put it in <root>/SVHN/", ("svhn",), SVHNFile()),
     OODSet("LSUN_C", "LSUN_C", 10000, "https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz",
            "LSUN.tar.gz", "458a0a0ab8e5f1cb4516d7400568e460",
            "extract it and rename the folder LSUN/ to <root>/LSUN_C/", ("lsun-c", "lsunc", "lsun")),
@@ -179,18 +493,20 @@ OOD_SETS = {s.name.lower(): s for s in [
            "5be6ea8aa027d7b631916427b32cb335", "extract it into <root>/", ("inat",)),
 ]}
 # The near-OOD set of an --id_classes split; built from the ID set by held_out() (see ood/features.py).
-OOD_SETS["heldout"] = OODSet("HeldOut", "id-test:classes-not-in-id_classes", 0, aliases=("held-out", "near-ood"))
+OOD_SETS["heldout"] = OODSet("HeldOut", "id-test:classes-not-in-id_classes", 0, aliases=("held-out", "near-ood"),
+                              layout=HeldOutClasses())
 CIFAR_OOD = ("SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist")
 IMAGENET_OOD = ("iNaturalist", "SUN", "Places", "Textures")
 
 
 def register_ood(spec):
-    """Register an extra OOD set (an :class:`OODSet`), usable by name like the built-in ones. A name,
-    alias or folder that already selects another set is refused: a name selects one set."""
+    """Register an extra OOD set (an :class:`OODSet`), usable by name like the built-in ones; returns it.
+    A name, alias or folder that already selects another set is refused: a name selects one set."""
     taken = spec.names() & {n for other in OOD_SETS.values() if other.name != spec.name for n in other.names()}
     if taken:
         raise ValueError(f"OOD set {spec.name}: {', '.join(sorted(taken))} already selects another set.")
     OOD_SETS[spec.name.lower()] = spec
+    return spec
 
 
 def builtin_ood(name):
@@ -222,33 +538,121 @@ def resolve_ood(name):
 # ----------------------------------------------------------------------------------------------------
 # In-distribution sets
 # ----------------------------------------------------------------------------------------------------
+PREPROCESSING = {"cifar": "Resize((s, s))", "imagenet": "Resize(s * 256 / 224) + CenterCrop(s)"}
+
+
 @dataclass(frozen=True)
 class IDSet:
-    name: str
+    """The declaration of one ID data set: everything the code knows about it. The loaders (through its
+    ``layout``), ``verify_data.py``'s rows and targets, ``--dataset`` / ``--ood`` help, defaults and error
+    messages derive from it. A new set is one ``register_id(IDSet(...))``; with --id_classes,
+    ``get_id_set`` derives a class split of it (``classes``, ``base``)."""
+    name: str                      # the --dataset value; it names checkpoints, caches and results folders
     num_classes: int
-    mean: tuple
+    mean: tuple                    # Normalize statistics, used for the OOD sets too
     std: tuple
-    protocol: str                  # "cifar": Resize((s, s)); "imagenet": Resize + CenterCrop
-    default_ood: tuple = CIFAR_OOD
-    channels: int = field(default=3)
+    preprocessing: str             # a key of PREPROCESSING: "cifar": Resize((s, s)); "imagenet": + CenterCrop
+    default_ood: tuple = CIFAR_OOD  # the OOD sets of its protocol: --ood's default
+    channels: int = 3              # 1: every image (OOD sets too) is seen in grayscale
+    layout: object = None          # a Layout: how its files lie under the data root (load, count, fetch)
+    folder: str = ""               # its folder under the data root, where the layout does not fix it
+    splits: tuple = (("train", 0), ("test", 0))  # (name, images) of its training split, then its test split
+    label: str = ""                # as tables and messages name it ("CIFAR-10"; default: name)
+    url: str = ""                  # where to download it
+    archive: str = ""              # the archive's file name
+    md5: str = ""                  # the archive's md5 sum
+    hint: str = ""                 # another way to get it, for a missing set's message
+    paper: bool = False            # one of the paper's sets: needed by verify_data.py --for all
     classes: tuple = ()            # with --id_classes: the original labels kept as ID, in order
     base: str = ""                 # with --id_classes: the data set they come from
 
+    def __post_init__(self):
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
-ID_SETS = {
-    "cifar10": IDSet("cifar10", 10, CIFAR_MEAN, CIFAR_STD, "cifar"),
+    @property
+    def split_names(self):
+        """(training split, test split), e.g. ("train", "val") for ImageNet-1k."""
+        return self.splits[0][0], self.splits[1][0]
+
+    def build(self, root, train, transform, download=False):
+        split = self.split_names[0 if train else 1]
+        return self.layout.load(self, root, split, transform, download)
+
+
+def id_key(name):
+    """How a --dataset value selects a set: case, "-" and "_" ignored (fashion-mnist, Fashion_MNIST)."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
+ID_SETS = {}
+
+
+def register_id(spec):
+    """Register an ID set (an :class:`IDSet`), usable by name like the built-in ones; returns it. A name
+    that already selects another set, an unknown preprocessing family or a declaration without a layout
+    or without two splits is refused."""
+    key = id_key(spec.name)
+    if key == "all":  # verify_data.py --for all: every set of the paper
+        raise ValueError("ID set all: the name is reserved (verify_data.py --for all).")
+    if key in ID_SETS and ID_SETS[key] != spec:
+        raise ValueError(f"ID set {spec.name}: the name already selects the ID set {ID_SETS[key].name}.")
+    if spec.preprocessing not in PREPROCESSING:
+        raise ValueError(f"ID set {spec.name}: preprocessing {spec.preprocessing!r} is not one of "
+                         f"{', '.join(PREPROCESSING)}.")
+    if not isinstance(spec.layout, Layout) or len(spec.splits) != 2:
+        raise ValueError(f"ID set {spec.name}: declare its layout (a Layout) and its two splits (training, test).")
+    ID_SETS[key] = spec
+    return spec
+
+
+_C10, _C100 = torchvision.datasets.CIFAR10, torchvision.datasets.CIFAR100
+for _spec in [
+    IDSet("cifar10", 10, CIFAR_MEAN, CIFAR_STD, "cifar", label="CIFAR-10", layout=CifarPickles("CIFAR10"),
+          splits=(("train", 50000), ("test", 10000)), url=_C10.url, archive=_C10.filename, md5=_C10.tgz_md5,
+          paper=True),
     # The reference code normalises CIFAR-100 and all OOD sets with the CIFAR-10 statistics.
-    "cifar100": IDSet("cifar100", 100, CIFAR_MEAN, CIFAR_STD, "cifar"),
-    "imagenet": IDSet("imagenet", 1000, IMAGENET_MEAN, IMAGENET_STD, "imagenet", IMAGENET_OOD),
-    "fashionmnist": IDSet("fashionmnist", 10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "cifar", channels=1),
-}
+    IDSet("cifar100", 100, CIFAR_MEAN, CIFAR_STD, "cifar", label="CIFAR-100", layout=CifarPickles("CIFAR100"),
+          splits=(("train", 50000), ("test", 10000)), url=_C100.url, archive=_C100.filename, md5=_C100.tgz_md5,
+          paper=True),
+    IDSet("imagenet", 1000, IMAGENET_MEAN, IMAGENET_STD, "imagenet", IMAGENET_OOD, label="ImageNet-1k",
+          layout=IMAGE_FOLDER, folder="imagenet", splits=(("train", 1281167), ("val", 50000)),
+          url="https://image-net.org/download.php", archive="ILSVRC2012",
+          hint="as extracted by torchvision's ImageNet helpers",
+          paper=True),
+    IDSet("fashionmnist", 10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "cifar", channels=1, label="Fashion-MNIST",
+          layout=IdxFiles("FashionMNIST", gz_copy=lambda: os.environ.get("FASHION_MNIST_GZ", DEBIAN_FASHION_MNIST)),
+          splits=(("train", 60000), ("test", 10000)), url=torchvision.datasets.FashionMNIST.mirrors[0],
+          hint="install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"),
+]:
+    register_id(_spec)
+
+
+def _either(names, last="or"):
+    names = list(names)
+    return ", ".join(names[:-1]) + f" {last} " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def dataset_help():
+    """``--dataset``'s help: the registered ID sets."""
+    return f"ID data set: {_either(s.name for s in ID_SETS.values())}"
+
+
+def ood_help():
+    """``--ood``'s help: each ID set's default OOD sets and every registered name."""
+    groups = {}
+    for s in ID_SETS.values():
+        groups.setdefault(tuple(s.default_ood), []).append(s.name)
+    defaults = "; ".join(f"{_either(ids, 'and')}: {' '.join(oods)}" for oods, ids in groups.items())
+    return (f"OOD sets (default: the ID set's own; {defaults}): {' '.join(s.name for s in OOD_SETS.values())} "
+            f"(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
 
 
 def get_id_set(name, id_classes=None):
     """The ID set ``name``; with ``id_classes`` (a near-OOD split) only those classes, relabelled
     0..k-1 in the order given, under the name ``<name>_classes<c1>-<c2>-...`` (which also names the
     checkpoint, cache and results folders). The other classes form the OOD set ``HeldOut``."""
-    key = name.lower().replace("-", "").replace("_", "")
+    key = id_key(name)
     if key not in ID_SETS:
         raise UserError(f"unknown data set {name!r}. Choose one of: {', '.join(ID_SETS)}.")
     base = ID_SETS[key]
@@ -266,7 +670,7 @@ def get_id_set(name, id_classes=None):
 def test_transform(id_set, size):
     """The evaluation transform (docs/method.md, "Backbones"), shared by ID train/test features and OOD sets.
     Grayscale ID sets (in_channels 1) see every image in grayscale."""
-    if id_set.protocol == "imagenet":
+    if id_set.preprocessing == "imagenet":
         resize = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
     else:
         resize = [T.Resize((size, size))]
@@ -278,7 +682,7 @@ def train_transform(id_set, size, augment="autoaugment"):
     """Training transform of the fixed recipe: Resize -> AutoAugment (CIFAR-10 policy) ->
     RandomHorizontalFlip -> ToTensor -> Normalize, as the authors describe it, at the input size actually
     used for testing (``--recipe reference`` builds its own, ood/recipes.py)."""
-    if id_set.protocol == "imagenet":
+    if id_set.preprocessing == "imagenet":
         steps = [T.RandomResizedCrop(size)]
     else:
         steps = [T.Resize((size, size))]
@@ -289,25 +693,6 @@ def train_transform(id_set, size, augment="autoaugment"):
     if augment in ("autoaugment", "flip"):
         steps.append(T.RandomHorizontalFlip())
     return T.Compose(steps + [T.ToTensor(), T.Normalize(id_set.mean, id_set.std)])
-
-
-def _prepare_fashion_mnist(root):
-    """torchvision reads Fashion-MNIST from <root>/FashionMNIST/raw/ (uncompressed idx files). If it is
-    not there but the gzipped files are (Debian's package dataset-fashion-mnist, or the folder named by
-    the environment variable FASHION_MNIST_GZ), unpack that copy there."""
-    raw = Path(root) / "FashionMNIST" / "raw"
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte"]
-    source = Path(os.environ.get("FASHION_MNIST_GZ", DEBIAN_FASHION_MNIST))
-    if all((raw / n).exists() for n in names) or not source.is_dir():
-        return
-    raw.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        src = source / (n + ".gz")
-        if (raw / n).exists() or not src.exists():
-            continue
-        with atomic_path(raw / n) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
 
 
 class ClassSubset(torch.utils.data.Dataset):
@@ -330,40 +715,12 @@ class ClassSubset(torch.utils.data.Dataset):
 
 
 def build_id_dataset(id_set, root, train, transform, download=False):
-    """ID train or test split through torchvision's class for the set (only the --id_classes classes,
+    """ID train or test split, as its declaration's layout loads it (only the --id_classes classes,
     relabelled, for a near-OOD split)."""
     if id_set.classes:
-        full = build_id_dataset(ID_SETS[id_set.base], root, train, transform, download)
+        full = build_id_dataset(ID_SETS[id_key(id_set.base)], root, train, transform, download)
         return ClassSubset(full, id_set.classes, {c: k for k, c in enumerate(id_set.classes)})
-    split = "train" if train else "test"
-    tv = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100,
-          "fashionmnist": torchvision.datasets.FashionMNIST}
-    if id_set.name in tv:
-        cls = tv[id_set.name]
-        if id_set.name == "fashionmnist":
-            _prepare_fashion_mnist(root)
-        try:
-            if download:  # one instance: torchvision checks the files once
-                url = getattr(cls, "url", None) or (cls.mirrors[0] if getattr(cls, "mirrors", None) else "")
-                with download_errors(id_set.name, url, Path(root)):
-                    return cls(root, train=train, transform=transform, download=True)
-            return cls(root, train=train, transform=transform)
-        except RuntimeError:
-            where = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/",
-                     "fashionmnist": "FashionMNIST/raw/ (uncompressed idx files)"}[id_set.name]
-            hint = {"cifar10": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, md5 c58f30108f718f92721af3b95e74349a)",
-                    "cifar100": "torchvision downloads it with --download (https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, md5 eb9058c3a382ffc7106e4002c42a8d85)",
-                    "fashionmnist": "install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or let torchvision download it with --download"}[id_set.name]
-            raise UserError(f"the {split} split of {id_set.name} was not found or is corrupted under "
-                            f"{Path(root) / where}; {hint}. Pass --dataset_path to use another data root.") from None
-    # ImageNet-1k: ImageFolder trees <root>/imagenet/train and <root>/imagenet/val
-    path = Path(root) / "imagenet" / ("train" if train else "val")
-    try:
-        return image_folder(path, transform)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise UserError(f"ImageNet-1k {split} split not found at {path} ({e}). Lay it out as an ImageFolder "
-                        f"tree (one sub-folder per class, as extracted by torchvision's ImageNet helpers) "
-                        f"from https://image-net.org/download.php.") from None
+    return id_set.build(root, train, transform, download)
 
 
 def held_out(id_set, root, transform, download=False):
@@ -373,7 +730,7 @@ def held_out(id_set, root, transform, download=False):
                         f"and this run uses all classes of {id_set.name}: train a backbone on some classes "
                         f"(train_model.py --dataset {id_set.name} --id_classes 0 1 2 3 4 ...) and score it with "
                         f"the same --id_classes, or leave HeldOut out of --ood.")
-    base = ID_SETS[id_set.base]
+    base = ID_SETS[id_key(id_set.base)]
     full = build_id_dataset(base, root, False, transform, download)
     return ClassSubset(full, [c for c in range(base.num_classes) if c not in id_set.classes])
 

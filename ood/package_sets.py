@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import OODSet, register_ood
+from .data import Layout, OODSet, register_ood
 
 PHOTO_NAMES = ("astronaut", "brick", "camera", "cat", "chelsea", "clock", "coffee", "coins", "grass",
                "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "retina", "rocket")
@@ -80,19 +80,39 @@ def noise(kind, n=1000, seed=0):
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
-def _builder(make):
-    return lambda path, transform, spec, download=False: ArrayImages(make(), transform)
+class PackageArrays(Layout):
+    """A set made by ``make()`` from arrays inside Python packages: nothing under the data root to lay out,
+    count or fetch; the verifier counts it by making it, and a missing package is what it reports."""
+    under_root = False
+    what = "images made from Python packages"
+
+    def __init__(self, make):
+        self.make = make
+
+    def location(self, spec, split=None):
+        return "(Python package)"
+
+    def load(self, spec, root, split, transform, download=False):
+        return ArrayImages(self.make(), transform)
+
+    def count(self, spec, root, split=None):
+        try:
+            return len(self.make()), "inside Python packages", ""
+        except ImportError as e:
+            return None, "", f"cannot import {e.name}"
+
+    def howto(self, spec, split=None):
+        return "Install the packages of requirements.txt (scikit-learn, scikit-image)."
 
 
-for _spec in [
-    OODSet("Digits", "package:sklearn.datasets.load_digits", 1797, builder=_builder(digits), aliases=("sklearn-digits",)),
-    OODSet("Photos", "package:skimage.data+sklearn.load_sample_images:crops64:seed0", 2000, builder=_builder(photos)),
-    OODSet("Faces", "package:skimage.data.lfw_subset", 200, builder=_builder(faces), aliases=("lfw",)),
-    OODSet("GaussianNoise", "package:noise:gaussian:seed0", 1000, builder=_builder(lambda: noise("gaussian")),
+PACKAGE_OOD = tuple(register_ood(spec).name for spec in [
+    OODSet("Digits", "package:sklearn.datasets.load_digits", 1797, layout=PackageArrays(digits),
+           aliases=("sklearn-digits",)),
+    OODSet("Photos", "package:skimage.data+sklearn.load_sample_images:crops64:seed0", 2000,
+           layout=PackageArrays(photos)),
+    OODSet("Faces", "package:skimage.data.lfw_subset", 200, layout=PackageArrays(faces), aliases=("lfw",)),
+    OODSet("GaussianNoise", "package:noise:gaussian:seed0", 1000, layout=PackageArrays(lambda: noise("gaussian")),
            aliases=("gaussian",)),
-    OODSet("UniformNoise", "package:noise:uniform:seed0", 1000, builder=_builder(lambda: noise("uniform")),
+    OODSet("UniformNoise", "package:noise:uniform:seed0", 1000, layout=PackageArrays(lambda: noise("uniform")),
            aliases=("uniform",)),
-]:
-    register_ood(_spec)
-
-PACKAGE_OOD = ("Digits", "Photos", "Faces", "GaussianNoise", "UniformNoise")
+])

@@ -133,7 +133,7 @@ def rows_for(setup, objs, values, ood_names, evaluation, id_features):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.Evaluation) says for
     this score."""
-    plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.protocol)
+    plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.preprocessing)
     rows = []
     for o in ood_names:
         try:

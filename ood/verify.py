@@ -5,44 +5,53 @@ torchvision verifies (CIFAR pickles, the SVHN .mat) and of any downloaded archiv
 lists, SVHN from the .mat header, Fashion-MNIST from the idx headers, ImageFolder trees from the file
 listing (files with an image extension in class sub-folders, as ImageFolder counts them).
 
+Nothing here names a data set: the rows, their counts, archives and hints, and the ``--for`` targets
+derive from the declarations in ood/data.py (each set's ``Layout`` counts, checks and fetches it).
+
 ``check(root, target)`` returns a :class:`Report`; ``verify_data.py`` is its command line.
 """
-import gzip
-import os
-import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import torchvision
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from . import data as D
 from .errors import UserError
 from .io import file_digest
+from .package_sets import PACKAGE_OOD
 
-IMAGENET_URL = "https://image-net.org/download.php"
 
-# Images per ID split (the OOD sets' counts live in ood.data.OOD_SETS). Tests may override any count,
-# by key, through ``check(..., expected={key: n})`` or ``verify_data.py --expect KEY=N``.
-ID_EXPECTED = {
-    "cifar10/train": 50000, "cifar10/test": 10000,
-    "cifar100/train": 50000, "cifar100/test": 10000,
-    "fashionmnist/train": 60000, "fashionmnist/test": 10000,
-    "imagenet/train": 1281167, "imagenet/val": 50000,
-}
-IMAGENET_CLASSES = 1000
+class _Targets(Mapping):
+    """What each ``--for`` target needs, (ID split keys, OOD names), derived from the ID sets' declarations
+    when read (so a set registered later is a target too): one target per ID set, its two splits and its
+    default OOD sets; and "all": every set of the paper (``paper=True``; Fashion-MNIST, the CPU demo's set,
+    is listed but not needed) and their OOD sets."""
 
-# What each --for target needs: ID splits and OOD sets.
-TARGETS = {
-    "cifar10": (("cifar10/train", "cifar10/test"), D.CIFAR_OOD),
-    "cifar100": (("cifar100/train", "cifar100/test"), D.CIFAR_OOD),
-    "imagenet": (("imagenet/train", "imagenet/val"), D.IMAGENET_OOD),
-    "fashionmnist": (("fashionmnist/train", "fashionmnist/test"), ()),
-    # every set of the paper; Fashion-MNIST (the CPU demo's set) is listed but not needed
-    "all": (("cifar10/train", "cifar10/test", "cifar100/train", "cifar100/test", "imagenet/train",
-             "imagenet/val"), D.CIFAR_OOD),
-}
+    def _all(self):
+        ids = [s for s in D.ID_SETS.values() if s.paper]
+        oods = list(dict.fromkeys(o for s in ids for o in s.default_ood))
+        return tuple(split_key(s, n) for s in ids for n in s.split_names), tuple(oods)
+
+    def __getitem__(self, name):
+        if name == "all":
+            return self._all()
+        s = D.ID_SETS[D.id_key(name)]
+        return tuple(split_key(s, n) for n in s.split_names), tuple(s.default_ood)
+
+    def __iter__(self):
+        return iter([*D.ID_SETS, "all"])
+
+    def __len__(self):
+        return len(D.ID_SETS) + 1
+
+
+def split_key(id_set, split):
+    """The verifier's key of an ID split ("cifar10/train"): its row, --expect's name for it."""
+    return f"{id_set.name}/{split}"
+
+
+TARGETS = _Targets()
+
 # Scripts of the repository, and the data sets they read (``--for scripts/reproduce_cifar10.sh``).
 SCRIPTS = {
     "reproduce_cifar10.sh": ("cifar10",), "reproduce_cifar100.sh": ("cifar100",),
@@ -50,6 +59,14 @@ SCRIPTS = {
     "generate_stored_pattern_imagenet.py": ("imagenet",), "test_score_ood_detection_imagenet.py": ("imagenet",),
     "generate_SHEandHE_feature.sh": ("cifar10", "cifar100"), "demo.sh": ("fashionmnist",),
 }
+# Scripts that pass their own --ood instead of their data sets' defaults: the sets they need.
+SCRIPT_OOD = {"demo.sh": PACKAGE_OOD}
+
+
+def downloadable():
+    """Labels of the sets torchvision can fetch (verify_data.py --download)."""
+    return [s.label for s in D.ID_SETS.values() if s.layout.downloadable] + \
+           [s.name for s in D.OOD_SETS.values() if s.source.downloadable]
 
 
 def target_names():
@@ -66,7 +83,7 @@ def resolve_target(name):
             ids, oods = [], []
             for t in targets:
                 ids += TARGETS[t][0]
-                oods += [o for o in TARGETS[t][1] if o not in oods]
+                oods += [o for o in SCRIPT_OOD.get(script, TARGETS[t][1]) if o not in oods]
             return tuple(ids), tuple(oods)
     raise UserError(f"unknown --for target {name!r}. Choose one of: {', '.join(target_names())} "
                     f"(a script's path works too).")
@@ -141,175 +158,22 @@ class Report:
         return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Counting without decoding
-# ----------------------------------------------------------------------------------------------------
-def _is_image(name):
-    return name.lower().endswith(IMG_EXTENSIONS)
-
-
-def count_image_folder(path):
-    """(images, info, problem) of an ImageFolder tree as torchvision's ImageFolder would load it: files with an
-    image extension anywhere below the class sub-folders (symlinks followed). None when absent."""
-    path = Path(path)
-    if not path.is_dir():
-        return None, "", ""
-    classes = sorted((e for e in os.scandir(path) if e.is_dir()), key=lambda e: e.name)
-    total, empty = 0, []
-    for c in classes:
-        n = sum(1 for _, _, files in os.walk(c.path, followlinks=True) for f in files if _is_image(f))
-        total += n
-        if n == 0:
-            empty.append(c.name)
-    top = sum(1 for e in os.scandir(path) if e.is_file() and _is_image(e.name))
-    info = f"{len(classes)} class folder{'s' if len(classes) != 1 else ''}"
-    if top:
-        info += f"; {top} images directly in the folder, ignored (ImageFolder reads sub-folders only)"
-    problem = ""
-    if empty:
-        problem = (f"{len(empty)} class folder{'s' if len(empty) != 1 else ''} without images "
-                   f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}): ImageFolder refuses that")
-    return total, info, problem
-
-
-def _count_cifar(cls, folder, split):
-    def count(root):
-        base = Path(root) / folder
-        names = [n for n, _ in (cls.train_list if split == "train" else cls.test_list)]
-        if not base.is_dir() or not any((base / n).exists() for n in names):
-            return None, "", ""
-        total, missing = 0, []
-        for n in names:
-            if not (base / n).exists():
-                missing.append(n)
-                continue
-            try:
-                with open(base / n, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
-                total += len(entry["labels"] if "labels" in entry else entry["fine_labels"])
-            except Exception as e:  # truncated or foreign file
-                return total, "", f"{n} unreadable ({type(e).__name__})"
-        return total, "", (f"missing {', '.join(missing)}" if missing else "")
-    return count
-
-
-def _cifar_files(cls, folder, split):
-    def files(root):
-        base = Path(root) / folder
-        lst = cls.train_list if split == "train" else cls.test_list
-        return [(base / n, m) for n, m in lst] + [(base / cls.meta["filename"], cls.meta["md5"])]
-    return files
-
-
-def _count_svhn(root):
-    import scipy.io
-    path = Path(root) / "SVHN" / "test_32x32.mat"
-    if not path.exists():
-        return None, "", ""
-    try:
-        shapes = {name: shape for name, shape, _ in scipy.io.whosmat(str(path))}
-        return int(shapes["y"][0] if "y" in shapes else shapes["X"][-1]), "", ""
-    except Exception as e:
-        return 0, "", f"unreadable .mat ({type(e).__name__})"
-
-
-def _svhn_files(root):
-    return [(Path(root) / "SVHN" / "test_32x32.mat", torchvision.datasets.SVHN.split_list["test"][2])]
-
-
-_FMNIST = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
-
-
-def _count_fashion_mnist(split):
-    def count(root):
-        raw = Path(root) / "FashionMNIST" / "raw" / _FMNIST[split]
-        for path, opener, note in ((raw, open, ""), (raw.with_name(raw.name + ".gz"), gzip.open, "from the .gz"),
-                                   (D.DEBIAN_FASHION_MNIST / (raw.name + ".gz"), gzip.open,
-                                    f"Debian's package in {D.DEBIAN_FASHION_MNIST}, unpacked on first use")):
-            if path.exists():
-                try:
-                    with opener(path, "rb") as f:
-                        header = f.read(8)
-                    magic, n = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
-                    return (n, note, "") if magic == 0x803 else (0, "", f"{path.name}: not an idx image file")
-                except OSError as e:
-                    return 0, "", f"{path.name} unreadable ({e})"
-        return None, "", ""
-    return count
-
-
-def _fashion_archives(split):
-    prefix = "train" if split == "train" else "t10k"
-    return tuple((f"FashionMNIST/raw/{n}", m) for n, m in torchvision.datasets.FashionMNIST.resources
-                 if n.startswith(prefix))
-
-
-def _count_imagenet(split):
-    def count(root):
-        n, info, problem = count_image_folder(Path(root) / "imagenet" / split)
-        if n is not None and not info.startswith(f"{IMAGENET_CLASSES} class"):
-            info += f" (ImageNet-1k has {IMAGENET_CLASSES})"
-        return n, info, problem
-    return count
-
-
-def _download_cifar(cls):
-    return lambda root: cls(str(root), train=True, download=True)
-
-
-def _download_svhn(root):
-    torchvision.datasets.SVHN(str(Path(root) / "SVHN"), split="test", download=True)
-
-
-def _download_fashion_mnist(root):
-    torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
-
-
-def _ood_entry(spec):
-    if spec.name == "SVHN":
-        return Entry("SVHN", "SVHN (test)", "ood", "SVHN/test_32x32.mat", spec.expected, _count_svhn, _svhn_files,
-                     (), _download_svhn, f"torchvision downloads it (--download) from {spec.url} into <root>/SVHN/.")
-    if spec.folder.startswith("package:"):  # the demo's sets, made from arrays inside Python packages
-        def count(root, s=spec):
-            try:
-                return len(s.build(root, None)), "inside Python packages", ""
-            except ImportError as e:
-                return None, "", f"cannot import {e.name}"
-        return Entry(spec.name, spec.name, "ood", "(Python package)", spec.expected, count, None, (), None,
-                     "Install the packages of requirements.txt (scikit-learn, scikit-image).")
-    count = lambda root, s=spec: count_image_folder(Path(root) / s.folder)
-    howto = (f"Download {spec.archive} from {spec.url} (md5 {spec.md5}) and {spec.note or 'extract it into <root>/'}."
-             if spec.url else f"An ImageFolder tree of your own at {spec.folder}.")
-    archives = ((spec.archive, spec.md5),) if spec.archive and spec.md5 else ()
-    return Entry(spec.name, spec.name, "ood", spec.folder + "/", spec.expected, count, None, archives, None, howto)
+def _entry(spec, split=None):
+    """The row of an ID split (``split``) or of an OOD set, from the set's declaration and its layout."""
+    lay = spec.layout if split else spec.source
+    key, label = split_key(spec, split) if split else spec.name, lay.label(spec, split)
+    expected = dict(spec.splits)[split] if split else spec.expected
+    return Entry(key, label, "ood" if split is None else "id", lay.location(spec, split), expected,
+                 lambda root: lay.count(spec, root, split), lambda root: lay.files(spec, root, split),
+                 lay.archives(spec, split), (lambda root: lay.fetch(spec, root)) if lay.downloadable else None,
+                 lay.howto(spec, split))
 
 
 def entries():
-    """Every ID split and every OOD set of the data root, in table order (built at call time, so the
-    expected sums and counts of torchvision and ood.data are the current ones)."""
-    C10, C100 = torchvision.datasets.CIFAR10, torchvision.datasets.CIFAR100
-    out = []
-    for key, cls, folder, label in (("cifar10", C10, "cifar-10-batches-py", "CIFAR-10"),
-                                    ("cifar100", C100, "cifar-100-python", "CIFAR-100")):
-        for split in ("train", "test"):
-            out.append(Entry(f"{key}/{split}", f"{label} {split}", "id", folder + "/", ID_EXPECTED[f"{key}/{split}"],
-                             _count_cifar(cls, folder, split), _cifar_files(cls, folder, split),
-                             ((cls.filename, cls.tgz_md5),), _download_cifar(cls),
-                             f"torchvision downloads it (--download) from {cls.url} (md5 {cls.tgz_md5}) into "
-                             f"<root>/{folder}/."))
-    for split in ("train", "test"):
-        out.append(Entry(f"fashionmnist/{split}", f"Fashion-MNIST {split}", "id", "FashionMNIST/raw/",
-                         ID_EXPECTED[f"fashionmnist/{split}"], _count_fashion_mnist(split), None,
-                         _fashion_archives(split), _download_fashion_mnist,
-                         "torchvision downloads it (--download) into <root>/FashionMNIST/raw/, or install "
-                         "Debian's dataset-fashion-mnist."))
-    for split in ("train", "val"):
-        out.append(Entry(f"imagenet/{split}", f"ImageNet-1k {split}", "id", f"imagenet/{split}/",
-                         ID_EXPECTED[f"imagenet/{split}"], _count_imagenet(split), None, (), None,
-                         f"Download ILSVRC2012 from {IMAGENET_URL} and lay out <root>/imagenet/{split}/ as an "
-                         f"ImageFolder tree (one sub-folder per class, {IMAGENET_CLASSES} classes)."))
-    out += [_ood_entry(D.OOD_SETS[n.lower()]) for n in D.CIFAR_OOD]
-    return out
+    """Every ID split and every OOD set under the data root, in declaration order (built at call time
+    from ood.data's registries, so a set registered later and the current sums of torchvision are used)."""
+    out = [_entry(s, split) for s in D.ID_SETS.values() for split in s.split_names]
+    return out + [_entry(s) for s in D.OOD_SETS.values() if s.source.under_root]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -377,11 +241,10 @@ def check(root, target="all", ood=None, expected=None, download=False, log=print
     root = Path(root)
     id_keys, ood_names = resolve_target(target)
     all_entries = entries()
-    if ood is not None:
-        specs = [D.resolve_ood(o) for o in ood]
-        ood_names = tuple(s.name for s in specs)
-        known = {e.key for e in all_entries}
-        all_entries += [_ood_entry(s) for s in specs if s.name not in known]
+    specs = [D.resolve_ood(o) for o in (ood_names if ood is None else ood)]
+    ood_names = tuple(s.name for s in specs)
+    known = {e.key for e in all_entries}  # sets not under the root (package sets) get a row when needed
+    all_entries += [_entry(s) for s in specs if s.name not in known]
     overrides = {k.lower(): v for k, v in (expected or {}).items()}
     by_key = {e.key.lower(): e for e in all_entries}
     for k in overrides:

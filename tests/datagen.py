@@ -1,5 +1,5 @@
 """Small data sets written in the real on-disk formats that torchvision reads: CIFAR python pickles,
-the SVHN .mat file, Fashion-MNIST idx files and ImageFolder trees of PNGs.
+the SVHN .mat file, idx files of the MNIST family (Fashion-MNIST, KMNIST) and ImageFolder trees of PNGs.
 
 Images of class k are noisy images around a class-specific colour and stripe pattern, so a tiny network
 can learn something in one epoch; OOD folders hold other patterns.
@@ -93,8 +93,14 @@ def write_image_folder(path, n=20, seed=2, size=36, subdirs=("images",)):
 
 def write_fashion_mnist(root, n_train=60, n_test=20, seed=3):
     """torchvision's FashionMNIST/raw/ idx files."""
+    write_idx_set(root, "FashionMNIST", n_train, n_test, seed)
+
+
+def write_idx_set(root, folder, n_train=60, n_test=20, seed=3):
+    """The idx files of torchvision's MNIST family (MNIST, FashionMNIST, KMNIST, ...) in <root>/<folder>/raw/:
+    big-endian headers (magic 0x803 / 0x801, counts, 28 x 28) followed by uint8 pixels and labels."""
     rng = np.random.default_rng(seed)
-    raw = Path(root) / "FashionMNIST" / "raw"
+    raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         labels = (np.arange(n) % 10).astype(np.uint8)

@@ -114,13 +114,13 @@ def test_image_folder_counting(tmp_path):
     (root / "a" / "notes.txt").write_text("not an image")
     (root / "a" / "UPPER.PNG").write_bytes((root / "a" / "00000.png").read_bytes())
     (root / "loose.png").write_bytes((root / "a" / "00000.png").read_bytes())
-    n, info, problem = V.count_image_folder(root)
+    n, info, problem = D.count_image_folder(root)
     assert n == 7 and problem == ""  # a: 3 + UPPER.PNG, b/deeper: 3; loose.png and notes.txt not counted
     assert info == "2 class folders; 1 images directly in the folder, ignored (ImageFolder reads sub-folders only)"
     (root / "empty").mkdir()
-    n, _, problem = V.count_image_folder(root)
+    n, _, problem = D.count_image_folder(root)
     assert n == 7 and problem.startswith("1 class folder without images (empty)")
-    assert V.count_image_folder(tmp_path / "nothing") == (None, "", "")
+    assert D.count_image_folder(tmp_path / "nothing") == (None, "", "")
 
 
 def test_imagenet_and_fashion_mnist_targets(tmp_path, capsys):
