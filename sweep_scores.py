@@ -40,36 +40,29 @@ import numpy as np
 import torch
 
 import scores
-from ood import cli, reports
-from ood.commit import check_targets, transaction
-from ood.data import get_id_set
-from ood.device import describe
+from ood import reports
+from ood.commit import transaction
 from ood.errors import UserError, cli_main
-from ood.evaluation import Evaluation
-from ood.features import TEST, TRAIN, FeatureStore
+from ood.features import TRAIN
 from ood.io import write_text
 from ood.params import ParamError
-from ood.results import SWEEP_FILES, assign_labels, default_folder
-from ood.scoring import compute, context, pick_oods, resolve_oods, rows_for
-from ood.setup import Setup
+from ood.results import SWEEP_FILES, assign_labels
+from ood.run import open_run, script_parser
+from ood.scoring import compute, rows_for
 
 
-def build_parser(argv=None):
-    scores.load_plugins(argv)
-    scores.load_plugins(grid_plugins(argv))  # a plug-in swept by --grid gets its flags too
-    p = cli.parser(__doc__)
-    cli.add_common(p)
-    g = p.add_argument_group("sweep")
+def _own(g):
     g.add_argument("--grid", nargs="+", required=True, metavar="SCORE:SETTING=V1,V2,...",
                    help="the values of one declared setting of one score (several: their product per score)")
     g.add_argument("--select_on", nargs="+", default=None, metavar="OOD",
                    help="validation OOD sets: choose each score's setting on them alone and report the others")
     g.add_argument("--operating_point", action="store_true",
                    help="RecLag's accept rate against lambda (at its selected, or default, settings)")
-    cli.add_evaluation(g)
-    g.add_argument("--results_dir", default=None, help="default results/<dataset>/<model>/sweep/")
-    scores.add_score_args(p)
-    return p
+
+
+def build_parser(argv=None):
+    argv = [*(argv or ()), *grid_plugins(argv)]  # a plug-in swept by --grid gets its flags too
+    return script_parser(__doc__, argv, "sweep", results="results/<dataset>/<model>/sweep/", own=_own)
 
 
 def _grid_token(t):
@@ -134,30 +127,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     grid = parse_grid(args.grid)
-    oods = resolve_oods(args.ood or get_id_set(args.dataset, args.id_classes).default_ood)
-    names = [o.name for o in oods]
-    validation = [o.name for o in pick_oods(args.select_on, oods, "--select_on")] if args.select_on else []
-    if validation and len(validation) == len(names):
-        raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
-    setup = Setup.from_args(args, training=False)
-    evaluation = Evaluation.from_args(args)
-    print(f"device: {describe(setup.environment)}")
-    out = args.results_dir or default_folder(setup) / "sweep"
-    check_targets(out, SWEEP_FILES, "--results_dir")
-    store = FeatureStore(setup, args.stored_pattern_dir)
-    store.check([TEST, *oods])
-    head = store.head()
-    ctx = context(setup, head, evaluation.protocol)
-    store.check_patterns([s for cls, axes in grid.items() for point in grid_points(cls, axes)
-                          for s in scores.instances(cls, {**scores.given_settings(cls, args), **point}, ctx)])
-    id_feats = store.features(TEST)
-    sets = {"id": id_feats, **{o.name: store.features(o) for o in oods}}
-
-    rows, states, cost = [], {}, {"points": {}, "fits": {}}
-    for cls, axes in grid.items():
-        for point in grid_points(cls, axes):
+    points = [(cls, point) for cls, axes in grid.items() for point in grid_points(cls, axes)]
+    with open_run(args, points, results=("sweep", SWEEP_FILES), validation=args.select_on) as run:
+        names, validation, out, store, head = run.ood_names, list(run.validation), run.results, run.store, run.head
+        sets = run.feature_sets()
+        rows, states, cost = [], {}, {"points": {}, "fits": {}}
+        for (cls, _), objs in zip(points, run.score_runs):
             t0 = time.perf_counter()
-            objs = scores.instances(cls, {**scores.given_settings(cls, args), **point}, ctx, setup.device)
             fitted = []
             for s in objs:
                 key = (cls, json.dumps(s.fit_settings(), sort_keys=True))
@@ -167,17 +143,17 @@ def main(argv=None):
                     cost["fits"].setdefault(cls.name, []).append(time.perf_counter() - t1)
                 fitted.append(states[key])
             values = compute(objs, fitted, sets, head)
-            rows += rows_for(setup, objs, values, names, evaluation, id_feats)
+            rows += rows_for(run.setup, objs, values, names, run.evaluation, sets["id"])
             cost["points"].setdefault(cls.name, []).append(time.perf_counter() - t0)
-    assign_labels(rows)
-    passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
-    summary = _cost_summary(cost, passes, store)
-    selection = _select(rows, grid, validation) if validation else None
-    with transaction(out, SWEEP_FILES) as t:  # a folder holds one sweep: an earlier one is kept aside
-        moved = t.archive()
-        _write(t.stage, rows, grid, summary, selection, names, validation)
-        if args.operating_point:
-            _operating_point(t.stage, store, sets, head, ctx, setup, selection, args)
+        rows = assign_labels(rows)
+        passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
+        summary = _cost_summary(cost, passes, store)
+        selection = _select(rows, grid, validation) if validation else None
+        with transaction(out, SWEEP_FILES) as t:  # a folder holds one sweep: an earlier one is kept aside
+            moved = t.archive()
+            _write(t.stage, rows, grid, summary, selection, names, validation)
+            if args.operating_point:
+                _operating_point(t.stage, store, sets, head, run.ctx, run.setup, selection, args)
     if moved:
         print(f"note: {out} held an earlier sweep; it was moved to {moved}/")
     print(f"{len(rows)} rows, {sum(len(v) for v in cost['points'].values())} grid points; "
@@ -257,9 +233,6 @@ def _write(out, rows, grid, summary, selection, names, validation):
 
 def _figure(cls, axes, rows, test_sets, path):
     """A heat map for two swept settings, a line plot (one line per OOD set) for one."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     swept = [k for k, v in axes.items() if len(v) > 1 and not _param(cls, k).replicate]
     if len(swept) not in (1, 2):
         return
@@ -267,7 +240,8 @@ def _figure(cls, axes, rows, test_sets, path):
     for r in rows:
         value.setdefault(tuple(r["settings"][k] for k in swept), {})[r["ood_dataset"]] = r
     if len(swept) == 1:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
+        fig = reports.figure(figsize=(5, 3.4))
+        ax = fig.subplots()
         xs = axes[swept[0]]
         for o in test_sets:
             ax.plot(range(len(xs)), [100 * value[(x,)][o]["auroc"] for x in xs], marker="o", label=o)
@@ -278,7 +252,8 @@ def _figure(cls, axes, rows, test_sets, path):
     else:
         xs, ys = axes[swept[1]], axes[swept[0]]
         grid = np.array([[100 * np.mean([value[(y, x)][o]["auroc"] for o in test_sets]) for x in xs] for y in ys])
-        fig, ax = plt.subplots(figsize=(max(4.8, 1.6 + 0.8 * len(xs)), max(3.2, 1.2 + 0.55 * len(ys))))
+        fig = reports.figure(figsize=(max(4.8, 1.6 + 0.8 * len(xs)), max(3.2, 1.2 + 0.55 * len(ys))))
+        ax = fig.subplots()
         im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
         for i in range(len(ys)):
             for j in range(len(xs)):
@@ -292,15 +267,10 @@ def _figure(cls, axes, rows, test_sets, path):
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     reports.save_figure(fig, path)
-    plt.close(fig)
 
 
 def _operating_point(out, store, sets, head, ctx, setup, selection, args):
     """Accept rate of the ID test set and of each OOD set against lambda for RecLag's decision."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from scores.reclag import RecLag
     from scores.reclag_dynamics import log_mean_exp
 
@@ -330,7 +300,8 @@ def _operating_point(out, store, sets, head, ctx, setup, selection, args):
         lines.append(f"{ll:.6g},{math.exp(ll) if ll < 700 else float('inf'):.6g}," +
                      ",".join(f"{rates[k][i]:.6f}" for k in rates))
     write_text("\n".join(lines) + "\n", out / "reclag_operating_point.csv")
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig = reports.figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
     for k, r in rates.items():
         ax.plot(log_lams / math.log(10), r, lw=2.2 if k == "id" else 1.2, label="ID test" if k == "id" else k)
     ax.axvline(lam95 / math.log(10), color="k", ls="--", lw=0.8)
@@ -340,7 +311,6 @@ def _operating_point(out, store, sets, head, ctx, setup, selection, args):
     ax.legend(fontsize=7)
     fig.tight_layout()
     reports.save_figure(fig, out / "reclag_operating_point.png")
-    plt.close(fig)
     write_text(json.dumps({"log_lambda_95": lam95, "settings": score.settings,
                            "accept_at_lambda_95": {k: float((v > lam95).mean()) for k, v in levels.items()}},
                           indent=1) + "\n", out / "reclag_operating_point.json")

@@ -13,9 +13,9 @@ Example:  python train_model.py --dataset cifar10 --model resnet18 --dataset_pat
 Several GPUs:  torchrun --nproc_per_node 4 train_model.py ...  (DistributedDataParallel; --batch_size is
 the total over all processes)
 """
-from ood import accel, cli
+from ood import cli
 from ood.errors import cli_main
-from ood.setup import Setup
+from ood.run import open_run
 from ood.training import Trainer
 
 
@@ -37,13 +37,10 @@ def build_parser():
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        setup = Setup.from_args(args, training=True)
-        hyper = {k: getattr(args, k) for k in ("epochs", "lr", "momentum", "weight_decay", "augment", "resume",
-                                               "overwrite")}
-        return Trainer(setup, hyper).run()
-    finally:
-        accel.teardown()
+    hyper = {k: getattr(args, k) for k in ("epochs", "lr", "momentum", "weight_decay", "augment", "resume",
+                                           "overwrite")}
+    with open_run(args, training=True) as run:  # joins torchrun's process group, and leaves it at the end
+        return Trainer(run.setup, hyper).run()
 
 
 if __name__ == "__main__":

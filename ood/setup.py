@@ -3,7 +3,8 @@
 ``Setup.from_args`` checks everything it can before any long work starts (data set and class split,
 backbone and its options, input size against the checkpoint's, device, checkpoint path) and resolves
 the defaults that depend on the hardware (precision, memory layout). Library code reads a Setup; it
-never writes into the argparse namespace.
+never writes into the argparse namespace. Joining torchrun's process group is the entry point's
+(``ood.run.open_run``), which passes the device torchrun gave the process.
 """
 import warnings
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import models
 from . import accel
 from . import data as D
 from .checkpoints import checkpoint_meta, default_checkpoint
-from .device import check_usable, environment, resolve_device
+from .device import environment, resolve_device
 from .errors import UserError
 from .io import safe_name, sha256_file
 from .recipes import RECIPES
@@ -78,15 +79,17 @@ class Setup:
                                   pretrained=self.pretrained, **self.options)
 
     @classmethod
-    def from_args(cls, args, training):
-        """The setup of ``train_model.py`` (``training=True``) or of extraction and scoring."""
+    def from_args(cls, args, training, device=None):
+        """The setup of ``train_model.py`` (``training=True``) or of extraction and scoring. ``device``
+        is the one torchrun gave this process when the entry point joined its process group
+        (``ood.run.open_run``); None: ``--device``. Building a Setup joins nothing and changes no
+        global state, so that it can be built (and tested) anywhere."""
         id_set = D.get_id_set(args.dataset, args.id_classes)
         spec = models.get_spec(args.model)
         options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
         if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
             raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
-        check_usable(args.device)  # before torchrun's process group picks nccl or gloo
-        device = accel.setup(args.device) or resolve_device(args.device)
+        device = device or resolve_device(args.device)
         recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
             Path(args.checkpoint or default_checkpoint(id_set.name, spec.name + recipe.suffix))
