@@ -12,6 +12,7 @@ Examples:
   python aggregate_results.py results/cifar10/seed1 results/cifar10/seed2 results/cifar10/seed3 --out results/cifar10/aggregate
   python aggregate_results.py results/ --out results/aggregate       # every results.json below results/
 """
+import argparse
 import warnings
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def build_parser():
                    help="average runs even when they differ in a score's settings or in the FPR95 variant, "
                         "input size, precision, subset or number of draws (by default that is an error "
                         "naming the difference)")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip aggregate.png")
+    p.add_argument("--no_plot", dest="plot", action="store_false", help="skip aggregate.png")
+    p.add_argument("--no-plot", dest="plot", action="store_false", help=argparse.SUPPRESS)  # earlier spelling
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
     return p
 

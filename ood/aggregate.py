@@ -204,7 +204,7 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
                     row = _combine(group, s, "Average", avg, [labels[i] for i in per_run], ddof)
                     row["ood_sets"] = common
                     group_rows.append(row)
-        assign_labels(group_rows)
+        group_rows = assign_labels(group_rows)
         out_rows += group_rows
         n_runs = [len(cells.get((g, s, o), [])) for s in scores for o in oods]
         replicated = {r["label"]: len(r["values"]["auroc"]) for r in group_rows
@@ -334,14 +334,12 @@ def plot(agg, path):
     """Grouped bars per OOD set (one bar per score, ± std as error bars): FPR95 and AUROC side by side,
     one row of panels per (id_dataset, model, protocol)."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     groups = agg["groups"]
     ncols_max = max(len(_table(agg, g)[1]) for g in groups)
-    fig, axes = plt.subplots(len(groups), 2, figsize=(max(8, 1.1 * ncols_max * 2 + 2), 3.2 * len(groups)),
-                             squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    fig = reports.figure(figsize=(max(8, 1.1 * ncols_max * 2 + 2), 3.2 * len(groups)))
+    axes = fig.subplots(len(groups), 2, squeeze=False)
+    colors = matplotlib.colormaps["tab10"].colors
     for (ax_f, ax_a), g in zip(axes, groups):
         scores, cols, cell = _table(agg, g)
         x = np.arange(len(cols))
@@ -372,7 +370,6 @@ def plot(agg, path):
     fig.legend(handles, labels, loc="upper center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
     reports.save_figure(fig, path)
-    plt.close(fig)
     return path
 
 

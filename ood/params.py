@@ -66,7 +66,7 @@ def _parse_bounds(text):
 class Param:
     """One setting of a score or a backbone.
 
-    name      attribute and flag stem (the flag is ``--<prefix>_<name>``, see ``flag``)
+    name      attribute and flag stem (the flag is ``--<prefix>_<name>`` in lower case, see ``flag``)
     type      int, float, str or bool
     default   a value, or a ``Rule`` (a default that depends on the data set, backbone, ...)
     help      what the setting does
@@ -76,7 +76,10 @@ class Param:
     fit       True if the setting changes what the score's ``fit`` produces: it keys the stored pattern
     replicate True for a seed: runs that differ only in it are replicates of one setting, and are
               averaged (mean ± std) rather than refused as mixed settings
-    aliases   older flag names that still work
+    aliases   older flag names that still work; --help does not list them (one spelling per setting)
+    retired   older flag names that no longer work, because they could mean another score's setting
+              (``--beta``: RecLag's or HE's?): using one ends the run with one line naming the flags
+              to use instead (see ``add_params``)
     check     an extra test: value -> error text, or None when the value is fine
     """
     name: str
@@ -89,6 +92,7 @@ class Param:
     fit: bool = False
     replicate: bool = False
     aliases: tuple = ()
+    retired: tuple = ()
     check: Callable[[Any], str | None] | None = None
     _interval: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -97,7 +101,19 @@ class Param:
             object.__setattr__(self, "_interval", _parse_bounds(self.bounds))
 
     def flag(self, prefix=""):
+        """The setting's flag: lower case with underscores, the one convention of the scripts' flags
+        (docs/cli.md), whatever the case of ``name`` (Energy's ``T`` is ``--energy_t``)."""
+        return self.cased_flag(prefix).lower()
+
+    def cased_flag(self, prefix=""):
+        """The flag as earlier versions spelled it, in the case of ``name`` (``--energy_T``)."""
         return f"--{prefix}_{self.name}" if prefix else f"--{self.name}"
+
+    def hidden_flags(self, prefix=""):
+        """The older spellings that still work without being listed: ``aliases`` and the flag in the
+        case of ``name`` where that differs from ``flag``."""
+        cased = self.cased_flag(prefix)
+        return tuple(dict.fromkeys(a for a in (*self.aliases, cased) if a != self.flag(prefix)))
 
     def dest(self, prefix=""):
         return f"{prefix}_{self.name}" if prefix else self.name
@@ -109,6 +125,8 @@ class Param:
         """``value`` (a string from the command line, or a python value) as a checked ``type``;
         raises ParamError naming ``flag`` and the allowed values."""
         where = flag or self.name
+        if flag and self.name not in flag and self.name.lower() in flag:
+            where = f"{flag} (setting {self.name})"  # a lower-case flag: Energy(T=...) from Python says T
         try:
             if self.type is bool and isinstance(value, str):
                 low = value.strip().lower()
@@ -155,17 +173,64 @@ class Param:
 
 def add_params(group, params, prefix=""):
     """One argparse option per ``Param`` (absent from the namespace unless given: the declared default
-    applies, and --help shows it once); replicate settings take one or more values."""
+    applies, and --help shows it once); replicate settings take one or more values. Older spellings
+    (``Param.hidden_flags``) are a second option with the same destination that --help does not show,
+    and each ``Param.retired`` flag an option that refuses itself (``_Retired``). The group's title,
+    without " settings", names the setting's owner in those refusals ("RecLag settings": RecLag)."""
     import argparse
+    owner = (getattr(group, "title", None) or prefix or "").removesuffix(" settings")
+    taken = getattr(group, "_option_string_actions", {})
     for p in params:
-        names = [p.flag(prefix), *p.aliases]
         kwargs = {"dest": p.dest(prefix), "default": argparse.SUPPRESS, "help": p.help_text(),
-                  "type": argparse_type(p, names[0]), "metavar": p.name.upper()}
+                  "type": argparse_type(p, p.flag(prefix)), "metavar": p.name.upper()}
         if p.choices is not None:
             kwargs["metavar"] = "{" + ",".join(map(str, p.choices)) + "}"
         if p.replicate:
             kwargs["nargs"] = "+"
-        group.add_argument(*names, **kwargs)
+        action = group.add_argument(p.flag(prefix), **kwargs)
+        action.param, action.owner = p, owner
+        hidden = [a for a in p.hidden_flags(prefix) if a not in taken]
+        if hidden:
+            group.add_argument(*hidden, **{**kwargs, "type": argparse_type(p, hidden[0]), "help": argparse.SUPPRESS})
+        for old in p.retired:
+            retired = taken.get(old) or group.add_argument(old, action=_retired_action(), help=argparse.SUPPRESS)
+            if hasattr(retired, "declared"):  # else the name is a live flag now, which wins
+                retired.declared.append((p, action))
+
+
+def _retired_action():
+    """The argparse action class of a retired flag (argparse is imported on use only, as above)."""
+    import argparse
+
+    class _Retired(argparse.Action):
+        """A flag that no longer works because it names a setting without its score: it takes the value
+        it is given (so argparse does not stop at the value first) and ends the run with one line that
+        names every flag of a setting by that name, each with its owner."""
+
+        def __init__(self, option_strings, dest, help=None, **_):
+            super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS,
+                             help=help)
+            self.declared = []  # (Param, its action) of the settings that once answered to this flag
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(retired_message(option_string or self.option_strings[0], self.declared, parser._actions))
+
+    return _Retired
+
+
+def retired_message(old, declared, actions):
+    """What a retired flag ``old`` says: the flags to use now. ``declared``: (Param, action) of the
+    settings it used to set; ``actions``: the parser's, where the other scores' settings of the same
+    name are found (a score that also has a ``beta`` is why ``--beta`` is ambiguous)."""
+    name = old.lstrip("-").lower()
+    mine = [a for _, a in declared]
+    others = [a for a in actions if getattr(a, "param", None) is not None and a not in mine
+              and a.param.name.lower() == name]
+    use = " or ".join(f"{a.option_strings[0]} ({a.owner})" for a in mine + others)
+    if others:
+        who = " and ".join(dict.fromkeys(a.owner for a in others))
+        return f"{old} is ambiguous since {who} also {'have' if ' and ' in who else 'has'} a {name}: use {use}"
+    return f"{old} was dropped (a setting's flag names its score): use {use}"
 
 
 def argparse_type(param, flag=""):

@@ -95,12 +95,12 @@ def is_plugin_name(name):
 
 def load_object(name, what):
     """The object ``attribute`` of ``package.module``, importable from the current directory or
-    PYTHONPATH; ``what`` ("model builder", "score class") goes into the error message."""
+    PYTHONPATH; ``what`` ("model builder", "score class") goes into the error message. The current
+    directory is put on ``sys.path`` once, by the scripts' entry (ood.errors.script_run), not here: a
+    load from deep inside a run should not change the interpreter's import path."""
     module, _, attr = name.partition(":")
     if not module or not attr:
         raise UserError(f"cannot load {what} {name!r}: write it as package.module:{'Class' if 'class' in what else 'function'}.")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.append(str(Path.cwd()))
     try:
         obj = importlib.import_module(module)
         for part in attr.split("."):

@@ -116,9 +116,6 @@ def render_csv(table):
 
 def plot(per_score, out_dir):
     """Per score: histograms of the ID scores against each OOD set, and ROC curves (ID positive)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
     out = Path(out_dir) / "plots"
@@ -128,7 +125,8 @@ def plot(per_score, out_dir):
         n = len(oods)
         cols = min(3, n)
         rows_ = (n + cols - 1) // cols
-        fig, axes = plt.subplots(rows_, cols, figsize=(4 * cols, 3 * rows_), squeeze=False)
+        fig = figure(figsize=(4 * cols, 3 * rows_))
+        axes = fig.subplots(rows_, cols, squeeze=False)
         for ax, o in zip(axes.flat, oods):
             lo = min(d["id"].min(), d[o].min())
             hi = max(d["id"].max(), d[o].max())
@@ -142,9 +140,9 @@ def plot(per_score, out_dir):
         fig.supxlabel(f"{s} score (higher = more in-distribution)")
         fig.tight_layout()
         written.append(save_figure(fig, out / f"hist_{safe_name(s)}.png"))
-        plt.close(fig)
 
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig = figure(figsize=(4.5, 4.5))
+        ax = fig.subplots()
         for o in oods:
             y = np.r_[np.ones(len(d["id"])), np.zeros(len(d[o]))]
             fpr, tpr, _ = roc_curve(y, np.r_[d["id"], d[o]])
@@ -156,8 +154,20 @@ def plot(per_score, out_dir):
         ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(save_figure(fig, out / f"roc_{safe_name(s)}.png"))
-        plt.close(fig)
     return written
+
+
+def figure(**kwargs):
+    """A new matplotlib Figure (``kwargs``: figsize, constrained_layout, ...) drawn by the Agg canvas,
+    outside pyplot. pyplot would keep every figure in its global registry until closed and needs a
+    backend chosen for the whole process (``matplotlib.use``); a library function that only writes a
+    PNG should do neither, so that a notebook or a GUI that imports it keeps its own backend. A figure
+    made here is freed as soon as the caller drops it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def save_figure(fig, path):

@@ -53,8 +53,10 @@ def variant_of(row):
 
 
 def assign_labels(rows):
-    """Each row's table label: the score's name, followed by the settings that differ between the
-    variants of that score present in ``rows`` (e.g. "ReAct (percentile=98)")."""
+    """``rows`` as new dicts, each with its table label: the score's name, followed by the settings that
+    differ between the variants of that score present in ``rows`` (e.g. "ReAct (percentile=98)"). The
+    caller's rows are not changed: a label depends on which other rows are labelled with it, so a row
+    written into one folder must not carry that folder's label into another."""
     variants = {}
     for r in rows:
         variants.setdefault(r["score"], {})[variant_of(r)] = {**(r.get("settings") or {}),
@@ -69,9 +71,7 @@ def assign_labels(rows):
         for v, s in by.items():
             parts = [f"{k}={','.join(map(str, s[k])) if isinstance(s.get(k), list) else s.get(k)}" for k in differ]
             labels[(score, v)] = f"{score} ({', '.join(parts)})"
-    for r in rows:
-        r["label"] = labels[(r["score"], variant_of(r))]
-    return rows
+    return [{**r, "label": labels[(r["score"], variant_of(r))]} for r in rows]
 
 
 def table_groups(rows):

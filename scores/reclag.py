@@ -23,21 +23,21 @@ class RecLag(Score):
     paper_evaluation = "full"  # test_RecLag.py: every OOD image, FPR95 at the first ROC point with TPR > 95 %
     params = (
         Param("hidden", int, 10, "memory neurons H per class", LEARNER, bounds="[1, inf)", fit=True,
-              aliases=("--hidden",)),
+              retired=("--hidden",)),
         Param("beta", float, 5.0, "inverse temperature (learning and score)", LEARNER, bounds="(0, inf)",
-              fit=True, aliases=("--beta",)),
+              fit=True, retired=("--beta",)),
         Param("n_samples", int, 5, "memory samples S per input and step", LEARNER, bounds="[1, inf)",
-              fit=True, aliases=("--n_samples",)),
+              fit=True, retired=("--n_samples",)),
         Param("batch_size", int, 50, "learner batch size B (the remainder is dropped)", LEARNER,
               bounds="[1, inf)", fit=True, aliases=("--reclag_batch",)),
         Param("epochs", int, 50, "learner epochs", LEARNER, bounds="[0, inf)", fit=True),
         Param("lr", float, 1e-3, "Adam learning rate (betas 0.9/0.98, eps 1e-9)", LEARNER, bounds="(0, inf)",
               fit=True),
         Param("init", str, "random", "initial memories: distinct random rows of X_c, or k-means++ centres; "
-              "rescaled to norm 10", LEARNER, choices=INITS, fit=True, aliases=("--init",)),
+              "rescaled to norm 10", LEARNER, choices=INITS, fit=True, retired=("--init",)),
         Param("sampler", str, "reference", "reference: samples from softmax(z), as the published code "
               "(tf.random.categorical on probabilities); posterior: samples from z, the paper's intent",
-              LEARNER, choices=SAMPLERS, fit=True, aliases=("--sampler",)),
+              LEARNER, choices=SAMPLERS, fit=True, retired=("--sampler",)),
         Param("seed", int, Rule(lambda ctx: ctx.seed, "the run's --seed"),
               "seed of the learner's init and sampler; several values: one fit each, reported as mean ± std",
               "the reference is unseeded", bounds="[0, inf)", fit=True, replicate=True),

@@ -105,9 +105,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", required=True, help="where to write the results")
     ap.add_argument("--epochs", type=int, default=50, help="epochs of the batched learner (default 50)")
-    ap.add_argument("--loop-epochs", type=int, default=None,
+    ap.add_argument("--loop_epochs", type=int, default=None,
                     help="epochs of the loop learner; fewer than --epochs scales its time linearly "
                          "(default: the same, i.e. run fully)")
+    ap.add_argument("--loop-epochs", dest="loop_epochs", type=int, help=argparse.SUPPRESS)  # earlier spelling
     ap.add_argument("--repeats", type=int, default=2, help="timed runs of the batched learner (fastest kept)")
     ap.add_argument("--datasets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--seed", type=int, default=0)

@@ -140,7 +140,7 @@ def real_data(data, device, quick, out_dir, epochs):
             "resnet18_near_ood": (["--model", "resnet18"], ["HeldOut", "Digits", "Photos"],
                                   ["--id_classes", "0", "1", "2", "3", "4"])}
     if quick:
-        runs = {k: (["--model", "wrn", "--layers", "10", "--widen-factor", "1", "--resize_val", "16",
+        runs = {k: (["--model", "wrn", "--layers", "10", "--widen_factor", "1", "--resize_val", "16",
                      "--subset", "200"], o, extra) for k, (_, o, extra) in runs.items()}
     out = {}
     for name, (model, oods, extra) in runs.items():

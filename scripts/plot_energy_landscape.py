@@ -14,13 +14,11 @@ import math
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import torch
+from matplotlib.patches import Circle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ood.reports import figure  # noqa: E402
 from scores.reclag_dynamics import (hopfield_energy, iterate, lse, rectified_energy,  # noqa: E402
                            theta_from_lambda)
 
@@ -60,7 +58,8 @@ def main(argv=None):
     low = min(e_he.min().item(), e_rec.min().item())
     levels = torch.linspace(low, max(e_he.max().item(), e_rec.max().item()), 30).tolist()
 
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 6.3), constrained_layout=True)
+    fig = figure(figsize=(12.5, 6.3), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     panels = [(axes[0], e_he, 0.0, r"vanilla MHN: $E_{HE}(v)=\frac{1}{2}\|v\|^2-\mathrm{LSE}_\beta(\Xi v)$"),
               (axes[1], e_rec, lam,
                r"RecLag: $E_{Rec}(v)=\min\{E_{HE}(v),\ \frac{1}{2}\|v\|^2-\theta\}$")]
@@ -81,7 +80,7 @@ def main(argv=None):
                 label=r"memories $\xi_\mu$")
         if lam_panel > 0:
             ax.contour(gx, gy, gate, levels=[0.0], colors="white", linestyles="--", linewidths=1.6)
-            ax.add_patch(plt.Circle((0, 0), r, fill=False, color="white", lw=1.0, ls=":"))
+            ax.add_patch(Circle((0, 0), r, fill=False, color="white", lw=1.0, ls=":"))
             ax.plot([0], [0], "X", color="white", ms=13, mec="black", mew=1.0, label="OOD attractor (origin)")
             ax.plot([], [], "--", color="white", label=r"gate boundary $\mathrm{LSE}_\beta(\Xi v)=\theta$")
             ax.plot([], [], ":", color="white", label=f"radius r of property 2 ({r:.2f})")

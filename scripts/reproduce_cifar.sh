@@ -42,10 +42,11 @@ options (defaults in brackets):
   --no-verify          skip the data check (verify_data.py) at the start
   --train-args "..."   extra options for train_model.py only (e.g. "--lr 0.1")
   --score-args "..."   extra options for generate_stored_pattern.py and test_score_ood_detection.py
-                       (score hyper-parameters, e.g. "--react_percentile 98 --init kmeans")
+                       (score hyper-parameters, e.g. "--react_percentile 98 --reclag_init kmeans")
   --eval-args "..."    extra options for test_score_ood_detection.py only (e.g. "--fpr_variant strict --plot")
   --dry-run            print the commands, one per line, and run nothing
   -h, --help           this help
+Options of this script alone are dashed (--learner-seeds); with underscores they work too (--learner_seeds).
 Any other option (e.g. --device cuda:0 --workers 8 --batch_size 256) goes to all three Python scripts,
 as does everything after "--". The quoted *-args strings are split on white space.
 Environment: PYTHON (python3).
@@ -95,13 +96,13 @@ while [ $# -gt 0 ]; do
     --scores) take_list "$@"; SCORES=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --ood) take_list "$@"; OODS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --protocols) take_list "$@"; PROTOCOLS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
-    --learner-seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
+    --learner-seeds|--learner_seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
     --download) DOWNLOAD=(--download); shift ;;
-    --no-verify) VERIFY=0; shift ;;
-    --dry-run) DRY=1; shift ;;
-    --train-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a TRAIN_ARGS <<< "$2"; shift 2 ;;
-    --score-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a SCORE_ARGS <<< "$2"; shift 2 ;;
-    --eval-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a EVAL_ARGS <<< "$2"; shift 2 ;;
+    --no-verify|--no_verify) VERIFY=0; shift ;;
+    --dry-run|--dry_run) DRY=1; shift ;;
+    --train-args|--train_args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a TRAIN_ARGS <<< "$2"; shift 2 ;;
+    --score-args|--score_args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a SCORE_ARGS <<< "$2"; shift 2 ;;
+    --eval-args|--eval_args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a EVAL_ARGS <<< "$2"; shift 2 ;;
     --seed|--model|--dataset|--checkpoint|--stored_pattern_dir|--results_dir|--protocol|--score)
       die "$1 is set by this script for each step; use --seeds, --models, DATASET, --out, --protocols or --scores" ;;
     --) shift; EXTRA+=("$@"); break ;;

@@ -39,6 +39,7 @@ options (defaults in brackets):
   --eval-args "..."    extra options for test_score_ood_detection_imagenet.py only
   --dry-run            print the commands, one per line, and run nothing
   -h, --help           this help
+Options of this script alone are dashed (--learner-seeds); with underscores they work too (--learner_seeds).
 Any other option (e.g. --device cuda:0 --workers 16 --batch_size 256) goes to both Python scripts, as
 does everything after "--". Environment: PYTHON (python3).
 
@@ -77,11 +78,11 @@ while [ $# -gt 0 ]; do
     --scores) take_list "$@"; SCORES=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --ood) take_list "$@"; OODS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
     --protocols) take_list "$@"; PROTOCOLS=("${LIST[@]}"); shift $((${#LIST[@]} + 1)) ;;
-    --learner-seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
-    --no-verify) VERIFY=0; shift ;;
-    --dry-run) DRY=1; shift ;;
-    --score-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a SCORE_ARGS <<< "$2"; shift 2 ;;
-    --eval-args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a EVAL_ARGS <<< "$2"; shift 2 ;;
+    --learner-seeds|--learner_seeds) need_value "$@"; LEARNER_SEEDS=$2; shift 2 ;;
+    --no-verify|--no_verify) VERIFY=0; shift ;;
+    --dry-run|--dry_run) DRY=1; shift ;;
+    --score-args|--score_args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a SCORE_ARGS <<< "$2"; shift 2 ;;
+    --eval-args|--eval_args) [ $# -ge 2 ] || die "$1 needs a value"; read -r -a EVAL_ARGS <<< "$2"; shift 2 ;;
     --seed|--dataset|--stored_pattern_dir|--results_dir|--protocol|--score)
       die "$1 is set by this script for each step; use --seeds, --out, --protocols or --scores" ;;
     --) shift; EXTRA+=("$@"); break ;;

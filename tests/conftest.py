@@ -62,7 +62,7 @@ def trained_fmnist(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(base)
     try:
-        train_model.main(["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+        train_model.main(["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
                           "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
                           "--epochs", "3", "--lr", "0.05", "--augment", "none", "--resize_val", "16",
                           "--dataset_path", str(base / "data")])
@@ -109,3 +109,17 @@ def refuse_writes_under(monkeypatch):
     def refuse(folder):
         refused[:] = [Path(folder).resolve()]
     return refuse
+
+
+@pytest.fixture(autouse=True)
+def _score_registry_as_it_was():
+    """A plug-in a test registers (``--score package.module:Class``) stays registered only for that test,
+    as it would in its own process: ``--score extended`` in a later test must not include it."""
+    import ood.plugins
+    import scores
+    registered, plugins = dict(scores._BY_KEY), dict(ood.plugins._SCORES)
+    yield
+    scores._BY_KEY.clear()
+    scores._BY_KEY.update(registered)
+    ood.plugins._SCORES.clear()
+    ood.plugins._SCORES.update(plugins)

@@ -10,7 +10,7 @@ import scores
 import test_score_ood_detection
 import train_model
 
-TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--resize_val", "16", "--batch_size", "32", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 # a few epochs without augmentation: enough for every class to have correctly classified images
 QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]
@@ -99,7 +99,7 @@ def test_reference_generate_script_on_grayscale_set(tmp_path, monkeypatch):
     datagen.write_fashion_mnist(tmp_path / "data")
     datagen.write_image_folder(tmp_path / "data" / "iSUN", n=6)
     monkeypatch.chdir(tmp_path)
-    tiny = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+    tiny = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
             "--resize_val", "16", "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
             "--dataset_path", str(tmp_path / "data")]
     train_model.main(tiny + ["--epochs", "2", "--lr", "0.05", "--augment", "none"])
@@ -123,7 +123,7 @@ def test_near_ood_split_with_id_classes(tmp_path, monkeypatch):
     datagen.write_fashion_mnist(tmp_path / "data", n_train=100, n_test=40)
     monkeypatch.chdir(tmp_path)
     common = ["--dataset", "fashionmnist", "--id_classes", "0", "2", "4", "6", "8", "--model", "wrn", "--layers",
-              "10", "--widen-factor", "1", "--resize_val", "16", "--batch_size", "25", "--workers", "0",
+              "10", "--widen_factor", "1", "--resize_val", "16", "--batch_size", "25", "--workers", "0",
               "--device", "cpu", "--amp", "off", "--quiet", "--dataset_path", str(tmp_path / "data")]
     train_model.main(common + QUICK_TRAIN)
     ckpt = torch.load("checkpoints/fashionmnist_classes0-2-4-6-8/wrn.pt", weights_only=True)

@@ -26,7 +26,7 @@ from ood.errors import UserError
 from ood.io import safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 USER = {"notes.txt": b"my notes", "my_analysis.py": b"print('mine')\n", "mine/data.csv": b"a,b\n1,2\n",
         "plots/my_figure.svg": b"<svg/>"}
@@ -276,13 +276,13 @@ def test_aggregate_into_an_unwritable_folder(run_dir, capsys, refuse_writes_unde
     score(run_dir, "--score", "MSP")
     Path("ro").mkdir()
     refuse_writes_under("ro")
-    exits_2(aggregate_results.main, ["res", "--out", "ro/agg", "--no-plot"], capsys, "--out ro/agg",
+    exits_2(aggregate_results.main, ["res", "--out", "ro/agg", "--no_plot"], capsys, "--out ro/agg",
             "Permission denied")
     assert not list(Path("ro").rglob("*"))
     Path("afile").write_text("x")
-    exits_2(aggregate_results.main, ["res", "--out", "afile/agg", "--no-plot"], capsys, "--out afile/agg",
+    exits_2(aggregate_results.main, ["res", "--out", "afile/agg", "--no_plot"], capsys, "--out afile/agg",
             "afile")
     Path("ro/agg/tables").mkdir(parents=True)
     refuse_writes_under("ro/agg/tables")
-    exits_2(aggregate_results.main, ["res", "--out", "ro/agg", "--no-plot", "--quiet"], capsys, "ro/agg/tables")
+    exits_2(aggregate_results.main, ["res", "--out", "ro/agg", "--no_plot", "--quiet"], capsys, "ro/agg/tables")
     assert not list(Path("ro/agg").glob("aggregate.*"))

@@ -18,7 +18,7 @@ import train_model
 from ood import plugins
 from ood.features import loaded_state, storable_state
 
-TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1", "--resize_val", "16",
+TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1", "--resize_val", "16",
         "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]
 PATTERNS = Path("stored_pattern/cifar10/wrn/patterns")
 

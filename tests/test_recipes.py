@@ -133,7 +133,7 @@ def test_paper_protocol_matches_the_reference_metric_functions():
 
 
 def test_paper_protocol_through_the_script(fmnist):
-    wrn = [a if a != "tiny_models:recording_net" else "wrn" for a in fmnist] + ["--layers", "10", "--widen-factor",
+    wrn = [a if a != "tiny_models:recording_net" else "wrn" for a in fmnist] + ["--layers", "10", "--widen_factor",
                                                                                 "1", "--resize_val", "16"]
     train_model.main(wrn + ["--epochs", "3"])
     rows = test_score_ood_detection.main(scoring(wrn) + ["--ood", "iSUN", "--score", "all", "--protocol", "paper",

@@ -98,7 +98,7 @@ def test_lambda_moves_the_decision_not_the_metrics():
 
 
 def test_reclag_pattern_in_pipeline_refits_on_settings(data, workdir):
-    common = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+    common = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
               "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
               "--dataset_path", str(data)]
     import train_model

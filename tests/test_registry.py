@@ -16,7 +16,7 @@ import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen-factor", "1", "--resize_val", "16",
+TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1", "--resize_val", "16",
         "--batch_size", "32", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 
 
@@ -54,7 +54,7 @@ def test_plugin_score_end_to_end(trained, workdir, plugin_path):
                       "Prototype (power=1.0, shrink=0.5)"}
     assert "Prototype (power=2.0, shrink=0.25)/iSUN" in set(np.load(workdir / "results/cifar10/wrn/scores.npz").files)
     # the aggregator takes it like any other score
-    agg = aggregate_results.main([str(workdir / "results"), "--out", str(workdir / "agg"), "--no-plot", "--quiet",
+    agg = aggregate_results.main([str(workdir / "results"), "--out", str(workdir / "agg"), "--no_plot", "--quiet",
                                   "--allow_mixed"])
     assert "Prototype" in {r["score"] for r in agg["rows"]}
 

@@ -1,6 +1,9 @@
 """Reliability through the scripts themselves: nothing stale is reused, nothing computed earlier is lost,
-an interrupted run resumes exactly, and every bad input ends with one line and exit status 2 before any
-long work starts."""
+an interrupted run resumes exactly, every bad input ends with one line and exit status 2 before any
+long work starts and leaves no partial output, and a run leaves the interpreter as it found it.
+
+Most tests start from the session's trained Fashion-MNIST backbone (``trained_fmnist``); those about
+the CIFAR formats (the pickles, the ``data`` fixture of tests/conftest.py) train their own WRN-10-1."""
 import errno
 import json
 import os
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +25,16 @@ import datagen
 import generate_stored_pattern
 import test_score_ood_detection
 import train_model
+from ood.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1",
+TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
-TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none", "--resize_val", "16"]
+CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
+              "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off",
+              "--quiet"]
+QUICK_TRAIN = ["--epochs", "3", "--lr", "0.05", "--augment", "none"]  # every class gets correct images
+TRAIN = QUICK_TRAIN + ["--resize_val", "16"]
 
 
 @pytest.fixture
@@ -47,16 +56,27 @@ def common(root):
     return TINY + ["--dataset_path", str(root / "data")]
 
 
-def exits_2(fn, argv, capsys, *phrases):
-    """``fn(argv)`` ends with exit status 2 and one line on stderr containing ``phrases``."""
-    with pytest.raises(SystemExit) as e:
-        fn(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
+def one_line_error(code, err, *phrases):
+    """Exit status ``code`` is 2 and stderr ``err`` is one line, no traceback, containing ``phrases``."""
+    err = err.strip()
+    assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for p in phrases:
         assert p in err, err
     return err
+
+
+def exits_2(fn, argv, capsys, *phrases):
+    """``fn(argv)`` ends with exit status 2 and one line on stderr containing ``phrases``."""
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    return one_line_error(e.value.code, capsys.readouterr().err, *phrases)
+
+
+def run_script(args, cwd):
+    """A script run in a process of its own (``args``: its path and options)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -185,6 +205,40 @@ def test_cache_file_of_the_wrong_kind_is_recomputed(run_dir):
     assert rows[0]["n_ood"] == 10 and set(torch.load(feat, weights_only=True)) >= {"features", "digest"}
 
 
+def test_changed_checkpoint_invalidates_cache(data, workdir, capsys):
+    common = CIFAR_TINY + ["--dataset_path", str(data)]
+    train_model.main(common + QUICK_TRAIN)
+    gen = common + ["--ood", "iSUN"]
+    generate_stored_pattern.main(gen)
+    feat = workdir / "stored_pattern/cifar10/wrn/features/iSUN.pt"
+    [he] = (workdir / "stored_pattern/cifar10/wrn/patterns").glob("he-*.pt")
+    first = torch.load(feat, weights_only=True)
+    stamp = feat.stat().st_mtime_ns, he.stat().st_mtime_ns
+    generate_stored_pattern.main(gen)  # unchanged inputs: nothing recomputed
+    assert (feat.stat().st_mtime_ns, he.stat().st_mtime_ns) == stamp
+
+    train_model.main(common + QUICK_TRAIN + ["--overwrite", "--seed", "7"])
+    generate_stored_pattern.main(gen)
+    second = torch.load(feat, weights_only=True)
+    assert second["fingerprint"]["checkpoint"] != first["fingerprint"]["checkpoint"]
+    assert not torch.equal(first["features"], second["features"])
+    assert he.stat().st_mtime_ns != stamp[1]
+    # a changed input size or subset also invalidates (another size than the checkpoint's must be forced)
+    generate_stored_pattern.main(gen + ["--resize_val", "20", "--force_input_size"])
+    assert torch.load(feat, weights_only=True)["fingerprint"]["input_size"] == 20
+    generate_stored_pattern.main(gen + ["--subset", "5"])
+    assert torch.load(feat, weights_only=True)["features"].shape[0] == 5
+    # a changed ReAct percentile fits ReAct again (a file of its own), nothing else
+    patterns = workdir / "stored_pattern/cifar10/wrn/patterns"
+    before = {p: p.stat().st_mtime_ns for p in patterns.glob("*.pt")}
+    generate_stored_pattern.main(gen + ["--subset", "5", "--react_percentile", "50"])
+    after = {p: p.stat().st_mtime_ns for p in patterns.glob("*.pt")}
+    [new] = set(after) - set(before)
+    assert new.name.startswith("react-") and torch.load(new, weights_only=True)["settings"] == {"percentile": 50.0,
+                                                                                          "threshold": "interpolated"}
+    assert all(after[p] == t for p, t in before.items())
+
+
 def test_results_folder_keeps_earlier_rows(run_dir, capsys):
     args = common(run_dir) + ["--ood", "iSUN", "Mine=" + str(run_dir / "data/mine"), "--results_dir", "res"]
     test_score_ood_detection.main(args + ["--score", "MSP", "Energy", "SHE", "--save_scores"])
@@ -195,7 +249,7 @@ def test_results_folder_keeps_earlier_rows(run_dir, capsys):
     md = Path("res/results.md").read_text()
     assert "full protocol" in md and "sampled protocol (3 draws, seed 1)" in md
     # a rerun of one score replaces its rows only; scores.npz keeps the entries of the others
-    test_score_ood_detection.main(args + ["--score", "Energy", "--energy_T", "2"])
+    test_score_ood_detection.main(args + ["--score", "Energy", "--energy_t", "2"])
     rows = json.loads(Path("res/results.json").read_text())["rows"]
     assert {r["label"] for r in rows} == {"MSP", "SHE", "Energy (T=1.0)", "Energy (T=2.0)"}
     with np.load("res/scores.npz") as npz:
@@ -234,6 +288,43 @@ def test_concurrent_runs_into_one_folder(run_dir):
 # ----------------------------------------------------------------------------------------------------
 # Training: resume exactly, or refuse
 # ----------------------------------------------------------------------------------------------------
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_resume_after_interruption_gives_same_weights(data, workdir, monkeypatch):
+    args = CIFAR_TINY + ["--dataset_path", str(data), "--epochs", "3", "--lr", "0.05"]
+    train_model.main(args + ["--checkpoint", "full.pt"])
+
+    calls = {"n": 0}
+    real_save = Trainer.save
+
+    def save_then_die(self, *a):
+        real_save(self, *a)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # the run is killed right after epoch 1 was saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_model.main(args + ["--checkpoint", "part.pt"])
+    assert torch.load("part.pt", weights_only=True)["epoch"] == 1
+    # burn some global RNG state, as another program in the same process might
+    torch.rand(1000)
+    train_model.main(args + ["--checkpoint", "part.pt", "--resume"])
+    full, part = _weights("full.pt"), _weights("part.pt")
+    assert full.keys() == part.keys()
+    for k in full:
+        assert torch.equal(full[k], part[k]), k
+    log = Path("part.log.csv").read_text().splitlines()
+    assert [l.split(",")[0] for l in log] == ["epoch", "1", "2", "3"]
+    # a finished run resumes to nothing; without --resume/--overwrite an existing checkpoint is kept
+    assert len(train_model.main(args + ["--checkpoint", "part.pt", "--resume"])) == 3
+    with pytest.raises(SystemExit) as e:
+        train_model.main(args + ["--checkpoint", "part.pt"])
+    assert e.value.code == 2
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_with_worker_processes(trained, tmp_path):
     """WRN with dropout, loader worker processes: a run killed with SIGKILL after epoch 2 and resumed ends
@@ -257,8 +348,7 @@ def test_resume_after_sigkill_with_worker_processes(trained, tmp_path):
     assert saved["epoch"] in (2, 3) and not saved["finished"]
     subprocess.run(args + ["--checkpoint", "part.pt", "--resume"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
-    full = torch.load(tmp_path / "full.pt", weights_only=True)["model"]
-    part = torch.load(tmp_path / "part.pt", weights_only=True)["model"]
+    full, part = _weights(tmp_path / "full.pt"), _weights(tmp_path / "part.pt")
     for k in full:
         assert torch.equal(full[k], part[k]), k
 
@@ -290,7 +380,6 @@ def test_outputs_follow_the_umask(run_dir):
 def test_no_correct_sample_warning_is_printed_once(run_dir):
     """A head that predicts class 3 for every image (whatever the training reached on this machine):
     nine classes have no correctly classified training image; three scores fit, one warning."""
-    import warnings
     ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)
     ck["model"]["fc.weight"].zero_()
     ck["model"]["fc.bias"].copy_(10 * torch.nn.functional.one_hot(torch.tensor(3), 10))
@@ -327,16 +416,115 @@ def test_routing_warnings_name_the_score_and_the_set(capsys):
 # ----------------------------------------------------------------------------------------------------
 OUT_OF_RANGE = [
     ("--batch_size", "0"), ("--subset", "-5"), ("--resize_val", "-8"), ("--resize_val", "0"), ("--workers", "-1"),
-    ("--layers", "11"), ("--widen-factor", "0"), ("--droprate", "2"), ("--react_percentile", "150"),
-    ("--hidden", "0"), ("--reclag_batch", "0"), ("--n_samples", "0"), ("--beta", "0"), ("--he_beta", "-1"),
-    ("--energy_T", "0"), ("--reclag_sampler", "uniform"), ("--repeats", "0"), ("--knn_k", "0"),
+    ("--layers", "11"), ("--widen_factor", "0"), ("--droprate", "2"), ("--react_percentile", "150"),
+    ("--reclag_hidden", "0"), ("--reclag_batch_size", "0"), ("--reclag_n_samples", "0"), ("--reclag_beta", "0"),
+    ("--he_beta", "-1"), ("--energy_t", "0"), ("--reclag_sampler", "uniform"), ("--repeats", "0"), ("--knn_k", "0"),
+    # the older spellings, still accepted (not listed by --help), are checked and named as given
+    ("--widen-factor", "0"), ("--reclag_batch", "0"), ("--energy_T", "0"),
 ]
 
 
 @pytest.mark.parametrize("flag,value", OUT_OF_RANGE)
 def test_numbers_out_of_range(flag, value, capsys):
     exits_2(test_score_ood_detection.main, ["--dataset", "fashionmnist", "--model", "wrn", flag, value], capsys,
-            flag.replace("-factor", "_factor") if flag.startswith("--widen") else flag)
+            f"argument {flag}:")
+
+
+@pytest.mark.parametrize("flag,says", [
+    ("--beta", "--beta is ambiguous since HE also has a beta: use --reclag_beta (RecLag) or --he_beta (HE)"),
+    ("--hidden", "--hidden was dropped (a setting's flag names its score): use --reclag_hidden (RecLag)"),
+    ("--n_samples", "use --reclag_n_samples (RecLag)"), ("--init", "use --reclag_init (RecLag)"),
+    ("--sampler", "use --reclag_sampler (RecLag)")])
+def test_unprefixed_score_settings_name_the_flags_to_use(flag, says, capsys):
+    """``--beta`` once set RecLag's beta although HE has one too: a user who meant HE's changed RecLag's."""
+    exits_2(test_score_ood_detection.main, ["--dataset", "fashionmnist", flag, "5"], capsys, says)
+    exits_2(test_score_ood_detection.main, ["--dataset", "fashionmnist", f"{flag}=5"], capsys, says)
+
+
+def test_older_spellings_work_but_are_not_listed(capsys):
+    """One spelling per flag in --help (lower case, underscores: docs/cli.md); the older ones still parse."""
+    from ood import cli
+    import scores
+    p = cli.parser("x")
+    cli.add_common(p)
+    scores.add_score_args(p)
+    old = ["--widen-factor", "3", "--reclag_batch", "7", "--energy_T", "2", "--react_T", "3", "--gen_M", "4",
+           "--no-channels_last"]
+    new = ["--widen_factor", "3", "--reclag_batch_size", "7", "--energy_t", "2", "--react_t", "3", "--gen_m", "4",
+           "--no_channels_last"]
+    assert vars(p.parse_args(old)) == vars(p.parse_args(new))
+    assert p.parse_args(new).channels_last is False and p.parse_args(["--channels_last"]).channels_last is True
+    assert p.parse_args([]).channels_last is None
+    shown = p.format_help()
+    assert all(f in shown for f in new[::2]) and "--channels_last" in shown
+    for f in old[::2] + ["--beta", "--hidden", "--n_samples", "--init", "--sampler"]:
+        assert f"{f} " not in shown and f"{f}\n" not in shown and f"{f}," not in shown, f
+
+
+@pytest.mark.slow
+def test_user_errors_exit_2_without_partial_output(data_root, tmp_path):
+    data, _ = data_root
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    script = str(ROOT / "test_score_ood_detection.py")
+    base = CIFAR_TINY + ["--results_dir", str(tmp_path / "res"), "--stored_pattern_dir", str(tmp_path / "sp")]
+
+    def fails(args, *phrases):
+        proc = run_script(args, tmp_path)
+        one_line_error(proc.returncode, proc.stderr, *phrases)
+
+    # missing ID data: names the folder and how to get it; a missing checkpoint is named first
+    fails([str(ROOT / "train_model.py"), *CIFAR_TINY, "--dataset_path", str(empty), "--epochs", "1"],
+          "cifar-10-batches-py", "--download")
+    fails([script, *base, "--dataset_path", str(empty)], "checkpoints/cifar10/wrn.pt does not exist")
+    # unknown score, unknown model, unknown OOD set
+    fails([script, *base, "--score", "NoSuchScore"], "unknown score")
+    fails([script, *base[:3], "nonet", *base[4:]], "unknown model")
+    fails([script, *base, "--ood", "MNIST"], "unknown OOD set")
+    assert not (tmp_path / "res").exists()
+    assert not (tmp_path / "sp").exists() or not any(p.suffix == ".tmp" for p in (tmp_path / "sp").rglob("*"))
+
+
+def test_missing_ood_set_message(data, tmp_path):
+    from ood.data import resolve_ood
+    from ood.errors import UserError
+    with pytest.raises(UserError) as e:
+        resolve_ood("Places").build(tmp_path, None)
+    msg = str(e.value)
+    assert str(tmp_path / "Places") in msg and "b5cb5eba2754ae2a28beea8718db699a" in msg and "http" in msg
+    (tmp_path / "Places").mkdir()
+    with pytest.raises(UserError, match="Places"):
+        resolve_ood("Places").build(tmp_path, None)
+    with pytest.raises(UserError, match=r"SVHN.*test_32x32.mat.*eb5a983be6a315427106f1b164d9cef3"):
+        resolve_ood("svhn").build(tmp_path, None)
+
+
+def test_checkpoint_for_another_model_or_class_count(data, workdir, capsys):
+    common = CIFAR_TINY + ["--dataset_path", str(data)]
+    with pytest.raises(SystemExit) as e:
+        test_score_ood_detection.main(common + ["--checkpoint", "missing.pt", "--ood", "iSUN"])
+    assert e.value.code == 2
+    assert "missing.pt does not exist" in capsys.readouterr().err
+    train_model.main(common + QUICK_TRAIN)
+    ck = "checkpoints/cifar10/wrn.pt"
+    for bad, phrase in ((["--dataset", "cifar100"], "trained on cifar10 (all classes), but this run asks for cifar100"),
+                        (["--widen_factor", "2"], "does not fit")):
+        args = common + bad + ["--checkpoint", ck, "--ood", "iSUN", "--results_dir", "r"]
+        with pytest.raises(SystemExit) as e:
+            test_score_ood_detection.main(args)
+        assert e.value.code == 2
+        assert phrase in capsys.readouterr().err
+    # a missing OOD set stops the run before anything is written
+    with pytest.raises(SystemExit) as e:
+        test_score_ood_detection.main(common + ["--ood", "iSUN", "Places", "--results_dir", "r"])
+    assert e.value.code == 2
+    assert not Path("r").exists()
+    # a plain state dict with DataParallel prefixes loads
+    state = torch.load(ck, weights_only=True)["model"]
+    torch.save({"module." + k: v for k, v in state.items()}, "dp.pth")
+    rows = test_score_ood_detection.main(common + ["--checkpoint", "dp.pth", "--ood", "iSUN", "--score", "MSP",
+                                                   "--results_dir", "r"])
+    assert rows[0]["ood_dataset"] == "iSUN"
 
 
 @pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--lr", "-1"), ("--momentum", "-0.5"),
@@ -540,3 +728,29 @@ def test_a_write_cut_short_is_one_line(run_dir, script):
     err = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr and err[-1].count("the disk is full (or a quota or file-size limit") == 1
     assert not list(run_dir.rglob("*.tmp")) and not (run_dir / "new.pt").exists()
+
+
+# ----------------------------------------------------------------------------------------------------
+# A run called from Python (a test, a notebook) leaves the interpreter as it found it
+# ----------------------------------------------------------------------------------------------------
+def test_a_run_leaves_the_interpreter_as_it_was(run_dir):
+    """The scripts' entry (ood.errors.script_run) sets the warning format and puts the working directory
+    on sys.path for the run only; the plots are drawn without switching matplotlib's backend; the rows a
+    caller hands to the results folder come back unlabelled."""
+    import matplotlib
+    from ood.results import ResultsFolder
+    backend = matplotlib.get_backend()
+    matplotlib.use("pdf")  # a backend the run must not replace with Agg
+    try:
+        path, formatwarning = list(sys.path), warnings.formatwarning
+        test_score_ood_detection.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "--plot",
+                                                         "--results_dir", "r"])
+        assert sys.path == path and warnings.formatwarning is formatwarning
+        assert matplotlib.get_backend() == "pdf" and (run_dir / "r/plots/roc_MSP.png").stat().st_size > 100
+    finally:
+        matplotlib.use(backend)
+    rows = json.loads((run_dir / "r/results.json").read_text())["rows"]
+    mine = [{k: v for k, v in r.items() if k != "label"} for r in rows]
+    ResultsFolder(run_dir / "again").write(mine)
+    assert all("label" not in r for r in mine)
+    assert json.loads((run_dir / "again/results.json").read_text())["rows"] == rows

@@ -24,19 +24,20 @@ import models
 import scores
 import test_score_ood_detection_imagenet
 from generate_stored_pattern_imagenet import imagenet_argv
+from ood.data import get_id_set
 
 pytestmark = pytest.mark.slow  # see pytest.ini
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 SCORES = [c.name for c in scores.paper_scores()]
-NINE = ["SVHN", "LSUN_C", "LSUN_R", "iSUN", "Places", "Textures", "TinyImageNet", "SUN", "iNaturalist"]
+CIFAR_OOD = list(get_id_set("cifar10").default_ood)  # the OOD sets the scripts pass, as ood/data.py declares them
 BACKBONES = ["resnet18", "resnet34", "wrn"]
 GENERATED_OOD = ["SVHN", "LSUN_C", "iSUN", "Textures"]  # the OOD sets of datagen.write_all
-TINY = ["--layers", "10", "--widen-factor", "1", "--resize_val", "16", "--batch_size", "32", "--workers", "0",
+TINY = ["--layers", "10", "--widen_factor", "1", "--resize_val", "16", "--batch_size", "32", "--workers", "0",
         "--device", "cpu", "--amp", "off", "--quiet"]
 CIFAR_ARGS = ["--models", "wrn", "--seeds", "1", "2", "--epochs", "3", "--ood", *GENERATED_OOD,
               "--train-args", "--lr 0.05 --augment none", "--eval-args", "--repeats 3", *TINY]
-IMAGENET_OOD = ["iNaturalist", "SUN", "Places", "Textures"]
+IMAGENET_OOD = list(get_id_set("imagenet").default_ood)
 
 SITECUSTOMIZE = '''\
 """Test-side md5 patch for the subprocesses of tests/test_reproduce.py (as conftest's data fixture)."""
@@ -115,7 +116,7 @@ def runs(tmp_path_factory):
                                 stderr=subprocess.STDOUT, text=True, env=env, cwd=base)
 
     def finish(proc):
-        stdout, _ = proc.communicate(timeout=400)
+        stdout, _ = proc.communicate(timeout=900)
         return proc.returncode, stdout
 
     # Python's start-up (importing torch and torchvision, ~4 s) dominates, so CIFAR-100 and ImageNet run
@@ -231,7 +232,7 @@ def test_dry_run_plan_covers_the_paper_tables(tmp_path):
                 assert opts["--results_dir"] == [f"./results/{dataset}/seed1/{model}/{protocol}"]
                 combos += [(dataset, model, protocol, s.name, o) for s in scores.resolve_names(opts["--score"])
                            for o in opts["--ood"]]
-    expected = set(itertools.product(["cifar10", "cifar100"], BACKBONES, ["full", "sampled"], SCORES, NINE))
+    expected = set(itertools.product(["cifar10", "cifar100"], BACKBONES, ["full", "sampled"], SCORES, CIFAR_OOD))
     assert len(expected) == 2 * 3 * 2 * len(SCORES) * 9
     assert len(combos) == len(expected) and set(combos) == expected  # each combination exactly once
     per_backbone = ["train_model.py", "generate_stored_pattern.py"] + ["test_score_ood_detection.py"] * 2
@@ -250,7 +251,7 @@ def test_dry_run_with_seeds_gives_each_seed_its_files(tmp_path):
     by_script = {}
     for script, opts in steps:
         by_script.setdefault(script, []).append(opts)
-    assert by_script["verify_data.py"] == [{"--dataset_path": ["./data"], "--for": ["cifar100"], "--ood": NINE,
+    assert by_script["verify_data.py"] == [{"--dataset_path": ["./data"], "--for": ["cifar100"], "--ood": CIFAR_OOD,
                                             "--download": []}]
     train = {(o["--seed"][0], o["--model"][0]): o for o in by_script["train_model.py"]}
     assert set(train) == {(k, m) for k in "123" for m in ("wrn", "resnet18")}
@@ -378,7 +379,7 @@ def test_aggregate_two_seeds_hand_checked(tmp_path, capsys):
 
     # sample std (ddof 1): 5 * sqrt(2)
     agg = aggregate_results.main([str(tmp_path / "res"), "--out", str(tmp_path / "agg1"), "--ddof", "1",
-                                  "--no-plot", "--quiet"])
+                                  "--no_plot", "--quiet"])
     msp = {(r["score"], r["ood_dataset"]): r for r in agg["rows"]}[("MSP", "SVHN")]
     assert msp["fpr95_std"] == pytest.approx(0.05 * np.sqrt(2)) and not (tmp_path / "agg1/aggregate.png").exists()
 
@@ -414,7 +415,7 @@ def test_aggregate_skips_archives_and_counts_a_checkpoint_once(tmp_path, capsys)
                                              _row("KNN", "SVHN", .10, .99, checkpoint="a")])
     _write(tmp_path / "res/seed1/previous/20260101-000000", [_row("MSP", "SVHN", .90, .10, checkpoint="old")])
     _write(tmp_path / "res/seed2", [_row("MSP", "SVHN", .40, .80, checkpoint="b")])
-    agg = aggregate_results.main([str(tmp_path / "res"), "--out", str(tmp_path / "agg"), "--no-plot"])
+    agg = aggregate_results.main([str(tmp_path / "res"), "--out", str(tmp_path / "agg"), "--no_plot"])
     by = {(r["score"], r["ood_dataset"]): r for r in agg["rows"]}
     assert by[("MSP", "SVHN")]["values"]["fpr95"] == pytest.approx([0.30, 0.40])
     assert by[("KNN", "SVHN")]["n_runs"] == 1
@@ -426,7 +427,7 @@ def test_aggregate_refuses_runs_that_mix_settings(tmp_path, capsys):
     """Runs are averaged only when they differ in nothing but their seeds; --allow_mixed overrides."""
     _write(tmp_path / "s1", [_row("MSP", "SVHN", .30, .90, fpr_variant="standard", input_size=64)])
     _write(tmp_path / "s2", [_row("MSP", "SVHN", .40, .80, fpr_variant="strict", input_size=64)])
-    args = [str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "agg"), "--no-plot"]
+    args = [str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "agg"), "--no_plot"]
     with pytest.raises(SystemExit) as e:
         aggregate_results.main(args)
     assert e.value.code == 2
@@ -462,7 +463,7 @@ def test_aggregate_pools_replicates(tmp_path):
     _write(tmp_path / "seed2", [_row("RecLag", "SVHN", .4, .8, replicate_metrics=reps([(.78, .45), (.82, .35)]),
                                      replicates={"seed": [1, 2]})])
     agg = aggregate_results.main([str(tmp_path / "seed1"), str(tmp_path / "seed2"), "--out", str(tmp_path / "a"),
-                                  "--no-plot", "--quiet"])
+                                  "--no_plot", "--quiet"])
     r = agg["rows"][0]
     assert r["values"]["auroc"] == pytest.approx([.88, .92, .78, .82])
     assert r["auroc"] == pytest.approx(0.85) and r["auroc_std"] == pytest.approx(np.std([.88, .92, .78, .82]))

@@ -10,7 +10,7 @@ import sweep_scores
 import test_score_ood_detection
 import train_model
 
-COMMON = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen-factor", "1", "--batch_size", "20",
+COMMON = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1", "--batch_size", "20",
           "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 OODS = ["--ood", "iSUN", "Digits", "GaussianNoise"]
 
