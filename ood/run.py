@@ -7,8 +7,9 @@ sweep_scores.py) opens its run with ``open_run``, which does, in this order and 
    process) -- here, at the entry point, and not from inside ``Setup``, so that building a Setup has no
    effect beyond the object it returns;
 2. the ``Setup`` (data set, backbone, checkpoint, device, precision); a training run stops here;
-3. the OOD sets (by default the ID set's protocol: the Setup's ``id_set``, resolved once), and the
-   sweep's validation sets among them;
+3. the OOD sets (names given with ``--ood`` are resolved before step 1, so that a misspelt one is
+   reported first; by default the Setup's ``id_set`` names them), and the sweep's validation sets
+   among them;
 4. the ``Evaluation`` (--protocol, --repeats, --fpr_variant) of a run that writes results;
 5. the device line every run prints;
 6. the checks of everything a run will write or read: the results folder, every image set and the
