@@ -10,6 +10,8 @@ compute in float64, and return python floats that are fractions in [0, 1] (multi
     aupr_out   average precision, OOD positive     the same on the negated score, OOD = 1
     fpr95      share of OOD accepted at 95 % TPR   ``fpr_at_95_tpr``, variant chosen below
 
+(``compute_metrics(..., "openood")`` changes fpr95 and both AUPRs; see the last paragraph.)
+
 FPR95 variants (``FPR_VARIANTS``)
 ---------------------------------
 
@@ -27,22 +29,40 @@ variant       definition
 "strict"      The RecLag code's: ``fpr, tpr, _ = sklearn.metrics.roc_curve(labels, scores)`` with
               ID = 1 and default arguments (``drop_intermediate=True``), then ``fpr`` of the first
               point with ``tpr`` strictly above 0.95.
+"openood"     OpenOOD v1.5's (github.com/Jingkang50/OpenOOD, ``openood/evaluators/metrics.py``), with
+              **OOD as the positive class**: the fraction of *ID* samples rejected when 95 % of the OOD
+              samples are caught. It is the ROC of sklearn's ``roc_curve`` with OOD = 1 on the negated
+              score (default arguments, so ``drop_intermediate=True``), at its first point with TPR
+              >= 0.95. ``recall_level`` is then the OOD recall.
 ============  =======================================================================================
 
-The variants agree up to the handling of the ROC point at (or next to) 95 % recall. With tied scores
-(for example saturated softmax, integer-valued or float16 scores) they can differ by several
-percentage points; with continuous scores, by about 0.05 points (one OOD sample in a couple of
+The three ID-positive variants agree up to the handling of the ROC point at (or next to) 95 % recall.
+With tied scores (for example saturated softmax, integer-valued or float16 scores) they can differ by
+several percentage points; with continuous scores, by about 0.05 points (one OOD sample in a couple of
 thousand). Report which one a number uses.
 
-Beware: OpenOOD and pytorch-ood also call a metric "FPR95", but take **OOD as the positive class**
-(the share of ID samples rejected when 95 % of the OOD samples are caught). That is a different
-number and is not computed here.
+Two conventions share the name "FPR95". With ID positive ("standard", "closest", "strict"; the RecLag,
+SHE and energy-OOD papers) it is the share of OOD samples *accepted* at 95 % ID recall. With OOD
+positive ("openood"; OpenOOD v1.5, and pytorch-ood too) it is the share of ID samples *rejected* at
+95 % OOD recall. They are different numbers and neither bounds the other (OpenOOD's issue #308 asks
+whether theirs should not be the other way round); report which one a table uses. Unless an ID score
+equals an OOD score, "openood" is "standard" with the two sets swapped and the scores negated. With
+such ties, ``drop_intermediate`` can remove the ROC point where the OOD recall first reaches 95 % (when
+it lies inside a straight segment of the curve), and the next point, which rejects more ID samples, is
+reported instead; this is kept, as it is the number OpenOOD prints.
+
+Under "openood", ``compute_metrics`` also computes both AUPRs as OpenOOD does: the area under sklearn's
+``precision_recall_curve`` (ID positive on the score for AUPR-In, OOD positive on the negated score for
+AUPR-Out) by the trapezoid rule, which interpolates linearly between the curve's points, instead of
+average precision (a step sum). On continuous scores the two differ by a fraction of a point; on tied
+scores by several points (on constant scores, average precision is the positive share p and the
+trapezoid area (1 + p) / 2). AUROC is the same under every variant.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 __all__ = [
     "FPR_VARIANTS",
@@ -53,7 +73,7 @@ __all__ = [
     "compute_metrics",
 ]
 
-FPR_VARIANTS = ("standard", "closest", "strict")
+FPR_VARIANTS = ("standard", "closest", "strict", "openood")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,7 +210,38 @@ def _fpr_strict(id_s, ood_s, recall_level) -> float:
     return float(fpr[above[0]])
 
 
-_FPR = {"standard": _fpr_standard, "closest": _fpr_closest, "strict": _fpr_strict}
+def _fpr_openood(id_s, ood_s, recall_level) -> float:
+    """OOD-positive FPR: the ROC of OOD = 1 against the negated score, as sklearn's ``roc_curve`` gives it
+    with its default arguments, at the first point whose TPR (the OOD recall) reaches ``recall_level``."""
+    labels, scores = _labels_and_scores(id_s, ood_s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fpr, tpr, _ = roc_curve(1 - labels, -scores)
+    # the last point has tpr == 1 >= recall_level, so there is always one
+    return float(fpr[np.flatnonzero(tpr >= recall_level)[0]])
+
+
+_FPR = {"standard": _fpr_standard, "closest": _fpr_closest, "strict": _fpr_strict, "openood": _fpr_openood}
+
+
+def _pr_area_trapezoid(positive, scores) -> float:
+    """Area under sklearn's precision-recall curve of ``positive`` (0/1) ranked by ``scores``, by the
+    trapezoid rule, as OpenOOD computes its AUPRs. The curve runs from recall 1 down to recall 0
+    (precision 1 there); every neighbouring pair of points adds its width times its mean height."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        precision, recall, _ = precision_recall_curve(positive, scores)
+    widths = recall[:-1] - recall[1:]
+    heights = 0.5 * (precision[:-1] + precision[1:])
+    return _fraction(np.sum(widths * heights))
+
+
+def _aupr_in_openood(id_s, ood_s) -> float:
+    labels, scores = _labels_and_scores(id_s, ood_s)
+    return _pr_area_trapezoid(labels, scores)
+
+
+def _aupr_out_openood(id_s, ood_s) -> float:
+    labels, scores = _labels_and_scores(id_s, ood_s)
+    return _pr_area_trapezoid(1 - labels, -scores)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,19 +265,22 @@ def aupr_out(id_scores, ood_scores) -> float:
 
 def fpr_at_95_tpr(id_scores, ood_scores, variant: str = "standard", recall_level: float = 0.95) -> float:
     """Share of OOD samples accepted at the ID recall ``recall_level``; see the module docstring
-    for the three ``variant`` definitions ("standard", "closest", "strict")."""
+    for the ``variant`` definitions ("standard", "closest", "strict"). Under "openood" it is instead
+    the share of ID samples rejected at the OOD recall ``recall_level`` (OOD positive)."""
     _check_variant(variant)
     r = _check_recall_level(recall_level, variant)
     return _FPR[variant](*_validate(id_scores, ood_scores), r)
 
 
 def compute_metrics(id_scores, ood_scores, fpr_variant: str = "standard") -> dict:
-    """All four metrics as python floats in [0, 1]: ``auroc, aupr_in, aupr_out, fpr95``."""
+    """All four metrics as python floats in [0, 1]: ``auroc, aupr_in, aupr_out, fpr95``. Under
+    ``fpr_variant="openood"`` all of them follow OpenOOD v1.5 (trapezoid AUPRs, OOD-positive FPR95)."""
     _check_variant(fpr_variant)
     id_s, ood_s = _validate(id_scores, ood_scores)
+    openood = fpr_variant == "openood"
     return {
         "auroc": _auroc(id_s, ood_s),
-        "aupr_in": _aupr_in(id_s, ood_s),
-        "aupr_out": _aupr_out(id_s, ood_s),
+        "aupr_in": (_aupr_in_openood if openood else _aupr_in)(id_s, ood_s),
+        "aupr_out": (_aupr_out_openood if openood else _aupr_out)(id_s, ood_s),
         "fpr95": _FPR[fpr_variant](id_s, ood_s, 0.95),
     }
