@@ -11,6 +11,7 @@ from typing import Callable
 from ood.errors import UserError
 from ood.plugins import is_plugin_name, load_object
 
+from .openood import openood_resnet18_224x224, openood_resnet18_32x32
 from .resnet import resnet18, resnet34
 from .small_cnn import small_cnn
 from .torchvision_models import pretrained_weights, torchvision_model
@@ -42,6 +43,9 @@ register("wrn", wrn, 64, he_beta=0.2, options=WRN_OPTIONS)
 register("cnn", small_cnn, 28)  # small CNN of the CPU demo (Fashion-MNIST at 28x28)
 register("resnet50", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
          torchvision_model("resnet50", num_classes, in_channels, pretrained), 224)
+# OpenOOD v1.5's CIFAR and ImageNet-200 ResNet18s: its released best.ckpt files load unchanged
+register("openood_resnet18_32x32", openood_resnet18_32x32, 32)
+register("openood_resnet18_224x224", openood_resnet18_224x224, 224)
 
 
 def model_names():
@@ -81,11 +85,17 @@ def pretrained_id(name):
     """What identifies the ``--pretrained`` weights of backbone ``name`` in cache fingerprints:
     torchvision's weights and their file (its name holds the file's hash), so that another torchvision
     release with other DEFAULT weights is not served features of the old ones."""
-    tv = "resnet50" if name == "resnet50" else name[3:] if name.startswith("tv:") else None
-    if tv is None:  # a plug-in builder loads weights of its own choosing
+    weights = pretrained_weights_of(name)
+    if weights is None:  # a plug-in builder loads weights of its own choosing
         return f"{name}:pretrained"
-    weights = pretrained_weights(tv)
     return f"torchvision:{weights}:{weights.url}"
+
+
+def pretrained_weights_of(name):
+    """torchvision's weights enum that ``--pretrained`` loads for backbone ``name`` (its ``transforms()``
+    are the preprocessing they were evaluated with), or None for a backbone that is not torchvision's."""
+    tv = "resnet50" if name == "resnet50" else name[3:] if name.startswith("tv:") else None
+    return None if tv is None else pretrained_weights(tv)
 
 
 def resolve_options(spec, values):

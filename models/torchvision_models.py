@@ -45,7 +45,17 @@ class TorchvisionBackbone(nn.Module):
         self.fc = getattr(parent, attr)
         setattr(parent, attr, nn.Identity())
         self.body = model
+        self.head_name = head_name
         self.feature_dim = self.fc.in_features
+
+    def from_torchvision_names(self, state):
+        """A state dict under torchvision's own names (``conv1.weight``, ``heads.head.bias``: torchvision's
+        files, and OpenOOD's ResNet50 / ViT_B_16 / Swin_T checkpoints) renamed to this backbone's
+        (``body.conv1.weight``, ``fc.bias``); a state dict in this backbone's names is returned as it is."""
+        if any(k.startswith("body.") for k in state):
+            return state
+        head = self.head_name + "."
+        return {("fc." + k[len(head):] if k.startswith(head) else "body." + k): v for k, v in state.items()}
 
     def forward_features(self, x):
         return torch.flatten(self.body(x), 1)

@@ -42,13 +42,43 @@ def read_checkpoint(path):
         raise UserError(f"checkpoint {path} could not be read as a PyTorch file ({type(e).__name__}: {e}).") from None
 
 
+def _shape(t):
+    return tuple(getattr(t, "shape", ()))
+
+
+def state_dict_mismatch(own, state):
+    """One line naming the first key where ``state`` (a checkpoint's) differs from ``own`` (the model's), in
+    the model's order (missing from the checkpoint, or another shape; if every model key fits, the first
+    unexpected checkpoint key), and how many keys are missing, unexpected or of another shape; "" if it
+    fits. A checkpoint of another architecture differs in many keys; the first one says where."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and _shape(state[k]) != _shape(own[k])]
+    if not (missing or unexpected or wrong):
+        return ""
+    first = next((k for k in own if k not in state or _shape(state[k]) != _shape(own[k])), None)
+    if first is None:
+        first = unexpected[0]
+        why = "is in the checkpoint but not in the model"
+    elif first not in state:
+        why = "is missing from the checkpoint"
+    else:
+        why = f"has shape {_shape(state[first])} in the checkpoint but {_shape(own[first])} in the model"
+    counts = [f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else "",
+              f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+              f"{len(wrong)} keys of another shape (e.g. {wrong[0]})" if wrong else ""]
+    return f"first difference: {first!r} {why}; " + "; ".join(c for c in counts if c)
+
+
 def load_backbone(model, path, expect=None):
     """Load the weights in ``path`` into ``model``. ``expect`` (dict: model, num_classes, ...) is checked
     against the metadata train_model.py stores, so a checkpoint of another model or class count fails
     with a clear message instead of a shape error."""
     ckpt = read_checkpoint(path)
     meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
-    state = ckpt["model"] if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) else ckpt
+    state = ckpt
+    if isinstance(ckpt, dict):  # train_model.py's {"model": ...}, or the common {"state_dict": ...} wrapper
+        state = next((ckpt[k] for k in ("model", "state_dict") if isinstance(ckpt.get(k), dict)), ckpt)
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {path} holds no state dict.")
     if expect and meta:
@@ -59,17 +89,11 @@ def load_backbone(model, path, expect=None):
                     f"{meta.get('num_classes')} classes, data set {meta.get('dataset')}), but this run asks "
                     f"for {key}={expect[key]!r}. Pass the matching --model/--dataset, or the right --checkpoint.")
     state = clean_state_dict(state)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        detail = "; ".join(x for x in [
-            f"{len(missing)} missing keys (e.g. {missing[0]})" if missing else "",
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-            f"shape mismatch: {', '.join(wrong[:3])}" if wrong else ""] if x)
-        raise UserError(f"checkpoint {path} does not fit the requested model ({detail}). It was probably "
+    if hasattr(model, "from_torchvision_names"):  # a torchvision classifier saved under its own names
+        state = model.from_torchvision_names(state)
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise UserError(f"checkpoint {path} does not fit the requested model ({mismatch}). It was probably "
                         f"trained for another --model, --dataset (class count) or model option.")
     model.load_state_dict(state)
     return ckpt if isinstance(ckpt, dict) else {}
