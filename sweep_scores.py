@@ -16,6 +16,9 @@ setting, one line per OOD set): sweep_<score>.png.
 --select_on NAME... picks each score's setting on those validation OOD sets only (best mean AUROC, then
 lower mean FPR95) and writes the test table with the chosen settings over the other sets: selected.md
 and selected.json (the validation sets are left out of the test average; the caption names the choice).
+Under --benchmark openood, --select_on val is OpenOOD v1.5's automatic search: each setting is chosen on
+the benchmark's validation pair (the ID val split against the validation OOD set, AUROC), and the table
+reports the near and far OOD sets against the ID test split.
 --operating_point draws RecLag's binary decision: the share of the ID test set and of each OOD set that
 the rectified dynamics keep (not sent to the OOD attractor) against the inverse memory strength lambda,
 with the lambda that keeps 95 % of ID inputs marked (reclag_operating_point.png and .csv).
@@ -53,9 +56,13 @@ from ood.scoring import compute, rows_for
 
 def _own(g):
     g.add_argument("--grid", nargs="+", required=True, metavar="SCORE:SETTING=V1,V2,...",
-                   help="the values of one declared setting of one score (several: their product per score)")
+                   help="the values of one declared setting of one score (several: their product per score); "
+                        "SCORE alone (or all / extended, as --score takes them): the score's declared grid "
+                        "(OpenOOD v1.5's sweep where it has one, see the settings' --help), or its defaults")
     g.add_argument("--select_on", nargs="+", default=None, metavar="OOD",
-                   help="validation OOD sets: choose each score's setting on them alone and report the others")
+                   help="validation OOD sets: choose each score's setting on them alone and report the others; "
+                        "val (--benchmark openood): on the benchmark's ID val split and validation OOD set "
+                        "(OpenOOD's automatic search)")
     g.add_argument("--operating_point", action="store_true",
                    help="RecLag's accept rate against lambda (at its selected, or default, settings)")
 
@@ -63,6 +70,9 @@ def _own(g):
 def build_parser(argv=None):
     argv = [*(argv or ()), *grid_plugins(argv)]  # a plug-in swept by --grid gets its flags too
     return script_parser(__doc__, argv, "sweep", results="results/<dataset>/<model>/sweep/", own=_own)
+
+
+DECLARED = "declared"  # a score named alone in --grid: its declared grid (its defaults when it has none)
 
 
 def _grid_token(t):
@@ -87,14 +97,27 @@ def grid_plugins(argv):
             name = token.partition("=")[0].rpartition(":")[0]
             if scores.is_plugin_name(name):
                 out += ["--score", name]
+        elif taking and "=" not in token and scores.is_plugin_name(token):  # a plug-in's declared grid
+            out += ["--score", token]
     return out
 
 
 def parse_grid(tokens):
-    """{score class: {setting: [values]}} from SCORE:SETTING=V1,V2,... tokens, checked. The values of a
-    setting given in several tokens are all swept, in the order given."""
+    """{score class: {setting: [values]}, or DECLARED} from the --grid tokens, checked: SCORE:SETTING=V1,V2,...
+    (the values of a setting given in several tokens are all swept, in the order given); a score's name
+    alone (or ``all``, the paper's six, or ``extended``, every registered score, as --score takes them):
+    its declared grid (``Param.grid``; one point, its defaults, when it declares none, as OpenOOD runs a
+    method without a search). A declared grid may depend on the run (ViM's D stays below the feature
+    size): ``resolve_grid`` resolves it once the run is open."""
     grid = {}
     for t in tokens:
+        if "=" not in t:
+            for cls in scores.resolve_names([t]):
+                if grid.get(cls) not in (None, DECLARED):
+                    raise UserError(f"--grid {t}: {cls.name} is given both its declared grid and values of "
+                                    f"its own; give one or the other.")
+                grid[cls] = DECLARED
+            continue
         name, setting, values = _grid_token(t)
         cls = scores.resolve_names([name])[0]
         params = {p.name: p for p in cls.params}
@@ -106,8 +129,22 @@ def parse_grid(tokens):
         except ParamError as e:
             raise UserError(str(e)) from None
         axes = grid.setdefault(cls, {})
+        if axes == DECLARED:
+            raise UserError(f"--grid {t}: {cls.name} is given both its declared grid and values of its own; "
+                            f"give one or the other.")
         axes[setting] = list(dict.fromkeys(axes.get(setting, []) + converted))
     return grid
+
+
+def resolve_grid(grid, ctx):
+    """``grid`` with each declared grid replaced by its axes for the run ``ctx`` (a Context)."""
+    return {cls: ({p.name: list(p.grid_for(ctx)) for p in cls.params if p.grid} if axes == DECLARED else axes)
+            for cls, axes in grid.items()}
+
+
+def grid_pairs(grid):
+    """The (score class, settings) pairs of the grid points, score by score."""
+    return [(cls, point) for cls, axes in grid.items() for point in grid_points(cls, axes)]
 
 
 def grid_points(cls, axes):
@@ -126,12 +163,15 @@ def _param(cls, name):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
-    grid = parse_grid(args.grid)
-    points = [(cls, point) for cls, axes in grid.items() for point in grid_points(cls, axes)]
-    with open_run(args, points, results=("sweep", SWEEP_FILES), validation=args.select_on) as run:
+    asked = parse_grid(args.grid)
+    with open_run(args, lambda ctx: grid_pairs(resolve_grid(asked, ctx)), results=("sweep", SWEEP_FILES),
+                  validation=args.select_on) as run:
+        grid = resolve_grid(asked, run.ctx)
+        points = list(run.wanted)
         names, validation, out, store, head = run.ood_names, list(run.validation), run.results, run.store, run.head
         sets = run.feature_sets()
-        rows, states, cost = [], {}, {"points": {}, "fits": {}}
+        pair = run.validation_sets() if run.val_oods else None  # --select_on val: the ID val split and val OOD
+        rows, val_rows, states, cost = [], [], {}, {"points": {}, "fits": {}}
         for (cls, _), objs in zip(points, run.score_runs):
             t0 = time.perf_counter()
             fitted = []
@@ -144,14 +184,20 @@ def main(argv=None):
                 fitted.append(states[key])
             values = compute(objs, fitted, sets, head)
             rows += rows_for(run.setup, objs, values, names, run.evaluation, sets["id"])
+            if pair:
+                values = compute(objs, fitted, pair, head)
+                val_rows += rows_for(run.setup, objs, values, run.val_names, run.evaluation, pair["id"])
             cost["points"].setdefault(cls.name, []).append(time.perf_counter() - t0)
-        rows = assign_labels(rows)
+        labelled = assign_labels(rows + val_rows)  # one label per variant across both
+        rows, val_rows = labelled[:len(rows)], labelled[len(rows):]
         passes = {k: float(v["seconds"]) for k, v in sets.items() if "seconds" in v}
         summary = _cost_summary(cost, passes, store)
-        selection = _select(rows, grid, validation) if validation else None
+        if pair:
+            validation = run.val_names
+        selection = _select(val_rows or rows, grid, validation) if validation else None
         with transaction(out, SWEEP_FILES) as t:  # a folder holds one sweep: an earlier one is kept aside
             moved = t.archive()
-            _write(t.stage, rows, grid, summary, selection, names, validation)
+            _write(t.stage, rows, grid, summary, selection, names, validation, val_rows)
             if args.operating_point:
                 _operating_point(t.stage, store, sets, head, run.ctx, run.setup, selection, args)
     if moved:
@@ -207,10 +253,14 @@ def _select(rows, grid, validation):
     return chosen
 
 
-def _write(out, rows, grid, summary, selection, names, validation):
+def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
+    """sweep.json, sweep.md and the figures; with a selection, selected.md and selected.json. ``val_rows``:
+    the rows of the benchmark's validation pair (--select_on val), which chose the settings."""
     out = Path(out)
-    write_text(json.dumps({"grid": _plain_grid(grid), "cost": summary, "selection": selection, "rows": rows},
-                          indent=1) + "\n", out / "sweep.json")
+    sweep = {"grid": _plain_grid(grid), "cost": summary, "selection": selection, "rows": rows}
+    if val_rows:
+        sweep["validation_rows"] = list(val_rows)
+    write_text(json.dumps(sweep, indent=1) + "\n", out / "sweep.json")
     parts = []
     for cls, axes in grid.items():
         mine = [r for r in rows if r["score"] == cls.name]
@@ -221,14 +271,18 @@ def _write(out, rows, grid, summary, selection, names, validation):
     write_text("\n".join(parts), out / "sweep.md")
     if selection:
         test_sets = [n for n in names if n not in validation]
-        picked = [r for r in rows if r["ood_dataset"] in test_sets and
+        on = {"ood": list(validation), "id_split": "val" if val_rows else "test"}
+        picked = [{**r, "selected_on": on} for r in rows if r["ood_dataset"] in test_sets and
                   r["label"] == selection[r["score"]]["label"]]
-        caption = ("settings chosen on " + ", ".join(validation) + " only (best mean AUROC): " +
+        where = (f"the ID validation split against {', '.join(validation)} (the benchmark's validation pair)"
+                 if val_rows else ", ".join(validation))
+        caption = (f"settings chosen on {where} only (best mean AUROC): " +
                    "; ".join(f"{k}: {v['label']}" for k, v in selection.items()) +
-                   f". Test sets: {', '.join(test_sets)}; FPR95 and AUROC in %")
+                   f". Test sets: {', '.join(test_sets)}; FPR95 ({picked[0]['fpr_variant']}) and AUROC in %")
         write_text(f"{caption}\n\n{reports.markdown(picked)}", out / "selected.md")
-        write_text(json.dumps({"validation": validation, "test": test_sets, "selection": selection,
-                               "rows": picked}, indent=1) + "\n", out / "selected.json")
+        write_text(json.dumps({"validation": validation, "validation_id_split": "val" if val_rows else "test",
+                               "test": test_sets, "selection": selection, "rows": picked}, indent=1) + "\n",
+                   out / "selected.json")
 
 
 def _figure(cls, axes, rows, test_sets, path):

@@ -32,19 +32,21 @@ from .commit import ARCHIVE, STAGING
 from .errors import UserError
 from .evaluation import METRICS
 from .io import safe_name, write_text
-from .results import assign_labels, row_key
+from .results import VARIANT_NOTES, assign_labels, row_key
 
 GROUP = ("id_dataset", "model", "protocol")
+RUN_FILES = ("results.json", "selected.json")  # what holds a run's rows
 SETTINGS = ("fpr_variant", "input_size", "feature_precision", "train_precision", "subset", "repeats",
             "recipe")  # must agree across runs
 
 
 def find_results(paths):
-    """results.json files among ``paths`` (files, or folders searched recursively), each once, sorted."""
+    """results.json files (and a sweep's selected.json: the rows of the settings it chose) among ``paths``
+    (files, or folders searched recursively), each once, sorted."""
     found = []
     for p in map(Path, paths):
         if p.is_dir():  # results moved aside by a later run, or staged by a run (ood/commit.py), are not runs
-            found += sorted(f for f in p.rglob("results.json")
+            found += sorted(f for name in RUN_FILES for f in p.rglob(name)
                             if not any(x == ARCHIVE or x.startswith(STAGING) for x in f.relative_to(p).parts))
         elif p.is_file():
             found.append(p)
@@ -77,6 +79,13 @@ def load_runs(files):
     return runs
 
 
+def group_key(row):
+    """(id_dataset, model, protocol) of a row; a benchmark's ID set is named with its benchmark
+    (``openood-cifar10``, as its results folder is), so that its rows never join the paper's CIFAR-10."""
+    ident = f"{row['benchmark']}-{row['id_dataset']}" if row.get("benchmark") else row["id_dataset"]
+    return (ident, *(row[k] for k in GROUP[1:]))
+
+
 def _ordered(values, order=()):
     values = list(dict.fromkeys(values))
     known = [v for v in order if v in values]
@@ -99,6 +108,11 @@ def _run_labels(paths):
 
 
 def _variant(row):
+    """What makes two rows of a score the same variant: its settings; for rows whose settings a sweep chose
+    on validation sets (selected.json: each run chooses its own, as OpenOOD's automatic search does),
+    the choice's rule, so that the runs' selected rows are averaged as one."""
+    if row.get("selected_on"):
+        return json.dumps({"selected_on": row["selected_on"]}, sort_keys=True)
     return json.dumps(row.get("settings") or {}, sort_keys=True)
 
 
@@ -115,7 +129,7 @@ def _check_mixed(runs, allow_mixed):
     by_setting = {}  # (group, setting) -> {value: [files]}
     for path, rows in runs:
         for r in rows:
-            g = tuple(r[k] for k in GROUP)
+            g = group_key(r)
             by_score.setdefault((g, r["score"]), {}).setdefault(str(path), set()).add(_variant(r))
             for k in SETTINGS:
                 if r.get(k) is not None:
@@ -161,7 +175,7 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
     repeated = {}  # (file, earlier file) -> number of rows it repeats
     for i, (path, rows) in enumerate(runs):
         for r in rows:
-            g = tuple(r[k] for k in GROUP)
+            g = group_key(r)
             variant = "mixed" if (g, r["score"]) in merge else _variant(r)
             cell = (g, (r["score"], variant), r["ood_dataset"])
             if r.get("checkpoint") is not None:
@@ -187,6 +201,7 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
         run_ids = sorted({i for (gg, _, _), lst in cells.items() if gg == g for i, _ in lst})
         labels = dict(zip(run_ids, _run_labels([runs[i][0] for i in run_ids])))
         group = dict(zip(GROUP, g))
+        columns, averages = reports.columns([r for (gg, _, _), lst in cells.items() if gg == g for _, r in lst])
         group_rows = []
         for s in scores:
             per_run = {}  # run -> {ood: row}
@@ -197,11 +212,11 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
                 group_rows.append(_combine(group, s, o, [r for _, r in lst], [labels[i] for i, _ in lst], ddof))
                 for i, r in lst:
                     per_run.setdefault(i, {})[o] = r
-            if len(oods) > 1 and per_run:
-                common = [o for o in oods if all(o in d for d in per_run.values())]
-                if common:
+            for title, members in averages.items():  # "Average", or a benchmark's "Near-OOD" / "Far-OOD"
+                common = [o for o in members if all(o in d for d in per_run.values())]
+                if per_run and common and (len(oods) > 1 or title != "Average"):
                     avg = [_average_row([d[o] for o in common]) for d in per_run.values()]
-                    row = _combine(group, s, "Average", avg, [labels[i] for i in per_run], ddof)
+                    row = _combine(group, s, title, avg, [labels[i] for i in per_run], ddof)
                     row["ood_sets"] = common
                     group_rows.append(row)
         group_rows = assign_labels(group_rows)
@@ -211,6 +226,9 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
                       if len(r.get("values", {}).get("auroc", [])) > r["n_runs"]}
         out_groups.append({**group, "runs": [labels[i] for i in run_ids], "files": [str(runs[i][0]) for i in run_ids],
                            "scores": list(dict.fromkeys(r["label"] for r in group_rows)), "ood_datasets": oods,
+                           "columns": [c for c in columns if c in oods or c in averages],
+                           "fpr_variants": sorted({str(r.get("fpr_variant")) for (gg, _, _), lst in cells.items()
+                                                   if gg == g for _, r in lst}),
                            "min_runs": min(n_runs), "max_runs": max(n_runs), "replicated": replicated})
         if min(n_runs) != max(n_runs):
             warnings.warn(f"{'/'.join(g)}: some scores or OOD sets are in {min(n_runs)} run(s), others in "
@@ -228,7 +246,8 @@ def _samples(row, metric):
 
 def _average_row(rows):
     """The "Average" pseudo-row of one run: the mean over OOD sets, per replicate."""
-    out = {"n_id": None, "n_ood": None, "settings": rows[0].get("settings")}
+    out = {"n_id": None, "n_ood": None, "settings": rows[0].get("settings"), "id_accuracy": rows[0].get("id_accuracy"),
+           "selected_on": rows[0].get("selected_on")}
     for m in METRICS:
         if all(m in r for r in rows):
             out[m] = float(np.mean([r[m] for r in rows]))
@@ -244,6 +263,8 @@ def _combine(group, score, ood, rows, labels, ddof):
     --allow_mixed (their settings are then listed)."""
     name, variant = score
     settings = rows[0].get("settings") or {}
+    if rows[0].get("selected_on"):  # each run's own choice, in run order
+        settings = {"selected": [r.get("settings") for r in rows]}
     if variant == "mixed":
         settings = {"mixed": [json.loads(v) for v in dict.fromkeys(_variant(r) for r in rows)]}
     out = {**group, "score": name, "ood_dataset": ood, "n_runs": len(rows), "runs": labels, "settings": settings}
@@ -257,6 +278,10 @@ def _combine(group, score, ood, rows, labels, ddof):
         else:
             out[f"{m}_std"] = float(rows[0].get(f"{m}_std") or 0.0)
         out.setdefault("values", {})[m] = vals
+    accuracy = [r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None]  # a benchmark's rows
+    if accuracy:
+        out["id_accuracy"], out["id_accuracy_std"] = float(np.mean(accuracy)), float(np.std(accuracy, ddof=ddof)) \
+            if len(accuracy) > 1 else 0.0
     n_values = len(out.get("values", {}).get("auroc", []))
     out["std_over"] = ("runs" if len(rows) > 1 else "replicates") if n_values > 1 else \
         ("draws" if rows[0].get("protocol") == "sampled" else "none")
@@ -275,7 +300,7 @@ def _combine(group, score, ood, rows, labels, ddof):
 def _table(agg, group):
     rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP)]
     by = {(r["label"], r["ood_dataset"]): r for r in rows}
-    cols = group["ood_datasets"] + (["Average"] if len(group["ood_datasets"]) > 1 else [])
+    cols = group.get("columns") or group["ood_datasets"] + (["Average"] if len(group["ood_datasets"]) > 1 else [])
     cols = [c for c in cols if any((s, c) in by for s in group["scores"])]
 
     def cell(s, o):
@@ -283,7 +308,11 @@ def _table(agg, group):
         if r is None:
             return None
         return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
-    return group["scores"], cols, cell
+    acc = {}
+    for r in rows:
+        if r.get("id_accuracy") is not None:
+            acc.setdefault(r["label"], (100 * r["id_accuracy"], 100 * r.get("id_accuracy_std", 0.0)))
+    return group["scores"], cols, cell, (acc.get if acc else None)
 
 
 def caption(group):
@@ -293,8 +322,10 @@ def caption(group):
         "± std over the sampled protocol's draws" if group["protocol"] == "sampled" else "single run")
     reps = "".join(f"; {s}: mean ± std over {n} fits (runs × learner seeds)"
                    for s, n in group.get("replicated", {}).items())
+    variants = [v for v in group.get("fpr_variants", []) if v not in ("None", "standard")]  # the default unsaid
+    fpr = "".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}; " for v in variants)
     return (f"{group['id_dataset']}, {group['model']}, {group['protocol']} protocol: {runs}; "
-            f"FPR95 and AUROC in %, {spread}{reps}")
+            f"{fpr}FPR95 and AUROC in %, {spread}{reps}")
 
 
 def markdown_table(agg, group):
@@ -341,7 +372,7 @@ def plot(agg, path):
     axes = fig.subplots(len(groups), 2, squeeze=False)
     colors = matplotlib.colormaps["tab10"].colors
     for (ax_f, ax_a), g in zip(axes, groups):
-        scores, cols, cell = _table(agg, g)
+        scores, cols, cell, _ = _table(agg, g)
         x = np.arange(len(cols))
         width = 0.8 / max(1, len(scores))
         for j, s in enumerate(scores):

@@ -51,7 +51,9 @@ def add_evaluation(g):
     g.add_argument("--fpr_variant", choices=FPR_VARIANTS, default=None,
                    help="standard: FPR at the largest threshold with TPR >= 95%%; closest: the energy/SHE "
                         "code's ROC point with recall closest to 95%%; strict: the RecLag code's first "
-                        "ROC point with TPR > 95%% (default: standard)")
+                        "ROC point with TPR > 95%%; openood: OpenOOD v1.5's, OOD positive (the share of ID "
+                        "inputs rejected when 95%% of OOD inputs are caught), with its trapezoid AUPRs "
+                        "(default: standard; openood under --benchmark openood)")
     add_store(g)
 
 
@@ -73,9 +75,10 @@ def default_workers():
 
 
 def add_common(p):
-    from .data import dataset_help
+    from .data import PAPER, benchmark_help, benchmark_names, dataset_help
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", default="cifar10", help=dataset_help())
+    g.add_argument("--benchmark", choices=benchmark_names(), default=PAPER, help=benchmark_help())
     g.add_argument("--model", default="resnet18",
                    help=f"backbone: {', '.join(models.model_names())}")
     g.add_argument("--dataset_path", default="./data", help="data root holding every data set (see README)")

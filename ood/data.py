@@ -66,6 +66,7 @@ class OODSet:
     aliases: tuple = ()
     layout: object = None          # a Layout: how to load, count and fetch it; default: an ImageFolder tree
     custom: bool = False           # a user's NAME=PATH folder
+    group: str = ""                # a benchmark's group of it: "near", "far" or "val" (OpenOOD); "" otherwise
 
     @property
     def source(self):
@@ -515,19 +516,34 @@ def builtin_ood(name):
     return next((spec for spec in OOD_SETS.values() if key in spec.names()), None)
 
 
-def resolve_ood(name):
-    """Map a user-given OOD name (case-insensitive, aliases allowed) or ``NAME=PATH`` to an OODSet. A
-    custom NAME that is also a registered set's name or alias is refused: otherwise ``--ood SVHN=PATH``
-    would be reported as SVHN, and ``--select_on lsunc`` could pick the built-in set instead of the folder."""
+def benchmark_ood(name, id_set):
+    """The OOD set of ``id_set``'s benchmark that ``name`` names (case-insensitive), or None."""
+    bench = get_benchmark(id_set.benchmark)
+    return next((o for o in bench.ood_sets(id_set) if o.name.lower() == name.lower()), None)
+
+
+def resolve_ood(name, id_set=None):
+    """Map a user-given OOD name (case-insensitive, aliases allowed) or ``NAME=PATH`` to an OODSet; for an
+    ``id_set`` of another benchmark than the paper's, among that benchmark's sets of it. A custom NAME
+    that is also a registered set's name or alias is refused: otherwise ``--ood SVHN=PATH`` would be
+    reported as SVHN, and ``--select_on lsunc`` could pick the built-in set instead of the folder."""
+    foreign = id_set is not None and bool(id_set.benchmark)
     if "=" in name:
         label, path = name.split("=", 1)
         if not label.strip() or not path:
             raise UserError(f"custom OOD set {name!r}: write it as NAME=PATH (an ImageFolder tree).")
-        same = builtin_ood(label)
+        same = benchmark_ood(label, id_set) if foreign else builtin_ood(label)
         if same is not None:
             raise UserError(f"--ood {name}: {label!r} already names the OOD set {same.name}; give your folder "
                             f"another name (e.g. my_{safe_name(label)}={path}).")
         return OODSet(label, str(Path(path).expanduser().resolve()), 0, custom=True)
+    if foreign:
+        spec = benchmark_ood(name, id_set)
+        if spec is not None:
+            return spec
+        sets = get_benchmark(id_set.benchmark).ood_sets(id_set)
+        raise UserError(f"unknown OOD set {name!r} of {id_set.label} in --benchmark {id_set.benchmark}. Known: "
+                        f"{', '.join(o.name for o in sets)}; or give a folder of your own as NAME=PATH.")
     spec = builtin_ood(name)
     if spec is not None:
         return spec
@@ -538,7 +554,8 @@ def resolve_ood(name):
 # ----------------------------------------------------------------------------------------------------
 # In-distribution sets
 # ----------------------------------------------------------------------------------------------------
-PREPROCESSING = {"cifar": "Resize((s, s))", "imagenet": "Resize(s * 256 / 224) + CenterCrop(s)"}
+PREPROCESSING = {"cifar": "Resize((s, s))", "imagenet": "Resize(s * 256 / 224) + CenterCrop(s)",
+                 "openood": "Resize(resize) + CenterCrop(s), bilinear (OpenOOD v1.5's test preprocessor)"}
 
 
 @dataclass(frozen=True)
@@ -565,6 +582,9 @@ class IDSet:
     paper: bool = False            # one of the paper's sets: needed by verify_data.py --for all
     classes: tuple = ()            # with --id_classes: the original labels kept as ID, in order
     base: str = ""                 # with --id_classes: the data set they come from
+    benchmark: str = ""            # the benchmark declaring it, when not the paper's (ood/openood.py)
+    resize: int = 0                # "openood" preprocessing: the shorter side before the centre crop
+    input_size: int = 0            # the input size its benchmark fixes (0: the backbone's or checkpoint's)
 
     def __post_init__(self):
         if not self.label:
@@ -575,9 +595,30 @@ class IDSet:
         """(training split, test split), e.g. ("train", "val") for ImageNet-1k."""
         return self.splits[0][0], self.splits[1][0]
 
-    def build(self, root, train, transform, download=False):
-        split = self.split_names[0 if train else 1]
-        return self.layout.load(self, root, split, transform, download)
+    @property
+    def val_split(self):
+        """The name of its validation split (OpenOOD's ID val list), or "" when it has none."""
+        return self.splits[2][0] if len(self.splits) > 2 else ""
+
+    @property
+    def key(self):
+        """The folder name of its checkpoints, caches and results: its name, prefixed by its benchmark
+        when that is not the paper's (``openood-cifar10``), so that the two benchmarks' CIFAR-10 caches
+        and tables never share a folder."""
+        return f"{self.benchmark}-{self.name}" if self.benchmark else self.name
+
+    def split_name(self, role):
+        """The name of the split that plays ``role``: "train", "test" or "val" (ImageNet-1k's test split
+        is its "val" folder)."""
+        if role == "val":
+            if not self.val_split:
+                raise UserError(f"{self.label} has no ID validation split; OpenOOD's sets have one "
+                                f"(--benchmark openood).")
+            return self.val_split
+        return self.split_names[0 if role == "train" else 1]
+
+    def build(self, root, role, transform, download=False):
+        return self.layout.load(self, root, self.split_name(role), transform, download)
 
 
 def id_key(name):
@@ -633,9 +674,18 @@ def _either(names, last="or"):
     return ", ".join(names[:-1]) + f" {last} " + names[-1] if len(names) > 1 else "".join(names)
 
 
+def benchmark_help():
+    """``--benchmark``'s help: the paper's, and each registered benchmark's ID sets and FPR95 convention."""
+    others = "".join(f"; {b.name}: {b.label} (ID sets {_either((s.name for s in b.id_sets), 'and')}, with their "
+                     f"validation, near and far OOD sets; FPR95 variant {b.fpr_variant})" for b in BENCHMARKS.values())
+    return f"{PAPER}: the paper's protocol (its ID sets and far-OOD sets; the default){others}"
+
+
 def dataset_help():
-    """``--dataset``'s help: the registered ID sets."""
-    return f"ID data set: {_either(s.name for s in ID_SETS.values())}"
+    """``--dataset``'s help: the registered ID sets, and each benchmark's."""
+    others = "".join(f"; under --benchmark {b.name}: {_either(s.name for s in b.id_sets)}"
+                     for b in BENCHMARKS.values())
+    return f"ID data set: {_either(s.name for s in ID_SETS.values())}{others}"
 
 
 def ood_help():
@@ -644,14 +694,106 @@ def ood_help():
     for s in ID_SETS.values():
         groups.setdefault(tuple(s.default_ood), []).append(s.name)
     defaults = "; ".join(f"{_either(ids, 'and')}: {' '.join(oods)}" for oods, ids in groups.items())
+    others = "".join(f"; under --benchmark {b.name}, the ID set's own near and far sets (e.g. {b.id_sets[0].name}: "
+                     f"{' '.join(b.id_sets[0].default_ood)}; its validation set: {b.val_ood(b.id_sets[0]).name})"
+                     for b in BENCHMARKS.values())
     return (f"OOD sets (default: the ID set's own; {defaults}): {' '.join(s.name for s in OOD_SETS.values())} "
-            f"(case-insensitive), or NAME=PATH for an ImageFolder tree of your own")
+            f"(case-insensitive), or NAME=PATH for an ImageFolder tree of your own{others}")
 
 
-def get_id_set(name, id_classes=None):
-    """The ID set ``name``; with ``id_classes`` (a near-OOD split) only those classes, relabelled
-    0..k-1 in the order given, under the name ``<name>_classes<c1>-<c2>-...`` (which also names the
-    checkpoint, cache and results folders). The other classes form the OOD set ``HeldOut``."""
+# ----------------------------------------------------------------------------------------------------
+# Benchmarks
+# ----------------------------------------------------------------------------------------------------
+PAPER = "paper"
+DRIVE = "https://drive.google.com/uc?id="  # a Google Drive file's download address, before its id
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable archive: the file, where it unpacks under the data root, and where it comes
+    from (an http(s) URL, or a Google Drive id fetched with gdown). A lab mirror serves the same file
+    names (``verify_data.py --mirror``). ``md5`` or ``size`` check it when known; a zip is also checked
+    member by member (its CRCs) before it is unpacked."""
+    name: str
+    file: str
+    dest: str
+    url: str = ""
+    drive_id: str = ""
+    md5: str = ""
+    size: int = 0
+
+    @property
+    def source(self):
+        return self.url or f"{DRIVE}{self.drive_id}"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark other than the paper's (whose sets are ID_SETS and OOD_SETS above): its own ID sets,
+    each with its own OOD sets (``OODSet.group``: "val" for the validation set, then "near" and "far")
+    and the archives that hold them, and the FPR95 convention its tables use. ``--benchmark NAME``
+    selects it; ood/openood.py declares OpenOOD v1.5."""
+    name: str
+    label: str
+    id_sets: tuple                 # IDSet, each with benchmark=name
+    oods: tuple                    # per ID set (same order): its OODSets, the validation set first
+    archives: tuple                # per ID set: the Archive objects that hold its data
+    fpr_variant: str = "standard"  # the FPR95 variant (ood.metrics) of its tables: --fpr_variant's default
+    source: str = ""               # where its facts come from
+
+    def id_set(self, name):
+        for s in self.id_sets:
+            if id_key(s.name) == id_key(name):
+                return s
+        raise UserError(f"--benchmark {self.name} has no ID set {name!r}; its ID sets are "
+                        f"{_either((s.name for s in self.id_sets), 'and')}.")
+
+    def ood_sets(self, id_set):
+        """Every OOD set of ``id_set``, the validation set first."""
+        return self.oods[[s.name for s in self.id_sets].index(id_set.name)]
+
+    def val_ood(self, id_set):
+        return next(o for o in self.ood_sets(id_set) if o.group == "val")
+
+    def archives_of(self, id_set):
+        return self.archives[[s.name for s in self.id_sets].index(id_set.name)]
+
+
+BENCHMARKS = {}
+
+
+def register_benchmark(bench):
+    """Register a Benchmark (its name is --benchmark's value); returns it."""
+    if bench.name == PAPER or bench.name in BENCHMARKS:
+        raise ValueError(f"benchmark {bench.name}: the name is taken.")
+    BENCHMARKS[bench.name] = bench
+    return bench
+
+
+def benchmark_names():
+    return [PAPER, *BENCHMARKS]
+
+
+def get_benchmark(name):
+    """The Benchmark ``name``; None for the paper's."""
+    if not name or name == PAPER:
+        return None
+    if name not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {name!r}; choose {_either(benchmark_names())}.")
+    return BENCHMARKS[name]
+
+
+def get_id_set(name, id_classes=None, benchmark=None):
+    """The ID set ``name`` of ``benchmark`` (None or "paper": the paper's); with ``id_classes`` (a
+    near-OOD split of a paper set) only those classes, relabelled 0..k-1 in the order given, under the
+    name ``<name>_classes<c1>-<c2>-...`` (which also names the checkpoint, cache and results folders).
+    The other classes form the OOD set ``HeldOut``."""
+    bench = get_benchmark(benchmark)
+    if bench is not None:
+        if id_classes:
+            raise UserError(f"--id_classes makes a near-OOD split of the paper's sets; --benchmark {bench.name} "
+                            f"has near-OOD sets of its own.")
+        return bench.id_set(name)
     key = id_key(name)
     if key not in ID_SETS:
         raise UserError(f"unknown data set {name!r}. Choose one of: {', '.join(ID_SETS)}.")
@@ -672,6 +814,10 @@ def test_transform(id_set, size):
     Grayscale ID sets (in_channels 1) see every image in grayscale."""
     if id_set.preprocessing == "imagenet":
         resize = [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
+    elif id_set.preprocessing == "openood":
+        # OpenOOD's Resize(pre_size) + CenterCrop(img_size), scaled when a backbone needs another input size
+        scaled = round(id_set.resize * size / id_set.input_size) if id_set.input_size else size
+        resize = [T.Resize(scaled), T.CenterCrop(size)]
     else:
         resize = [T.Resize((size, size))]
     gray = [T.Grayscale(1)] if id_set.channels == 1 else []
@@ -714,13 +860,13 @@ class ClassSubset(torch.utils.data.Dataset):
         return x, self.targets[i]
 
 
-def build_id_dataset(id_set, root, train, transform, download=False):
-    """ID train or test split, as its declaration's layout loads it (only the --id_classes classes,
-    relabelled, for a near-OOD split)."""
+def build_id_dataset(id_set, root, role, transform, download=False):
+    """The ID split playing ``role`` ("train", "test", or "val" for a set with a validation split), as its
+    declaration's layout loads it (only the --id_classes classes, relabelled, for a near-OOD split)."""
     if id_set.classes:
-        full = build_id_dataset(ID_SETS[id_key(id_set.base)], root, train, transform, download)
+        full = build_id_dataset(ID_SETS[id_key(id_set.base)], root, role, transform, download)
         return ClassSubset(full, id_set.classes, {c: k for k, c in enumerate(id_set.classes)})
-    return id_set.build(root, train, transform, download)
+    return id_set.build(root, role, transform, download)
 
 
 def held_out(id_set, root, transform, download=False):
@@ -731,7 +877,7 @@ def held_out(id_set, root, transform, download=False):
                         f"(train_model.py --dataset {id_set.name} --id_classes 0 1 2 3 4 ...) and score it with "
                         f"the same --id_classes, or leave HeldOut out of --ood.")
     base = ID_SETS[id_key(id_set.base)]
-    full = build_id_dataset(base, root, False, transform, download)
+    full = build_id_dataset(base, root, "test", transform, download)
     return ClassSubset(full, [c for c in range(base.num_classes) if c not in id_set.classes])
 
 
@@ -753,3 +899,4 @@ def dataset_labels(dataset):
 
 
 from . import package_sets  # noqa: E402,F401  (registers the OOD sets shipped inside packages)
+from . import openood  # noqa: E402,F401  (registers the benchmark OpenOOD v1.5)

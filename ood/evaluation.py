@@ -41,8 +41,9 @@ class Evaluation:
     fpr_variant: str = "standard"
 
     @classmethod
-    def from_args(cls, args, note=print):
-        """The evaluation of parsed arguments. Under ``--protocol paper`` the sampled scores keep the
+    def from_args(cls, args, note=print, fpr_default="standard"):
+        """The evaluation of parsed arguments (``fpr_default``: the benchmark's FPR95 variant, used when
+        --fpr_variant is not given). Under ``--protocol paper`` the sampled scores keep the
         reference's own draws and FPR95 (10 draws, seed 12, the closest variant) and RecLag its strict
         FPR95, so a --repeats, --seed or --fpr_variant given with it changes nothing: ``note`` says so."""
         given = {"--repeats": args.repeats, "--seed": args.seed, "--fpr_variant": args.fpr_variant}
@@ -52,7 +53,7 @@ class Evaluation:
                  f"strict FPR95 for RecLag), so {', '.join(k for k, v in given.items() if v is not None)} "
                  f"do not apply to its draws (--seed still seeds the scores' own fits).")
         return cls(args.protocol, 10 if args.repeats is None else args.repeats,
-                   1 if args.seed is None else args.seed, args.fpr_variant or "standard")
+                   1 if args.seed is None else args.seed, args.fpr_variant or fpr_default)
 
     def plan(self, score_cls, n_id, id_protocol="cifar"):
         return plan_for(self.protocol, score_cls, n_id, self.repeats, self.seed, self.fpr_variant, id_protocol)

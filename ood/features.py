@@ -32,7 +32,8 @@ from .fingerprint import digest, fingerprint, source_digest, tensor_digest
 from .io import check_writable_dir, load_torch, save_torch
 from .plugins import describe_score, plugin_code, running
 
-TRAIN, TEST = "train", "test"
+TRAIN, TEST, VAL = "train", "test", "val"  # the ID splits, by role (VAL: OpenOOD's ID validation list)
+ID_SPLITS = (TRAIN, TEST, VAL)
 TENSORS = ("features", "logits", "labels")
 
 
@@ -90,7 +91,7 @@ class FeatureStore:
 
     def __init__(self, setup, stored_pattern_dir="stored_pattern"):
         self.setup = setup
-        self.root = Path(stored_pattern_dir) / setup.id_set.name / setup.store_name
+        self.root = Path(stored_pattern_dir) / setup.id_set.key / setup.store_name
         self._sets = {}      # key -> (dataset, fingerprint): each set listed once per run
         self._loaded = {}    # key -> checked features: each file read and verified once per run
         self._files = {}     # path -> what load_torch gave (or what this run wrote): each cache file read once
@@ -155,25 +156,25 @@ class FeatureStore:
     # -- image sets ------------------------------------------------------------------------------------
     @staticmethod
     def key(spec):
-        return spec if spec in (TRAIN, TEST) else spec.key
+        return spec if spec in ID_SPLITS else spec.key
 
     def _static(self, spec):
         """The part of a set's fingerprint known without listing its images."""
         s = self.setup
-        origin = spec if spec in (TRAIN, TEST) else spec.folder
+        origin = spec if spec in ID_SPLITS else spec.folder
         return fingerprint("features", checkpoint=s.checkpoint_id, model=s.model.name, options=s.options,
-                           input_size=s.input_size, dataset=s.id_set.name, set=origin, subset=s.subset,
-                           transform=repr(D.test_transform(s.id_set, s.input_size)), amp=s.amp)
+                           input_size=s.input_size, dataset=s.id_set.key, set=origin, subset=s.subset,
+                           transform=repr(s.test_transform()), amp=s.amp)
 
     def path(self, spec):
         return self.root / "features" / f"{self.key(spec)}.pt"
 
     def dataset(self, spec):
-        """The torch Dataset of ``spec``: "train", "test" (ID) or an ``OODSet``."""
+        """The torch Dataset of ``spec``: "train", "test", "val" (ID) or an ``OODSet``."""
         s = self.setup
-        tf = D.test_transform(s.id_set, s.input_size)
-        if spec in (TRAIN, TEST):
-            ds = D.build_id_dataset(s.id_set, s.data_root, spec == TRAIN, tf, download=s.download)
+        tf = s.test_transform()
+        if spec in ID_SPLITS:
+            ds = D.build_id_dataset(s.id_set, s.data_root, spec, tf, download=s.download)
         elif spec.name == "HeldOut":
             ds = D.held_out(s.id_set, s.data_root, tf, s.download)
         else:
@@ -333,7 +334,8 @@ class FeatureStore:
         empty = (counts == 0).nonzero().flatten().tolist()
         if empty and not self._warned_empty:
             self._warned_empty = True
-            warnings.warn(f"classes {empty} have no correctly classified training image, so no stored pattern: "
+            listed = f"{empty}" if len(empty) <= 12 else f"[{', '.join(map(str, empty[:6]))}, ... ({len(empty)} classes)]"
+            warnings.warn(f"classes {listed} have no correctly classified training image, so no stored pattern: "
                           f"the scores built on stored patterns score inputs predicted as them against the "
                           f"patterns of all classes.")
 

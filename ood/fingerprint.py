@@ -57,6 +57,8 @@ def source_files(dataset):
     inner = getattr(dataset, "dataset", None)
     if isinstance(dataset, Subset) or (inner is not None and hasattr(dataset, "indices")):
         return source_files(inner)
+    if hasattr(dataset, "source_files"):  # a set that lists its own files (ood.openood.ImageListDataset)
+        return dataset.source_files()
     if isinstance(dataset, torchvision.datasets.DatasetFolder):
         return [p for p, _ in dataset.samples]
     if isinstance(dataset, torchvision.datasets.CIFAR10):  # CIFAR-100 too

@@ -47,6 +47,16 @@ def per_dataset(values, otherwise, text=None):
     return Rule(lambda ctx: values.get(ctx.dataset, otherwise), described)
 
 
+def up_to(values, limit, otherwise, text):
+    """A grid ``Rule``: the ``values`` that the run's ``limit(ctx)`` allows (None: all of them), or
+    ``(otherwise(ctx),)`` when none is (GEN's M above the class count, ViM's D at the feature size)."""
+    def rule(ctx):
+        most = limit(ctx)
+        kept = tuple(v for v in values if most is None or v <= most)
+        return kept or (otherwise(ctx),)
+    return Rule(rule, text)
+
+
 class ParamError(UserError):
     """A setting outside its declared range or choices."""
 
@@ -81,6 +91,10 @@ class Param:
               (``--beta``: RecLag's or HE's?): using one ends the run with one line naming the flags
               to use instead (see ``add_params``)
     check     an extra test: value -> error text, or None when the value is fine
+    grid      the values a validation search sweeps (``sweep_scores.py --grid SCORE`` or ``declared``): a
+              tuple, or a ``Rule`` giving one for the run (values a backbone cannot take left out);
+              OpenOOD v1.5's ``postprocessor_sweep`` where it has one
+    grid_source  where the grid comes from
     """
     name: str
     type: type = float
@@ -94,6 +108,8 @@ class Param:
     aliases: tuple = ()
     retired: tuple = ()
     check: Callable[[Any], str | None] | None = None
+    grid: Any = ()
+    grid_source: str = ""
     _interval: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -117,6 +133,11 @@ class Param:
 
     def dest(self, prefix=""):
         return f"{prefix}_{self.name}" if prefix else self.name
+
+    def grid_for(self, ctx=None):
+        """The declared grid of this setting for the run ``ctx`` (a tuple; empty when none is declared)."""
+        values = self.grid(ctx or Context()) if isinstance(self.grid, Rule) else self.grid
+        return tuple(self.convert(v, f"the declared grid of {self.name}") for v in values)
 
     def default_for(self, ctx=None):
         return self.default(ctx or Context()) if isinstance(self.default, Rule) else self.default
@@ -168,6 +189,9 @@ class Param:
         tail = f"default {default}" + (f", {self.source}" if self.source else "")
         if self.bounds:
             tail += f"; in {self.bounds}"
+        if self.grid:
+            grid = str(self.grid) if isinstance(self.grid, Rule) else ", ".join(map(str, self.grid))
+            tail += f"; validation grid {grid}" + (f" ({self.grid_source})" if self.grid_source else "")
         return (" ".join(parts) + f" ({tail})").replace("%", "%%")
 
 

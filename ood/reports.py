@@ -1,6 +1,8 @@
 """Tables in the paper's layout (rows: scores; columns: FPR95 (lower is better) and AUROC (higher is
 better) per OOD set and their average, in percent; the best value of each column in bold) as Markdown,
-LaTeX and CSV, and the per-score plots. ood/results.py decides what goes into a results folder."""
+LaTeX and CSV, and the per-score plots. A benchmark's rows (OpenOOD v1.5) are laid out as OpenOOD's
+tables are: each near set, the near average, each far set, the far average, and the ID accuracy.
+ood/results.py decides what goes into a results folder."""
 import csv
 import io
 from pathlib import Path
@@ -10,24 +12,56 @@ import numpy as np
 from .io import atomic_path, safe_name
 
 
+GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
+
+
+def columns(rows):
+    """(columns, averages): the OOD sets in first-seen order, then "Average" over them; for a benchmark's
+    rows (``ood_group`` near / far, OpenOOD v1.5) its layout instead: the near sets, their average
+    "Near-OOD", the far sets, "Far-OOD", then any set of the user's own. ``averages`` maps each average
+    column to the sets it averages."""
+    oods = list(dict.fromkeys(r["ood_dataset"] for r in rows))
+    group = {r["ood_dataset"]: r.get("ood_group") or "" for r in rows}
+    if not any(group[o] in dict(GROUPS) for o in oods):
+        return oods + (["Average"] if len(oods) > 1 else []), {"Average": oods}
+    cols, averages = [], {}
+    for g, title in GROUPS:
+        members = [o for o in oods if group[o] == g]
+        if members:
+            cols += members + [title]
+            averages[title] = members
+    return cols + [o for o in oods if group[o] not in dict(GROUPS)], averages
+
+
 def _table(rows):
-    """(scores, oods, cell) where cell(score, ood) -> (fpr, fpr_std, auroc, auroc_std) in percent. A row's
-    table label (ood.results.assign_labels) names it when present, else its score."""
+    """(scores, columns, cell, accuracy) where cell(score, column) -> (fpr, fpr_std, auroc, auroc_std) in
+    percent and accuracy(score) -> the ID accuracy in percent, or None when the rows hold none (only a
+    benchmark's rows do). A row's table label (ood.results.assign_labels) names it when present, else its
+    score."""
     label = lambda r: r.get("label") or r["score"]  # noqa: E731
     scores = list(dict.fromkeys(label(r) for r in rows))
-    oods = list(dict.fromkeys(r["ood_dataset"] for r in rows))
+    cols, averages = columns(rows)
     by = {(label(r), r["ood_dataset"]): r for r in rows}
 
     def cell(s, o):
-        if o == "Average":
-            rs = [by[(s, x)] for x in oods if (s, x) in by]
+        if o in averages:
+            rs = [by[(s, x)] for x in averages[o] if (s, x) in by]
+            if not rs:
+                return None
             return (100 * np.mean([r["fpr95"] for r in rs]), 0.0, 100 * np.mean([r["auroc"] for r in rs]), 0.0)
         r = by.get((s, o))
         if r is None:
             return None
         return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
 
-    return scores, oods + (["Average"] if len(oods) > 1 else []), cell
+    acc = {label(r): 100 * r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None}
+    return scores, cols, cell, (acc.get if acc else None)
+
+
+def _parts(table):
+    """(scores, columns, cell, accuracy) of a table with or without its accuracy column."""
+    scores, cols, cell, *rest = table
+    return scores, cols, cell, (rest[0] if rest else None)
 
 
 def _best(scores, cols, cell):
@@ -72,27 +106,39 @@ def csv_table(rows):
     return render_csv(_table(rows))
 
 
+def _accuracy(score, acc, latex=False):
+    """The ID accuracy cell: a percentage, or (mean, std) over runs (ood.aggregate)."""
+    v = acc(score)
+    if v is None:
+        return "--" if latex else "–"
+    return _fmt(*v, False, latex) if isinstance(v, tuple) else f"{v:.2f}"
+
+
 def render_markdown(table):
-    """A table (scores, columns, cell function) as Markdown; best values in bold."""
-    scores, cols, cell = table
+    """A table (scores, columns, cell function[, accuracy function]) as Markdown; best values in bold."""
+    scores, cols, cell, acc = _parts(table)
     best = _best(scores, cols, cell)
-    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(cols))]
+    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + (" | ID Acc. |" if acc else " |")
+    lines = [head, "|" + "---|" * (1 + 2 * len(cols) + bool(acc))]
     for s in scores:
-        lines.append(f"| {s} | " + " | ".join(_cells(s, cols, cell, best)) + " |")
+        lines.append(f"| {s} | " + " | ".join(_cells(s, cols, cell, best) + ([_accuracy(s, acc)] if acc else []))
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_latex(table, caption=""):
-    scores, cols, cell = table
+    scores, cols, cell, acc = _parts(table)
     best = _best(scores, cols, cell)
     esc = lambda t: t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
-    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "cc" * len(cols) + "}",
-           r"\toprule",
-           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + r" \\",
-           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + r" \\", r"\midrule"]
+    extra = (" & ID Acc.", " & ") if acc else ("", "")
+    out = [r"\begin{table}[t]", r"\centering", r"\small",
+           r"\begin{tabular}{l" + "cc" * len(cols) + ("c" if acc else "") + "}", r"\toprule",
+           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + extra[0] + r" \\",
+           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + extra[1] + r" \\",
+           r"\midrule"]
     for s in scores:
-        out.append(f"{esc(s)} & " + " & ".join(_cells(s, cols, cell, best, True)) + r" \\")
+        cells = _cells(s, cols, cell, best, True) + ([_accuracy(s, acc, True)] if acc else [])
+        out.append(f"{esc(s)} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
         out.append(rf"\caption{{{esc(caption)}}}")
@@ -101,15 +147,19 @@ def render_latex(table, caption=""):
 
 
 def render_csv(table):
-    scores, cols, cell = table
+    scores, cols, cell, acc = _parts(table)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")])
+    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")]
+               + (["ID_accuracy"] if acc else []))
     for s in scores:
         vals = []
         for o in cols:
             v = cell(s, o)
             vals += ["" if v is None else f"{x:.4f}" for x in (v or (None,) * 4)]
+        if acc:
+            v = acc(s)
+            vals.append("" if v is None else f"{(v[0] if isinstance(v, tuple) else v):.4f}")
         w.writerow([s] + vals)
     return buf.getvalue()
 

@@ -84,9 +84,26 @@ def table_groups(rows):
     return list(groups.values())
 
 
+# What a caption says of a FPR95 variant whose convention differs from the paper's (ood.metrics).
+VARIANT_NOTES = {"openood": " (OpenOOD's: OOD positive, the share of ID inputs rejected at 95 % OOD recall; "
+                            "trapezoid AUPRs)"}
+
+
+def benchmark_note(row):
+    """" (OpenOOD v1.5)" for a row of a benchmark other than the paper's, "" otherwise."""
+    from .data import get_benchmark
+    name = row.get("benchmark")
+    if not name:
+        return ""
+    try:
+        return f" ({get_benchmark(name).label})"
+    except UserError:  # a row written by a version that knew another benchmark
+        return f" ({name})"
+
+
 def caption(rows):
     r = rows[0]
-    text = f"{r['id_dataset']}, {r['model']} @ {r['input_size']}px, {r['protocol']} protocol"
+    text = f"{r['id_dataset']}{benchmark_note(r)}, {r['model']} @ {r['input_size']}px, {r['protocol']} protocol"
     if r["protocol"] == "paper":
         full = sorted({x["label"] for x in rows if x["seed"] is None})
         sampled = [x for x in rows if x["seed"] is not None]
@@ -101,7 +118,7 @@ def caption(rows):
     elif r["protocol"] == "sampled":
         text += f" ({r['repeats']} draws, seed {r['seed']})"
     if r["protocol"] != "paper":
-        text += f", FPR95 variant {r['fpr_variant']}"
+        text += f", FPR95 variant {r['fpr_variant']}{VARIANT_NOTES.get(r['fpr_variant'], '')}"
     if r.get("train_precision"):
         text += f", backbone trained in {r['train_precision']}"
         trained = sorted({x["train_environment"]["device"] for x in rows if x.get("train_environment")})
@@ -207,4 +224,4 @@ class ResultsFolder:
 
 
 def default_folder(setup):
-    return Path("results") / setup.id_set.name / setup.store_name
+    return Path("results") / setup.id_set.key / setup.store_name

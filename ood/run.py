@@ -28,11 +28,12 @@ from pathlib import Path
 import scores
 
 from . import accel, cli
+from . import data as D
 from . import results as R
 from .device import check_usable, describe
 from .errors import UserError
 from .evaluation import Evaluation
-from .features import TEST, FeatureStore
+from .features import TEST, VAL, FeatureStore
 from .params import Context
 from .scoring import context, pick_oods, resolve_oods
 from .setup import Setup
@@ -79,7 +80,10 @@ class Run:
     ``evaluation``, the Evaluation of a run that writes results (None otherwise); ``store``, the
     FeatureStore (which caches what it reads); ``head``, the final linear layer; ``ctx``, the Context
     score defaults depend on; ``score_runs``, the score objects of each requested (class, settings) pair,
-    in order (one per replicate seed); ``results``, the results folder (None when the run writes none).
+    in order (one per replicate seed); ``results``, the results folder (None when the run writes none);
+    ``val_oods``, the benchmark's validation OOD set under ``--select_on val`` (scored against the ID
+    validation split, ``validation_sets``; not a test set); ``wanted``, the (score class, settings) pairs
+    of ``score_runs``.
     """
     setup: Setup
     rank: int = 0
@@ -91,6 +95,12 @@ class Run:
     ctx: Context | None = None
     score_runs: tuple = ()
     results: Path | None = None
+    val_oods: tuple = ()
+    wanted: tuple = ()
+
+    @property
+    def val_names(self):
+        return [o.name for o in self.val_oods]
 
     @property
     def ood_names(self):
@@ -105,6 +115,11 @@ class Run:
         """{"id": the ID test set's features, <OOD name>: its features}: extracted when a cache is
         missing or stale (all of them on the first call), read from the store's memory after that."""
         return {"id": self.store.features(TEST), **{o.name: self.store.features(o) for o in self.oods}}
+
+    def validation_sets(self):
+        """{"id": the ID validation split's features, <validation OOD set>: its features}: the benchmark's
+        validation pair that ``--select_on val`` chooses settings on (OpenOOD's automatic search)."""
+        return {"id": self.store.features(VAL), **{o.name: self.store.features(o) for o in self.val_oods}}
 
     def close(self):
         """Leave torchrun's process group (nothing outside torchrun); ``rank`` keeps this process's."""
@@ -122,14 +137,17 @@ def open_run(args, wanted=(), *, training=False, sets=(TEST,), results=None, val
     """Open the run of parsed command-line arguments ``args`` (see the module docstring for the order).
 
     ``training``: the run of train_model.py, which needs the Setup alone. ``wanted``: the score runs to
-    build, as (score class, settings) pairs; the settings given there override the score's flags (a
+    build, as (score class, settings) pairs, or a function of the run's Context returning them (a sweep's
+    declared grids depend on the backbone); the settings given there override the score's flags (a
     sweep's grid point; ``{}`` for the flags alone). ``sets``: the ID image sets checked with the OOD
     sets before any extraction (generate_stored_pattern.py adds the training set). ``results``:
     (subfolder of ``results/<dataset>/<model>/``, the file patterns the run writes there) for a run that
     evaluates scores into a results folder (``--results_dir`` replaces the folder); None for a run that
     writes none. ``validation``: names of OOD sets (``--select_on``) to choose settings on, some of the
-    run's OOD sets but not all of them."""
-    given = None if training or args.ood is None else resolve_oods(args.ood)  # a misspelt name first, at once
+    run's OOD sets but not all of them; or ["val"]: the benchmark's validation pair (``Run.val_oods``,
+    scored against the ID validation split, not among the test sets)."""
+    given = None if training or args.ood is None else \
+        resolve_oods(args.ood, D.get_id_set(args.dataset, args.id_classes, getattr(args, "benchmark", None)))  # a misspelt name first
     check_usable(args.device)  # before torchrun's process group picks nccl or gloo
     device = accel.setup(args.device)
     try:
@@ -146,11 +164,22 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
     rank = accel.world()[0]
     if training:
         return Run(setup, rank)
-    oods = resolve_oods(setup.id_set.default_ood) if given is None else given
+    bench = D.get_benchmark(setup.id_set.benchmark)
+    oods = resolve_oods(setup.id_set.default_ood, setup.id_set) if given is None else given
+    val_oods = ()
+    if bench is not None and validation and [v.lower() for v in validation] == ["val"]:
+        if any(o.name.lower() == "val" for o in oods):
+            raise UserError("--select_on val: 'val' is both the benchmark's validation pair and an OOD set of "
+                            "this run; give your folder another name.")
+        val_oods, validation = (bench.val_ood(setup.id_set),), None
     picked = pick_oods(validation, oods, "--select_on") if validation else []
     if picked and len(picked) == len(oods):
         raise UserError("--select_on takes some of the OOD sets, not all: the others are the test sets.")
-    evaluation = Evaluation.from_args(args) if results else None
+    if bench is not None and results and args.protocol == "paper":
+        raise UserError(f"--protocol paper evaluates each score as the paper's code did on the paper's sets; on "
+                        f"--benchmark {bench.name} use --protocol full (as {bench.label} does) or sampled.")
+    evaluation = Evaluation.from_args(args, fpr_default=bench.fpr_variant if bench else "standard") \
+        if results else None
     print(f"device: {describe(setup.environment)}")
     folder = None
     if results:
@@ -158,11 +187,14 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
         folder = Path(args.results_dir) if args.results_dir else R.default_folder(setup) / under
         R.check_targets(folder, files, "--results_dir")  # as ResultsFolder.check_writable does
     store = FeatureStore(setup, args.stored_pattern_dir)
-    store.check([*sets, *oods])  # a missing set, a bad image file or an unwritable cache stops the run here
+    # a missing set, a bad image file or an unwritable cache stops the run here
+    store.check([*sets, *oods, *((VAL, *val_oods) if val_oods else ())])
     head = store.head()
     ctx = context(setup, head, evaluation.protocol) if evaluation else context(setup, head)
+    wanted = tuple(wanted(ctx) if callable(wanted) else wanted)  # a sweep's declared grids depend on the run
     score_runs = tuple(tuple(scores.instances(cls, {**scores.given_settings(cls, args), **settings}, ctx,
                                               setup.device)) for cls, settings in wanted)
     store.check_patterns([s for objs in score_runs for s in objs])  # before any extraction
     return Run(setup=setup, rank=rank, oods=tuple(oods), validation=tuple(o.name for o in picked),
-               evaluation=evaluation, store=store, head=head, ctx=ctx, score_runs=score_runs, results=folder)
+               evaluation=evaluation, store=store, head=head, ctx=ctx, score_runs=score_runs, results=folder,
+               val_oods=tuple(val_oods), wanted=wanted)

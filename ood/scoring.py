@@ -18,12 +18,13 @@ from .params import Context
 from .plugins import describe_score, running
 
 
-def resolve_oods(names):
-    """OODSet objects for user-given names (``NAME=PATH`` for a folder of one's own), each set once. One
-    name for two different sets (``--ood a=X A=Y``) is refused: the rows could not be told apart."""
+def resolve_oods(names, id_set=None):
+    """OODSet objects for user-given names (``NAME=PATH`` for a folder of one's own), each set once; among
+    the sets of ``id_set``'s benchmark when it is not the paper's. One name for two different sets
+    (``--ood a=X A=Y``) is refused: the rows could not be told apart."""
     out, seen = [], {}
     for n in names:
-        spec = D.resolve_ood(n)
+        spec = D.resolve_ood(n, id_set)
         other = seen.get(spec.name.lower())
         if other is not None and other != spec:
             raise UserError(f"--ood names two different sets {other.name!r} ({other.folder}) and {spec.name!r} "
@@ -126,7 +127,22 @@ def make_row(setup, objs, ood_name, metrics, id_features):
         row["replicates"] = replicate
     row.update(checkpoint=setup.checkpoint_id, id_features=id_features["digest"], environment=setup.environment,
                train_environment=dict(setup.train_environment) or None)
+    if setup.id_set.benchmark:  # a benchmark's rows say which, the OOD set's group and the ID accuracy
+        row.update(benchmark=setup.id_set.benchmark, ood_group=group_of(setup.id_set, ood_name),
+                   id_accuracy=accuracy(id_features))
     return row
+
+
+def group_of(id_set, ood_name):
+    """The benchmark group ("near", "far", "val") of an OOD set; "" for a folder of the user's own."""
+    spec = D.benchmark_ood(ood_name, id_set)
+    return spec.group if spec is not None else ""
+
+
+def accuracy(features):
+    """Top-1 accuracy of the backbone's head on a labelled image set (its cached logits and labels)."""
+    labels = features["labels"]
+    return float((features["logits"].argmax(1) == labels).double().mean()) if len(labels) else float("nan")
 
 
 def rows_for(setup, objs, values, ood_names, evaluation, id_features):

@@ -6,6 +6,7 @@ the defaults that depend on the hardware (precision, memory layout). Library cod
 never writes into the argparse namespace. Joining torchrun's process group is the entry point's
 (``ood.run.open_run``), which passes the device torchrun gave the process.
 """
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,6 +49,7 @@ class Setup:
     train_precision: str | None = None  # what the backbone was trained in (the checkpoint's --amp), if known
     train_environment: tuple = ()  # ((key, value), ...): device and versions the checkpoint was trained with
     asked_size: int | None = None  # --resize_val as given
+    trained_on: str = ""           # the data set train_model.py trained the checkpoint on (its meta); "" otherwise
 
     @property
     def options(self):
@@ -74,6 +76,22 @@ class Setup:
             return models.pretrained_id(self.model.name)
         return sha256_file(self.checkpoint)
 
+    def test_transform(self):
+        """The evaluation transform: the ID set's (ood.data.test_transform) at this input size; on a benchmark
+        other than the paper's, torchvision's pretrained weights are evaluated with their own transform
+        (``weights.transforms()``: Swin-T's is a bicubic resize to 232), as OpenOOD's
+        scripts/eval_ood_imagenet.py evaluates them, and a backbone train_model.py trained on the paper's
+        set keeps the normalisation it was trained with (the paper's CIFAR statistics are not OpenOOD's)."""
+        if self.id_set.benchmark and self.checkpoint is None:
+            weights = models.pretrained_weights_of(self.model.name)
+            if weights is not None:
+                return weights.transforms()
+        id_set = self.id_set
+        if id_set.benchmark and self.trained_on in D.ID_SETS:  # trained here: normalised as it was trained
+            paper = D.ID_SETS[self.trained_on]
+            id_set = dataclasses.replace(id_set, mean=paper.mean, std=paper.std)
+        return D.test_transform(id_set, self.input_size)
+
     def build_model(self):
         return models.build_model(self.model.name, self.id_set.num_classes, self.id_set.channels,
                                   pretrained=self.pretrained, **self.options)
@@ -84,7 +102,11 @@ class Setup:
         is the one torchrun gave this process when the entry point joined its process group
         (``ood.run.open_run``); None: ``--device``. Building a Setup joins nothing and changes no
         global state, so that it can be built (and tested) anywhere."""
-        id_set = D.get_id_set(args.dataset, args.id_classes)
+        id_set = D.get_id_set(args.dataset, args.id_classes, getattr(args, "benchmark", None))
+        if training and id_set.benchmark:
+            raise UserError(f"train_model.py trains on the paper's sets; --benchmark {id_set.benchmark} evaluates "
+                            f"backbones (OpenOOD's released checkpoints, torchvision's weights, or one trained "
+                            f"here on {id_set.name}: pass it with --checkpoint).")
         spec = models.get_spec(args.model)
         options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
         if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
@@ -92,16 +114,17 @@ class Setup:
         device = device or resolve_device(args.device)
         recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
-            Path(args.checkpoint or default_checkpoint(id_set.name, spec.name + recipe.suffix))
+            Path(args.checkpoint or default_checkpoint(id_set.key, spec.name + recipe.suffix))
         size = args.resize_val
         train_precision = "pretrained" if checkpoint is None and not training else None
-        train_environment = ()
+        train_environment, trained_on = (), ""
         if checkpoint is not None and not training:
             meta = checkpoint_meta(checkpoint)
             _check_split(checkpoint, meta, id_set)
             size = _size_from_checkpoint(checkpoint, meta, size, args.force_input_size)
             train_precision = precision_name(meta["amp"]) if meta.get("amp") else None
             train_environment = tuple(sorted((meta.get("environment") or {}).items()))
+            trained_on = meta.get("dataset") or ""
             trained_with = meta.get("recipe", "fixed")
             if args.recipe and args.recipe != trained_with:
                 raise UserError(f"--recipe {args.recipe}, but checkpoint {checkpoint} was trained with the "
@@ -115,13 +138,13 @@ class Setup:
         else:
             amp, reason = accel.amp_mode(amp_flag, device, training)
         return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
-                   input_size=size or spec.input_size, checkpoint=checkpoint, pretrained=bool(args.pretrained),
+                   input_size=size or id_set.input_size or spec.input_size, checkpoint=checkpoint, pretrained=bool(args.pretrained),
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
                    compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
                    train_precision=train_precision, train_environment=train_environment,
-                   asked_size=args.resize_val)
+                   asked_size=args.resize_val, trained_on=trained_on)
 
 
 def precision_name(amp):

@@ -108,9 +108,9 @@ class Trainer:
 
     def build(self):
         s, h = self.setup, self.hyper
-        train_ds = D.build_id_dataset(s.id_set, s.data_root, True,
+        train_ds = D.build_id_dataset(s.id_set, s.data_root, "train",
                                       self.recipe.train_transform(s.id_set, self.train_size, h["augment"]), s.download)
-        test_ds = D.build_id_dataset(s.id_set, s.data_root, False, D.test_transform(s.id_set, self.train_size))
+        test_ds = D.build_id_dataset(s.id_set, s.data_root, "test", D.test_transform(s.id_set, self.train_size))
         self.train_ds, self.test_ds = D.subset(train_ds, s.subset), D.subset(test_ds, s.subset)
         model = s.build_model()
         if self.world > 1 and s.device.type == "cuda":

@@ -9,7 +9,7 @@ inputs; docs/method.md, "Other scores").
 """
 import torch
 
-from ood.params import Param, Rule
+from ood.params import Param, Rule, up_to
 
 from .base import Score
 
@@ -19,11 +19,14 @@ class GEN(Score):
     name, order = "GEN", 75
     params = (
         Param("gamma", float, 0.1, "exponent of the generalised entropy", "Liu et al. 2023 (paper and code)",
-              bounds="(0, inf)"),
+              bounds="(0, inf)", grid=(0.01, 0.1, 0.5, 1, 2, 5, 10), grid_source="OpenOOD v1.5 (gen.yml)"),
         Param("M", int, Rule(lambda ctx: min(100, ctx.num_classes) if ctx.num_classes else 100,
                              "100 (the paper's ImageNet setting and the GEN code's default), or the "
                              "number of classes when smaller (this project's cap)"),
-              "number of largest probabilities used", "Liu et al. 2023 (paper and code)", bounds="[1, inf)"),
+              "number of largest probabilities used", "Liu et al. 2023 (paper and code)", bounds="[1, inf)",
+              grid=up_to((10, 50, 100, 200, 500, 1000), lambda ctx: ctx.num_classes, lambda ctx: ctx.num_classes,
+                         "10, 50, 100, 200, 500, 1000 up to the number of classes (more are the same)"),
+              grid_source="OpenOOD v1.5 (gen.yml)"),
     )
 
     def score(self, data, state, head):

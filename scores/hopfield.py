@@ -36,7 +36,8 @@ class HE(Score):
     name, order, paper = "HE", 40, True
     params = (Param("beta", float, Rule(lambda ctx: ctx.model.he_beta if ctx.model is not None else 0.01,
                                         "the backbone's: 0.01 for ResNets, 0.2 for WRN"),
-                    "inverse temperature", "SHE code", bounds="(0, inf)"),)
+                    "inverse temperature", "SHE code", bounds="(0, inf)", grid=(0.001, 0.01, 0.1, 1),
+                    grid_source="this project's: decades around the SHE code's 0.01"),)
 
     def fit(self, train, head):
         patterns, offsets = correct_by_class(train, head["weight"].shape[0])

@@ -73,7 +73,7 @@ class KNN(Score):
                                     "code's run_cifar.py, for any ID set, use 50), 10 on ImageNet with a 1% "
                                     "bank (paper), 50 otherwise"),
               "the neighbour whose distance is the score", "Sun et al. 2022; knn-ood code (run_cifar.py K = 50)",
-              bounds="[1, inf)"),
+              bounds="[1, inf)", grid=(50, 100, 200, 500, 1000), grid_source="OpenOOD v1.5 (knn.yml)"),
         Param("bank_fraction", float, per_dataset({"imagenet": 0.01}, 1.0,
                                                   "0.01 on ImageNet (paper), 1 (all training images) otherwise"),
               "fraction of the training images kept in the bank (a fixed random draw)", "Sun et al. 2022",

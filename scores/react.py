@@ -41,7 +41,7 @@ class ReAct(Score):
                                         "reference's sorted element there)"),
               "clip phi at this percentile of the training features",
               "SHE code (get_threshold(p=0.9)): 90; the RecLag code (get_threshold(p=0.98)): 98",
-              bounds="(0, 100]", fit=True),
+              bounds="(0, 100]", fit=True, grid=(85, 90, 95, 99), grid_source="OpenOOD v1.5 (react.yml)"),
         Param("threshold", str, Rule(lambda ctx: "sorted" if ctx.protocol == "paper" else "interpolated",
                                      "interpolated; sorted under --protocol paper"),
               "how the percentile is read off the training entries: interpolated (np.percentile, as the ReAct "

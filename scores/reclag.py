@@ -23,9 +23,9 @@ class RecLag(Score):
     paper_evaluation = "full"  # test_RecLag.py: every OOD image, FPR95 at the first ROC point with TPR > 95 %
     params = (
         Param("hidden", int, 10, "memory neurons H per class", LEARNER, bounds="[1, inf)", fit=True,
-              retired=("--hidden",)),
+              retired=("--hidden",), grid=(5, 10, 20), grid_source="this project's: around the paper's H = 10"),
         Param("beta", float, 5.0, "inverse temperature (learning and score)", LEARNER, bounds="(0, inf)",
-              fit=True, retired=("--beta",)),
+              fit=True, retired=("--beta",), grid=(2, 5, 10), grid_source="this project's: around the paper's 5"),
         Param("n_samples", int, 5, "memory samples S per input and step", LEARNER, bounds="[1, inf)",
               fit=True, retired=("--n_samples",)),
         Param("batch_size", int, 50, "learner batch size B (the remainder is dropped)", LEARNER,

@@ -9,7 +9,7 @@ training set. Fitted in float64 (the tail of the spectrum matters) over blocks o
 import torch
 
 from ood.errors import UserError
-from ood.params import Param, Rule
+from ood.params import Param, Rule, up_to
 
 from .base import Score
 from .logits import energy
@@ -29,7 +29,11 @@ class ViM(Score):
                                "the ViM code's rule: 1000 for d >= 2048 (the paper's ResNet-50), 512 for "
                                "d >= 768, d/2 below (256 for 512-d, 64 for 128-d)"),
               "dimension D of the principal subspace", "Wang et al. 2022; OpenOOD uses 256 on CIFAR",
-              bounds="[1, inf)", fit=True),
+              bounds="[1, inf)", fit=True,
+              grid=up_to((256, 1000), lambda ctx: ctx.feature_dim - 1 if ctx.feature_dim else None,
+                         lambda ctx: principal_dim(ctx.feature_dim), "256, 1000 below the feature size (else the "
+                                                                      "ViM code's rule)"),
+              grid_source="OpenOOD v1.5 (vim.yml)"),
     )
 
     def fit(self, train, head):

@@ -98,7 +98,7 @@ def loader_rates(data, device, quick, gpu_rates):
     workers = 0 if quick else min(16, os.cpu_count() or 1)
     out = {"workers": workers}
     for size in (112, 64):
-        ds = D.build_id_dataset(id_set, data, True, D.train_transform(id_set, 32 if quick else size))
+        ds = D.build_id_dataset(id_set, data, "train", D.train_transform(id_set, 32 if quick else size))
         ds = D.subset(ds, 256 if quick else 30_000)
         loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, num_workers=workers,
                                              **({"prefetch_factor": 4, "persistent_workers": False} if workers else {}))

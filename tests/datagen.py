@@ -120,3 +120,43 @@ def write_all(root):
     for i, (folder, subdirs) in enumerate(OOD_FOLDERS.items()):
         write_image_folder(Path(root) / folder, n=12, seed=10 + i, subdirs=subdirs)
     return md5s
+
+
+def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5):
+    """OpenOOD v1.5's on-disk layout, in small, for ID set ``id_name``: its image lists in their format
+    (``relative/path label`` per line, paths relative to images_classic/ or images_largescale/) under
+    benchmark_imglist/<id>/ and the images they name, as OpenOOD's archives unpack them. Every path comes
+    from the declarations in ood/openood.py. ``n_id``: (train, test, val) images (labels cycle through
+    the first classes, so that a tiny head can tell them apart); ``n_ood``: images per OOD set. ID images
+    are JPEGs, OOD images PNGs of another pattern (some grayscale, as MNIST's are); sizes vary, so the
+    resize and centre crop matter. Returns the ID set's declaration."""
+    from ood.data import get_benchmark, get_id_set
+    id_set = get_id_set(id_name, None, "openood")
+    bench = get_benchmark("openood")
+    rng = np.random.default_rng(seed)
+    size = size or id_set.input_size
+    root = Path(root)
+
+    def write(lines_path, image_dir, folder, labels, pattern, gray=False, ext="png"):
+        rel = []
+        for i, y in enumerate(labels):
+            side = int(size * rng.uniform(1.0, 1.4))
+            img = class_images([pattern(y)], rng, side)[0]
+            name = f"{folder}/{i:05d}.{ext}"
+            path = root / image_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pil = Image.fromarray(img)
+            (pil.convert("L") if gray else pil).save(path)
+            rel.append(f"{name} {y}")
+        lines_path.parent.mkdir(parents=True, exist_ok=True)
+        lines_path.write_text("\n".join(rel) + "\n")
+
+    layout = id_set.layout
+    for (split, _), n in zip(id_set.splits, n_id):
+        labels = [i % min(4, id_set.num_classes) for i in range(n)]
+        write(root / layout.list_path(id_set, split), layout.image_dir, f"{id_name}_like/{split}", labels,
+              lambda y: y, ext="jpg")
+    for k, o in enumerate(bench.ood_sets(id_set)):
+        write(root / o.layout.list_path(o), o.layout.image_dir, f"{o.name}_like", [-1] * n_ood,
+              lambda y, k=k: 20 + 3 * k, gray=o.name == "mnist")
+    return id_set

@@ -26,9 +26,9 @@ def test_cifar_protocol_transform():
 
 def test_cifar10_cifar100_svhn_load(data):
     tf = D.test_transform(D.get_id_set("cifar10"), 20)
-    c10 = D.build_id_dataset(D.get_id_set("cifar10"), data, True, tf)
+    c10 = D.build_id_dataset(D.get_id_set("cifar10"), data, "train", tf)
     assert len(c10) == 100 and c10[0][0].shape == (3, 20, 20)
-    c100 = D.build_id_dataset(D.get_id_set("cifar100"), data, False, tf)
+    c100 = D.build_id_dataset(D.get_id_set("cifar100"), data, "test", tf)
     assert len(c100) == 100 and max(c100.targets) == 99
     svhn = D.resolve_ood("SVHN").build(data, tf)
     assert len(svhn) == 30 and svhn[0][0].shape == (3, 20, 20)
@@ -39,7 +39,7 @@ def test_torchvision_still_verifies_md5(data_root, tmp_path):
     and we report that as a user error."""
     root, _ = data_root
     with pytest.raises(UserError, match="not found or is corrupted"):
-        D.build_id_dataset(D.get_id_set("cifar10"), root, True, None)
+        D.build_id_dataset(D.get_id_set("cifar10"), root, "train", None)
 
 
 def test_image_folder_sets_and_names(data, tmp_path):
@@ -59,7 +59,7 @@ def test_fashion_mnist_real_format_and_debian_copy(tmp_path, monkeypatch):
     tf = D.test_transform(fm, 28)
     assert isinstance(tf.transforms[1], T.Grayscale)
     datagen.write_fashion_mnist(tmp_path / "a")
-    ds = D.build_id_dataset(fm, tmp_path / "a", False, tf)
+    ds = D.build_id_dataset(fm, tmp_path / "a", "test", tf)
     assert len(ds) == 20 and ds[0][0].shape == (1, 28, 28)
     # Debian's package layout: gzip files in one folder, unpacked on first use
     deb = tmp_path / "debian"
@@ -69,7 +69,7 @@ def test_fashion_mnist_real_format_and_debian_copy(tmp_path, monkeypatch):
             shutil.copyfileobj(src, dst)
     monkeypatch.setattr(D, "DEBIAN_FASHION_MNIST", deb)
     monkeypatch.delenv("FASHION_MNIST_GZ", raising=False)  # it would take precedence over the folder above
-    ds = D.build_id_dataset(fm, tmp_path / "b", True, tf)
+    ds = D.build_id_dataset(fm, tmp_path / "b", "train", tf)
     assert len(ds) == 60 and (tmp_path / "b/FashionMNIST/raw/train-images-idx3-ubyte").exists()
     # RGB OOD images become grayscale for a grayscale ID set
     datagen.write_image_folder(tmp_path / "ood", n=3)
@@ -77,7 +77,7 @@ def test_fashion_mnist_real_format_and_debian_copy(tmp_path, monkeypatch):
     assert img.shape == (1, 28, 28)
     monkeypatch.setattr(D, "DEBIAN_FASHION_MNIST", tmp_path / "none")
     with pytest.raises(UserError, match="dataset-fashion-mnist"):
-        D.build_id_dataset(fm, tmp_path / "c", True, tf)
+        D.build_id_dataset(fm, tmp_path / "c", "train", tf)
 
 
 def test_imagenet_image_folder(tmp_path):
@@ -85,14 +85,14 @@ def test_imagenet_image_folder(tmp_path):
         for c in ("n01", "n02"):
             datagen.write_image_folder(tmp_path / "imagenet" / split, n=2, subdirs=(c,))
     inet = D.get_id_set("imagenet")
-    ds = D.build_id_dataset(inet, tmp_path, False, D.test_transform(inet, 24))
+    ds = D.build_id_dataset(inet, tmp_path, "test", D.test_transform(inet, 24))
     assert len(ds) == 4 and ds[0][0].shape == (3, 24, 24) and sorted(set(ds.targets)) == [0, 1]
     with pytest.raises(UserError, match="ImageNet-1k train split not found"):
-        D.build_id_dataset(inet, tmp_path / "none", True, None)
+        D.build_id_dataset(inet, tmp_path / "none", "train", None)
 
 
 def test_subset_and_labels(data):
-    ds = D.build_id_dataset(D.get_id_set("cifar10"), data, True, None)
+    ds = D.build_id_dataset(D.get_id_set("cifar10"), data, "train", None)
     sub = D.subset(ds, 7)
     assert len(sub) == 7 and sub.indices[0] == 0 and sub.indices[-1] == 99
     assert torch.equal(D.dataset_labels(sub), torch.tensor(ds.targets)[sub.indices])
@@ -125,10 +125,10 @@ def test_id_classes_split(tmp_path):
     split = D.get_id_set("fashionmnist", [7, 3])
     assert (split.name, split.num_classes, split.classes, split.base) == ("fashionmnist_classes7-3", 2, (7, 3), "fashionmnist")
     tf = D.test_transform(split, 28)
-    ds = D.build_id_dataset(split, tmp_path, True, tf)
+    ds = D.build_id_dataset(split, tmp_path, "train", tf)
     assert len(ds) == 12 and sorted(set(ds.targets)) == [0, 1] and ds[0][0].shape == (1, 28, 28)
     assert ds.targets[ds.indices.index(3) if 3 in ds.indices else 0] in (0, 1)
-    full = D.build_id_dataset(D.get_id_set("fashionmnist"), tmp_path, True, tf)
+    full = D.build_id_dataset(D.get_id_set("fashionmnist"), tmp_path, "train", tf)
     assert all(full.targets[i] == (7, 3)[t] for i, t in zip(ds.indices, ds.targets))  # relabelled in the given order
     held = D.held_out(split, tmp_path, tf)
     assert len(held) == 16 and set(held.targets) == {0, 1, 2, 4, 5, 6, 8, 9}

@@ -1,0 +1,186 @@
+"""OpenOOD v1.5, declared once: its four ID sets, their validation and near/far OOD sets, the image lists
+they are read from, the test preprocessing and the archives that hold them.
+
+OpenOOD v1.5 (Zhang et al., "OpenOOD v1.5: Enhanced Benchmark for Out-of-Distribution Detection", 2023)
+is the benchmark post-hoc detectors are compared on today. Every fact below is read from its code
+(github.com/Jingkang50/OpenOOD): the splits and lists from ``DATA_INFO`` in
+``openood/evaluation_api/datasets.py``, the preprocessing from ``default_preprocessing_dict`` in
+``openood/evaluation_api/preprocessor.py``, the Google Drive ids from ``download_id_dict`` and the
+folder of each image set from ``dir_dict`` (same file). The covariate-shift ("csid") lists are not
+declared: the full-spectrum setting is outside what this repository evaluates.
+
+On disk, under ``--dataset_path``, the layout is OpenOOD's own::
+
+    benchmark_imglist/<id>/{train,val,test}_<id>.txt       the ID splits
+    benchmark_imglist/<id>/val_<ood>.txt                   the validation OOD set
+    benchmark_imglist/<id>/test_<ood>.txt                  each near and far OOD set
+    images_classic/<set>/...   images_largescale/<set>/... the images the lists name
+
+Each list has one ``relative/path label`` per line, the path relative to the set's image folder
+(``images_classic/`` or ``images_largescale/``). The sets are declared with the same classes as the
+paper's (``IDSet``, ``OODSet``, ood/data.py) and read through one layout, ``ImageList``; --benchmark
+openood selects them (``BENCHMARKS["openood"]``).
+"""
+import os
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .errors import UserError
+
+ID_NAMES = ("cifar10", "cifar100", "imagenet200", "imagenet")
+LISTS = "benchmark_imglist"
+CLASSIC, LARGESCALE = "images_classic", "images_largescale"
+
+
+class ImageListDataset(torch.utils.data.Dataset):
+    """The images an OpenOOD image list names, with their labels. A line is ``path label``; a label that
+    is not an integer (OpenOOD allows a dict of extras there) reads as -1, which only OOD lists use.
+    ``source_files`` tells the cache fingerprint (ood.fingerprint) which files the set reads: the list and
+    every image, so that a rewritten list or image is noticed."""
+
+    def __init__(self, list_path, image_dir, transform=None):
+        self.list_path, self.image_dir, self.transform = Path(list_path), Path(image_dir), transform
+        self.samples = read_image_list(self.list_path, self.image_dir)
+        self.targets = [y for _, y in self.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, y = self.samples[i]
+        img = D.load_image(path)
+        return (self.transform(img) if self.transform else img), y
+
+    def source_files(self):
+        return [str(self.list_path)] + [p for p, _ in self.samples]
+
+
+def read_image_list(list_path, image_dir):
+    """[(image path, label)] of an image list, in its order; a malformed line is one clear error."""
+    out = []
+    with open(list_path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip("\n").strip()
+            if not line:
+                continue
+            name, _, extra = line.partition(" ")
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise UserError(f"image list {list_path}, line {number}: {name!r} must be a path relative to "
+                                f"{image_dir}.")
+            try:
+                label = int(extra.strip())
+            except ValueError:
+                label = -1
+            out.append((str(Path(image_dir) / name), label))
+    return out
+
+
+class ImageList(D.Layout):
+    """An OpenOOD image list (``benchmark_imglist/...``) and the image folder its paths are relative to.
+    For an ID set the list of split ``s`` is ``<folder>/<s>_<name>.txt``; for an OOD set its ``folder`` is
+    the list itself. Counted from the list (no image decoded); a listed image that is missing is a
+    problem the verifier reports."""
+    what = "an OpenOOD image list"
+
+    def __init__(self, image_dir):
+        self.image_dir = image_dir
+
+    def __repr__(self):
+        return f"ImageList({self.image_dir!r})"
+
+    def list_path(self, spec, split=None):
+        return f"{spec.folder}/{split}_{spec.name}.txt" if split else spec.folder
+
+    def location(self, spec, split=None):
+        return self.list_path(spec, split)
+
+    def load(self, spec, root, split, transform, download=False):
+        path = Path(root) / self.list_path(spec, split)
+        if not path.is_file():
+            what = f"{spec.label} {split}" if split else f"OOD set {spec.name}"
+            raise UserError(f"{what} of OpenOOD v1.5 was not found: expected the image list {path}. "
+                            f"{self.howto(spec, split)} Pass --dataset_path for another data root.")
+        return ImageListDataset(path, Path(root) / self.image_dir, transform)
+
+    def count(self, spec, root, split=None):
+        path = Path(root) / self.list_path(spec, split)
+        if not path.is_file():
+            return None, "", ""
+        try:
+            samples = read_image_list(path, Path(root) / self.image_dir)
+        except (UserError, OSError, UnicodeDecodeError) as e:
+            return 0, "", f"unreadable image list ({e})"
+        missing = [p for p, _ in samples if not os.path.isfile(p)]
+        info = f"images under {self.image_dir}/"
+        problem = ""
+        if missing:
+            problem = (f"{len(missing)} of {len(samples)} listed images missing (e.g. "
+                       f"{os.path.relpath(missing[0], root)})")
+        return len(samples), info, problem
+
+    def howto(self, spec, split=None):
+        return ("Get OpenOOD v1.5's image lists and images with verify_data.py --benchmark openood --download "
+                "(or OpenOOD's scripts/download/download.py) into the data root.")
+
+
+# Google Drive ids of OpenOOD v1.5's archives (download_id_dict) and the image folder of each (dir_dict).
+_DRIVE_IDS = {
+    "benchmark_imglist": "1lI1j0_fDDvjIt9JlWAw09X8ks-yrR_H1",
+    "cifar10": "1Co32RiiWe16lTaiOU6JMMnyUYS41IlO1", "cifar100": "1PGKheHUsf29leJPPGuXqzLBMwl8qMF8_",
+    "tin": "1PZ-ixyx52U989IKsMA2OT-24fToTrelC", "mnist": "1CCHAGWqA1KJTFFswuF9cbhmB-j98Y1Sb",
+    "svhn": "1DQfc11HOtB1nEwqS4pWUFp8vtQ3DczvI", "texture": "1OSz1m3hHfVWbRdmMwKbUzoU8Hg9UKcam",
+    "places365": "1Ec-LRSTf6u5vEctKX9vRp9OA6tqnJ0Ay", "imagenet_1k": "1i1ipLDFARR-JZ9argXd2-0a6DXwVhXEj",
+    "ssb_hard": "1PzkA-WGG8Z18h0ooL_pDdz9cO-DCIouE", "ninco": "1Z82cmvIB0eghTehxOGP5VTdLt7OD3nk6",
+    "inaturalist": "1zfLfMvoUD0CUlKNnkk7LgxZZBnTBipdj", "openimage_o": "1VUFXnB_z70uHfdgJG2E_pjYOcEgqM7tE",
+}
+_FOLDER = {**{n: CLASSIC for n in ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365")},
+           **{n: LARGESCALE for n in ("imagenet_1k", "ssb_hard", "ninco", "inaturalist", "openimage_o")}}
+
+
+def _archive(name):
+    dest = LISTS if name == LISTS else f"{_FOLDER[name]}/{name}"
+    return D.Archive(name, f"{name}.zip", dest, drive_id=_DRIVE_IDS[name])
+
+
+# (ID set, label, classes, resize, input size, mean, std, validation OOD set, near sets, far sets, archives).
+# An OOD set is (name, image folder); the ID sets' images lie in their first archive's folder.
+_CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+_CIFAR100_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+_IMAGENET_STATS = (D.IMAGENET_MEAN, D.IMAGENET_STD)
+_CIFAR_FAR = (("mnist", CLASSIC), ("svhn", CLASSIC), ("texture", CLASSIC), ("places365", CLASSIC))
+_CIFAR_SETS = ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365")
+_IMAGENET_NEAR = (("ssb_hard", LARGESCALE), ("ninco", LARGESCALE))
+_IMAGENET_FAR = (("inaturalist", LARGESCALE), ("textures", CLASSIC), ("openimage_o", LARGESCALE))
+_IMAGENET_SETS = ("imagenet_1k", "ssb_hard", "ninco", "inaturalist", "texture", "openimage_o")
+TABLE = (
+    ("cifar10", "CIFAR-10", 10, 32, 32, *_CIFAR10_STATS, ("tin", CLASSIC),
+     (("cifar100", CLASSIC), ("tin", CLASSIC)), _CIFAR_FAR, _CIFAR_SETS),
+    ("cifar100", "CIFAR-100", 100, 32, 32, *_CIFAR100_STATS, ("tin", CLASSIC),
+     (("cifar10", CLASSIC), ("tin", CLASSIC)), _CIFAR_FAR, ("cifar100", *_CIFAR_SETS[:1], *_CIFAR_SETS[2:])),
+    ("imagenet200", "ImageNet-200", 200, 256, 224, *_IMAGENET_STATS, ("openimage_o", LARGESCALE),
+     _IMAGENET_NEAR, _IMAGENET_FAR, _IMAGENET_SETS),
+    ("imagenet", "ImageNet-1k", 1000, 256, 224, *_IMAGENET_STATS, ("openimage_o", LARGESCALE),
+     _IMAGENET_NEAR, _IMAGENET_FAR, _IMAGENET_SETS),
+)
+
+
+def _declare(row):
+    """The IDSet, its OOD sets (validation first, then near, then far) and its archives, from one row."""
+    name, label, classes, resize, size, mean, std, val, near, far, archives = row
+    image_dir = _FOLDER[archives[0]]
+    folder = f"{LISTS}/{name}"
+    oods = [D.OODSet(f"val_{val[0]}", f"{folder}/val_{val[0]}.txt", 0, layout=ImageList(val[1]), group="val")]
+    oods += [D.OODSet(n, f"{folder}/test_{n}.txt", 0, layout=ImageList(d), group="near") for n, d in near]
+    oods += [D.OODSet(n, f"{folder}/test_{n}.txt", 0, layout=ImageList(d), group="far") for n, d in far]
+    id_set = D.IDSet(name, classes, mean, std, "openood", tuple(o.name for o in oods if o.group != "val"),
+                     layout=ImageList(image_dir), folder=folder, splits=(("train", 0), ("test", 0), ("val", 0)),
+                     label=label, url="https://github.com/Jingkang50/OpenOOD", benchmark="openood",
+                     resize=resize, input_size=size)
+    return id_set, tuple(oods), tuple(_archive(a) for a in (LISTS, *archives))
+
+
+BENCHMARK = D.register_benchmark(D.Benchmark(
+    "openood", "OpenOOD v1.5", *map(tuple, zip(*(_declare(row) for row in TABLE))), fpr_variant="openood",
+    source="github.com/Jingkang50/OpenOOD, openood/evaluation_api/datasets.py (DATA_INFO)"))
