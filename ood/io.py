@@ -53,15 +53,22 @@ def _pid_alive(pid):
     return True
 
 
-def _clean_stale_temporaries(path):
-    """Remove temporaries of ``path`` left by writers that were killed (their pid is gone)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$")
+def orphans(folder, pattern):
+    """The entries of ``folder`` whose names match ``pattern`` (a regex whose first group is a process id)
+    and whose process is gone: what writers killed midway left behind (never this process's own)."""
+    pattern = re.compile(pattern)
     with contextlib.suppress(OSError):
-        for other in path.parent.iterdir():
+        for other in list(Path(folder).iterdir()):
             m = pattern.match(other.name)
             if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
-                with contextlib.suppress(OSError):
-                    other.unlink()
+                yield other
+
+
+def _clean_stale_temporaries(path):
+    """Remove temporaries of ``path`` left by writers that were killed (their pid is gone)."""
+    for other in orphans(path.parent, rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$"):
+        with contextlib.suppress(OSError):
+            other.unlink()
 
 
 @contextlib.contextmanager

@@ -123,3 +123,25 @@ def _score_registry_as_it_was():
     scores._BY_KEY.update(registered)
     ood.plugins._SCORES.clear()
     ood.plugins._SCORES.update(plugins)
+
+
+@pytest.fixture(scope="module")
+def register_sets():
+    """A function importing a test module that registers data sets (tests/extra_sets.py,
+    tests/download_sets.py) and returning it; the ID and OOD registries are as they were after the test
+    module, as a user's module registers sets in its own process only."""
+    import importlib
+
+    from ood import data as D
+    saved, names = (dict(D.ID_SETS), dict(D.OOD_SETS)), []
+
+    def register(name):
+        sys.modules.pop(name, None)
+        names.append(name)
+        return importlib.import_module(name)
+    yield register
+    for registry, before in zip((D.ID_SETS, D.OOD_SETS), saved):
+        registry.clear()
+        registry.update(before)
+    for name in names:
+        sys.modules.pop(name, None)

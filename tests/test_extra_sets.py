@@ -3,8 +3,6 @@ edited: the verifier lists and counts them, the scripts' --help names them, ``--
 and is scored against its default OOD set Glyphs.
 
 The registrations are undone after this module, so that the other tests see the built-in sets only."""
-import importlib
-import sys
 
 import pytest
 
@@ -23,15 +21,9 @@ TINY = ["--model", "tiny_models:no_norm_net", "--amp", "off", "--device", "cpu",
 
 
 @pytest.fixture(scope="module")
-def extra():
+def extra(register_sets):
     """tests/extra_sets.py imported (its two registrations done) for this module only."""
-    saved = dict(D.ID_SETS), dict(D.OOD_SETS)
-    sys.modules.pop("extra_sets", None)
-    yield importlib.import_module("extra_sets")
-    for registry, before in zip((D.ID_SETS, D.OOD_SETS), saved):
-        registry.clear()
-        registry.update(before)
-    sys.modules.pop("extra_sets", None)
+    return register_sets("extra_sets")
 
 
 @pytest.fixture

@@ -170,8 +170,18 @@ def test_targets_and_usage_errors(tmp_path, capsys):
 
 def test_download_fetches_torchvision_sets_and_explains_the_rest(data, tmp_path, monkeypatch, capsys):
     """--download calls torchvision's classes with download=True for the needed sets they can fetch
-    (here replaced by a copy of the generated files), then checks again; for the others it prints
-    the link and the target folder."""
+    (here replaced by a copy of the generated files), then checks again; a set with a public archive
+    (LSUN_C) is fetched by ood.download, which cannot reach it here (every proxy at a closed local port:
+    one line naming what to fetch by hand); for a set without one (ImageNet-1k) it prints the link and
+    the target folder."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, dead)
+    for var in ("no_proxy", "NO_PROXY", "RECLAG_DATA_MIRROR"):
+        monkeypatch.delenv(var, raising=False)
     calls = []
 
     class FakeCIFAR10(torchvision.datasets.CIFAR10):
@@ -189,11 +199,18 @@ def test_download_fetches_torchvision_sets_and_explains_the_rest(data, tmp_path,
     root = tmp_path / "new"
     rc = verify_data.main(["--dataset_path", str(root), "--for", "cifar10", "--ood", "SVHN", "LSUN_C", "--download",
                            "--expect", "cifar10/train=100", "--expect", "cifar10/test=40", "--expect", "SVHN=30"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert calls == [("CIFAR10", True), ("SVHN", "test", True)]  # one download per data set
     assert rc == 1  # LSUN_C cannot be fetched
-    assert f"LSUN_C: not downloadable automatically. Download LSUN.tar.gz from {D.OOD_SETS['lsun_c'].url}" in out
-    assert f"Target folder: {root / 'LSUN_C'}" in out
+    lsun = D.OOD_SETS["lsun_c"]
+    assert f"download failed: LSUN.tar.gz: could not fetch {lsun.url}?dl=1 (" in err
+    assert f"Fetch LSUN.tar.gz by hand from {lsun.url} (md5 {lsun.md5}) and put it at {root / 'LSUN.tar.gz'}" in err
+    rc = verify_data.main(["--dataset_path", str(root), "--for", "imagenet", "--ood", "Textures", "--download",
+                           "--mirror", dead])
+    out = capsys.readouterr().out
+    assert rc == 1 and "ImageNet-1k train: not downloadable automatically. Download ILSVRC2012 from " \
+                       "https://image-net.org/download.php" in out
+    assert f"Target folder: {root / 'imagenet' / 'train'}" in out
     rows = rows_by_key(V.check(root, "cifar10", ood=["SVHN", "LSUN_C"],
                                expected={"cifar10/train": 100, "cifar10/test": 40, "SVHN": 30}))
     assert rows["cifar10/train"].ok and rows["cifar10/test"].ok and rows["SVHN"].ok
