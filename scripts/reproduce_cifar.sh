@@ -38,7 +38,7 @@ options (defaults in brackets):
                        was produced) [full sampled]
   --learner-seeds N    RecLag is fitted with learner seeds 1..N and reported as mean ± std over them
                        (on top of the backbone seeds) [5]
-  --download           let torchvision fetch the ID set and SVHN when missing
+  --download           let torchvision fetch the ID set and SVHN when missing (verify_data.py --download fetches every set)
   --no-verify          skip the data check (verify_data.py) at the start
   --train-args "..."   extra options for train_model.py only (e.g. "--lr 0.1")
   --score-args "..."   extra options for generate_stored_pattern.py and test_score_ood_detection.py
