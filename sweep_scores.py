@@ -49,7 +49,7 @@ from ood.errors import UserError, cli_main
 from ood.features import TRAIN
 from ood.io import write_text
 from ood.params import ParamError
-from ood.results import SWEEP_FILES, assign_labels
+from ood.results import SWEEP_FILES, VARIANT_NOTES, assign_labels
 from ood.run import open_run, script_parser
 from ood.scoring import compute, rows_for
 
@@ -268,7 +268,7 @@ def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
                      f" ({summary['seconds_per_point_by_score'][cls.name]:.2f} s per grid point)\n\n" +
                      reports.markdown(mine))
         _figure(cls, axes, mine, [n for n in names if n not in validation], out / f"sweep_{cls.key()}.png")
-    write_text("\n".join(parts), out / "sweep.md")
+    write_text(f"{_convention(rows)}\n\n" + "\n".join(parts), out / "sweep.md")
     if selection:
         test_sets = [n for n in names if n not in validation]
         on = {"ood": list(validation), "id_split": "val" if val_rows else "test"}
@@ -278,11 +278,18 @@ def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
                  if val_rows else ", ".join(validation))
         caption = (f"settings chosen on {where} only (best mean AUROC): " +
                    "; ".join(f"{k}: {v['label']}" for k, v in selection.items()) +
-                   f". Test sets: {', '.join(test_sets)}; FPR95 ({picked[0]['fpr_variant']}) and AUROC in %")
+                   f". Test sets: {', '.join(test_sets)}; {_convention(picked)}")
         write_text(f"{caption}\n\n{reports.markdown(picked)}", out / "selected.md")
         write_text(json.dumps({"validation": validation, "validation_id_split": "val" if val_rows else "test",
                                "test": test_sets, "selection": selection, "rows": picked}, indent=1) + "\n",
                    out / "selected.json")
+
+
+def _convention(rows):
+    """What the tables' numbers are: the FPR95 variant (with what OpenOOD's means) and the units."""
+    variants = sorted({r["fpr_variant"] for r in rows})
+    return "; ".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}" for v in variants) + \
+        "; FPR95 and AUROC in %"
 
 
 def _figure(cls, axes, rows, test_sets, path):

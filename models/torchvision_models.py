@@ -75,15 +75,20 @@ def _load_weights(name, weights):
             f"--checkpoint with a trained state dict instead of --pretrained.") from None
 
 
+# Weights pinned by name: ResNet-50's are the paper's; ViT-B/16's and Swin-T's those OpenOOD v1.5 evaluates
+# (scripts/eval_ood_imagenet.py, --tvs-version 1), whatever a later torchvision makes DEFAULT.
+PINNED_WEIGHTS = {"resnet50": "IMAGENET1K_V1", "vit_b_16": "IMAGENET1K_V1", "swin_t": "IMAGENET1K_V1"}
+
+
 def pretrained_weights(name):
-    """The weights ``--pretrained`` loads for torchvision's ``name``: IMAGENET1K_V1 for resnet50 (the
-    paper's), torchvision's DEFAULT otherwise (which a torchvision release may change)."""
+    """The weights ``--pretrained`` loads for torchvision's ``name``: those of ``PINNED_WEIGHTS``, else
+    torchvision's DEFAULT (which a torchvision release may change)."""
     enum = torchvision.models.get_model_weights(name)
-    return enum.IMAGENET1K_V1 if name == "resnet50" else enum.DEFAULT
+    return getattr(enum, PINNED_WEIGHTS[name]) if name in PINNED_WEIGHTS else enum.DEFAULT
 
 
 def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, **_):
-    """Build torchvision's ``name``. With ``pretrained``, load its ImageNet weights (IMAGENET1K_V1 for
+    """Build torchvision's ``name``. With ``pretrained``, load its ImageNet weights (``PINNED_WEIGHTS``, IMAGENET1K_V1 for
     resnet50, torchvision's DEFAULT otherwise) and, when ``num_classes`` differs from 1000, put a fresh
     head on top for fine-tuning."""
     if name not in torchvision.models.list_models(torchvision.models):

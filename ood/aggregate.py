@@ -41,13 +41,19 @@ SETTINGS = ("fpr_variant", "input_size", "feature_precision", "train_precision",
 
 
 def find_results(paths):
-    """results.json files (and a sweep's selected.json: the rows of the settings it chose) among ``paths``
-    (files, or folders searched recursively), each once, sorted."""
+    """The runs among ``paths``, each file once, sorted: the results.json files under each folder (searched
+    recursively), or, in a folder that holds none, the sweeps' selected.json files (the rows of the
+    settings each sweep chose; OpenOOD's way: one sweep per training run); a file named is read as given.
+    A sweep inside a results folder is therefore never taken for another run of that folder's scores."""
     found = []
     for p in map(Path, paths):
         if p.is_dir():  # results moved aside by a later run, or staged by a run (ood/commit.py), are not runs
-            found += sorted(f for name in RUN_FILES for f in p.rglob(name)
-                            if not any(x == ARCHIVE or x.startswith(STAGING) for x in f.relative_to(p).parts))
+            for name in RUN_FILES:
+                files = sorted(f for f in p.rglob(name)
+                               if not any(x == ARCHIVE or x.startswith(STAGING) for x in f.relative_to(p).parts))
+                if files:
+                    found += files
+                    break
         elif p.is_file():
             found.append(p)
         else:
@@ -59,8 +65,8 @@ def find_results(paths):
             seen.add(key)
             out.append(f)
     if not out:
-        raise UserError(f"no results.json under {', '.join(map(str, paths))}. Run test_score_ood_detection.py "
-                        f"first; it writes results.json into its --results_dir.")
+        raise UserError(f"no results.json under {', '.join(map(str, paths))} (nor a sweep's selected.json). Run "
+                        f"test_score_ood_detection.py first; it writes results.json into its --results_dir.")
     return out
 
 

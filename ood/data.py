@@ -585,6 +585,7 @@ class IDSet:
     benchmark: str = ""            # the benchmark declaring it, when not the paper's (ood/openood.py)
     resize: int = 0                # "openood" preprocessing: the shorter side before the centre crop
     input_size: int = 0            # the input size its benchmark fixes (0: the backbone's or checkpoint's)
+    by_hand: tuple = ()            # (split, how to get it) of the splits no declared archive holds
 
     def __post_init__(self):
         if not self.label:
@@ -606,6 +607,11 @@ class IDSet:
         when that is not the paper's (``openood-cifar10``), so that the two benchmarks' CIFAR-10 caches
         and tables never share a folder."""
         return f"{self.benchmark}-{self.name}" if self.benchmark else self.name
+
+    def fetched_by_hand(self, split):
+        """How to get split ``split`` when no declared archive holds it (OpenOOD's ImageNet training
+        images), or ""."""
+        return dict(self.by_hand).get(split, "")
 
     def split_name(self, role):
         """The name of the split that plays ``role``: "train", "test" or "val" (ImageNet-1k's test split
@@ -713,7 +719,9 @@ class Archive:
     """One downloadable archive: the file, where it unpacks under the data root, and where it comes
     from (an http(s) URL, or a Google Drive id fetched with gdown). A lab mirror serves the same file
     names (``verify_data.py --mirror``). ``md5`` or ``size`` check it when known; a zip is also checked
-    member by member (its CRCs) before it is unpacked."""
+    member by member (its CRCs) before it is unpacked. ``flatten``: a single top-level folder named like
+    the archive or its destination is the archive's root (LSUN.tar.gz's ``LSUN/`` becomes ``LSUN_C/``);
+    False unpacks the entries into the destination as they are, as OpenOOD's data_setup does."""
     name: str
     file: str
     dest: str
@@ -721,6 +729,7 @@ class Archive:
     drive_id: str = ""
     md5: str = ""
     size: int = 0
+    flatten: bool = True
 
     @property
     def source(self):

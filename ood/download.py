@@ -580,7 +580,7 @@ def unpack(archive, path, root, log=print):
                                  f"archive {path} is kept and reused.") from None
         entries = list(staging.iterdir())
         source = staging
-        if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
+        if archive.flatten and len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
                 and entries[0].name in (stem(archive), dest.name):
             source = entries[0]
         else:

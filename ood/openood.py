@@ -22,6 +22,7 @@ paper's (``IDSet``, ``OODSet``, ood/data.py) and read through one layout, ``Imag
 openood selects them (``BENCHMARKS["openood"]``).
 """
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +30,6 @@ import torch
 from . import data as D
 from .errors import UserError
 
-ID_NAMES = ("cifar10", "cifar100", "imagenet200", "imagenet")
 LISTS = "benchmark_imglist"
 CLASSIC, LARGESCALE = "images_classic", "images_largescale"
 
@@ -121,11 +121,13 @@ class ImageList(D.Layout):
         return len(samples), info, problem
 
     def howto(self, spec, split=None):
-        return ("Get OpenOOD v1.5's image lists and images with verify_data.py --benchmark openood --download "
-                "(or OpenOOD's scripts/download/download.py) into the data root.")
+        by_hand = spec.fetched_by_hand(split) if split else ""
+        return by_hand or ("Get OpenOOD v1.5's image lists and images with verify_data.py --benchmark openood "
+                           "--download (or OpenOOD's scripts/download/download.py) into the data root.")
 
 
-# Google Drive ids of OpenOOD v1.5's archives (download_id_dict) and the image folder of each (dir_dict).
+# Google Drive ids of OpenOOD v1.5's archives (download_id_dict) and the image folder each unpacks into
+# (dir_dict); benchmark_imglist.zip holds the lists.
 _DRIVE_IDS = {
     "benchmark_imglist": "1lI1j0_fDDvjIt9JlWAw09X8ks-yrR_H1",
     "cifar10": "1Co32RiiWe16lTaiOU6JMMnyUYS41IlO1", "cifar100": "1PGKheHUsf29leJPPGuXqzLBMwl8qMF8_",
@@ -140,45 +142,65 @@ _FOLDER = {**{n: CLASSIC for n in ("cifar10", "cifar100", "tin", "mnist", "svhn"
 
 
 def _archive(name):
-    dest = LISTS if name == LISTS else f"{_FOLDER[name]}/{name}"
-    return D.Archive(name, f"{name}.zip", dest, drive_id=_DRIVE_IDS[name])
+    """OpenOOD's data_setup unpacks benchmark_imglist.zip into the data root (it holds benchmark_imglist/)
+    and each image set's zip, as it is, into images_*/<set>/: so do we."""
+    if name == LISTS:
+        return D.Archive(name, f"{name}.zip", LISTS, drive_id=_DRIVE_IDS[name])
+    return D.Archive(name, f"{name}.zip", f"{_FOLDER[name]}/{name}", drive_id=_DRIVE_IDS[name], flatten=False)
 
 
-# (ID set, label, classes, resize, input size, mean, std, validation OOD set, near sets, far sets, archives).
-# An OOD set is (name, image folder); the ID sets' images lie in their first archive's folder.
-_CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-_CIFAR100_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
-_IMAGENET_STATS = (D.IMAGENET_MEAN, D.IMAGENET_STD)
-_CIFAR_FAR = (("mnist", CLASSIC), ("svhn", CLASSIC), ("texture", CLASSIC), ("places365", CLASSIC))
-_CIFAR_SETS = ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365")
-_IMAGENET_NEAR = (("ssb_hard", LARGESCALE), ("ninco", LARGESCALE))
-_IMAGENET_FAR = (("inaturalist", LARGESCALE), ("textures", CLASSIC), ("openimage_o", LARGESCALE))
-_IMAGENET_SETS = ("imagenet_1k", "ssb_hard", "ninco", "inaturalist", "texture", "openimage_o")
+_IMAGENET_TRAIN = ("ImageNet-1k's training images (ILSVRC2012, https://image-net.org), which OpenOOD does not "
+                   "distribute: once verify_data.py --benchmark openood --download has unpacked imagenet_1k.zip, "
+                   "put them under images_largescale/imagenet_1k/train/ as {list} names them.")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One ID set of DATA_INFO. Every set is named with the archive that holds its images: (set, archive)."""
+    name: str
+    label: str
+    classes: int
+    resize: int                    # pre_size
+    size: int                      # img_size
+    stats: tuple                   # (mean, std)
+    images: str                    # the archive of the ID images
+    val: tuple                     # the validation OOD set
+    near: tuple
+    far: tuple
+    by_hand: tuple = ()            # ID splits no archive holds
+
+
+_CIFAR_FAR = (("mnist", "mnist"), ("svhn", "svhn"), ("texture", "texture"), ("places365", "places365"))
+_IMAGENET_NEAR = (("ssb_hard", "ssb_hard"), ("ninco", "ninco"))
+_IMAGENET_FAR = (("inaturalist", "inaturalist"), ("textures", "texture"), ("openimage_o", "openimage_o"))
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 TABLE = (
-    ("cifar10", "CIFAR-10", 10, 32, 32, *_CIFAR10_STATS, ("tin", CLASSIC),
-     (("cifar100", CLASSIC), ("tin", CLASSIC)), _CIFAR_FAR, _CIFAR_SETS),
-    ("cifar100", "CIFAR-100", 100, 32, 32, *_CIFAR100_STATS, ("tin", CLASSIC),
-     (("cifar10", CLASSIC), ("tin", CLASSIC)), _CIFAR_FAR, ("cifar100", *_CIFAR_SETS[:1], *_CIFAR_SETS[2:])),
-    ("imagenet200", "ImageNet-200", 200, 256, 224, *_IMAGENET_STATS, ("openimage_o", LARGESCALE),
-     _IMAGENET_NEAR, _IMAGENET_FAR, _IMAGENET_SETS),
-    ("imagenet", "ImageNet-1k", 1000, 256, 224, *_IMAGENET_STATS, ("openimage_o", LARGESCALE),
-     _IMAGENET_NEAR, _IMAGENET_FAR, _IMAGENET_SETS),
+    _Row("cifar10", "CIFAR-10", 10, 32, 32, ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), "cifar10",
+         ("tin", "tin"), (("cifar100", "cifar100"), ("tin", "tin")), _CIFAR_FAR),
+    _Row("cifar100", "CIFAR-100", 100, 32, 32, ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)), "cifar100",
+         ("tin", "tin"), (("cifar10", "cifar10"), ("tin", "tin")), _CIFAR_FAR),
+    _Row("imagenet200", "ImageNet-200", 200, 256, 224, _IMAGENET, "imagenet_1k", ("openimage_o", "openimage_o"),
+         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet200.txt")),)),
+    _Row("imagenet", "ImageNet-1k", 1000, 256, 224, _IMAGENET, "imagenet_1k", ("openimage_o", "openimage_o"),
+         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet.txt")),)),
 )
 
 
 def _declare(row):
-    """The IDSet, its OOD sets (validation first, then near, then far) and its archives, from one row."""
-    name, label, classes, resize, size, mean, std, val, near, far, archives = row
-    image_dir = _FOLDER[archives[0]]
-    folder = f"{LISTS}/{name}"
-    oods = [D.OODSet(f"val_{val[0]}", f"{folder}/val_{val[0]}.txt", 0, layout=ImageList(val[1]), group="val")]
-    oods += [D.OODSet(n, f"{folder}/test_{n}.txt", 0, layout=ImageList(d), group="near") for n, d in near]
-    oods += [D.OODSet(n, f"{folder}/test_{n}.txt", 0, layout=ImageList(d), group="far") for n, d in far]
-    id_set = D.IDSet(name, classes, mean, std, "openood", tuple(o.name for o in oods if o.group != "val"),
-                     layout=ImageList(image_dir), folder=folder, splits=(("train", 0), ("test", 0), ("val", 0)),
-                     label=label, url="https://github.com/Jingkang50/OpenOOD", benchmark="openood",
-                     resize=resize, input_size=size)
-    return id_set, tuple(oods), tuple(_archive(a) for a in (LISTS, *archives))
+    """The IDSet, its OOD sets (validation first, then near, then far) and the archives they need."""
+    folder = f"{LISTS}/{row.name}"
+
+    def ood(name, archive, group, split="test"):
+        return D.OODSet(name if group != "val" else f"val_{name}", f"{folder}/{split}_{name}.txt", 0,
+                        layout=ImageList(_FOLDER[archive]), group=group)
+    oods = [ood(*row.val, "val", "val")] + [ood(n, a, "near") for n, a in row.near] + \
+        [ood(n, a, "far") for n, a in row.far]
+    id_set = D.IDSet(row.name, row.classes, *row.stats, "openood", tuple(o.name for o in oods if o.group != "val"),
+                     layout=ImageList(_FOLDER[row.images]), folder=folder, label=row.label,
+                     splits=(("train", 0), ("test", 0), ("val", 0)), url="https://github.com/Jingkang50/OpenOOD",
+                     benchmark="openood", resize=row.resize, input_size=row.size, by_hand=row.by_hand)
+    needed = (LISTS, row.images, row.val[1], *(a for _, a in row.near), *(a for _, a in row.far))
+    return id_set, tuple(oods), tuple(_archive(a) for a in dict.fromkeys(needed))
 
 
 BENCHMARK = D.register_benchmark(D.Benchmark(

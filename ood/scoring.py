@@ -47,14 +47,18 @@ def pick_oods(names, among, flag):
             known = D.builtin_ood(n)
             spec = next((o for o in among if known is not None and o == known), None)
         if spec is None:
-            raise UserError(f"{flag} {n}: not among the OOD sets of this run ({', '.join(o.name for o in among)}).")
+            hint = " (val, the validation pair, exists under --benchmark openood)" if n.lower() == "val" else ""
+            raise UserError(f"{flag} {n}: not among the OOD sets of this run ({', '.join(o.name for o in among)})"
+                            f"{hint}.")
         picked.append(spec)
     return list(dict.fromkeys(picked))
 
 
 def context(setup, head, protocol="full"):
     """What score defaults may depend on, for this setup and head."""
-    return Context(dataset=setup.id_set.base or setup.id_set.name, model=setup.model,
+    # a benchmark's set is not the paper's: "openood-imagenet" takes the scores' general defaults, not
+    # those the paper's ImageNet protocol fixes (KNN's 1 % bank)
+    return Context(dataset=setup.id_set.base or setup.id_set.key, model=setup.model,
                    feature_dim=int(head["weight"].shape[1]), num_classes=int(head["weight"].shape[0]),
                    seed=setup.seed, protocol=protocol)
 

@@ -111,6 +111,17 @@ class Setup:
         options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
         if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
             raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
+        weights = models.pretrained_weights_of(spec.name) if args.pretrained else None
+        if weights is not None and not training and not args.checkpoint:
+            classes = len(weights.meta.get("categories") or ())
+            if classes and classes != id_set.num_classes:
+                raise UserError(f"--pretrained {spec.name} has {classes} outputs ({weights}) but {id_set.label} has "
+                                f"{id_set.num_classes} classes: fine-tune it with train_model.py first, or pass "
+                                f"a --checkpoint trained on {id_set.name}.")
+            if id_set.benchmark and args.resize_val:
+                raise UserError(f"--resize_val: under --benchmark {id_set.benchmark}, --pretrained {spec.name} is "
+                                f"evaluated with its weights' own preprocessing ({weights}: crop "
+                                f"{weights.transforms().crop_size[0]}); leave --resize_val out.")
         device = device or resolve_device(args.device)
         recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
@@ -138,13 +149,22 @@ class Setup:
         else:
             amp, reason = accel.amp_mode(amp_flag, device, training)
         return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
-                   input_size=size or id_set.input_size or spec.input_size, checkpoint=checkpoint, pretrained=bool(args.pretrained),
+                   input_size=size or _pretrained_size(weights, id_set) or id_set.input_size or spec.input_size,
+                   checkpoint=checkpoint, pretrained=bool(args.pretrained),
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
                    compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
                    train_precision=train_precision, train_environment=train_environment,
                    asked_size=args.resize_val, trained_on=trained_on)
+
+
+def _pretrained_size(weights, id_set):
+    """The input size pretrained torchvision weights are evaluated at on a benchmark that uses their own
+    preprocessing (their ``transforms().crop_size``); None otherwise."""
+    if weights is None or not id_set.benchmark:
+        return None
+    return weights.transforms().crop_size[0]
 
 
 def precision_name(amp):

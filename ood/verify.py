@@ -143,6 +143,7 @@ class Entry:
     howto: str = ""              # where to get it by hand
     spec: object = None          # the declaration (IDSet or OODSet) it comes from
     layout: object = None        # its Layout
+    by_hand: str = ""            # how to get it, when no declared archive holds it (OpenOOD's ImageNet train)
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _entry(spec, split=None, of=None):
     return Entry(key, label, "ood" if split is None else "id", lay.location(spec, split), expected,
                  lambda root: lay.count(spec, root, split), lambda root: lay.files(spec, root, split),
                  lay.archives(spec, split), (lambda root: lay.fetch(spec, root)) if lay.downloadable else None,
-                 lay.howto(spec, split), spec, lay)
+                 lay.howto(spec, split), spec, lay, spec.fetched_by_hand(split) if split else "")
 
 
 def entries(benchmark=None):
@@ -355,7 +356,8 @@ def target_archives(report, bench, targets, mirror=None):
     the archives of each target ID set (``Benchmark.archives_of``), each once."""
     if bench is not None:
         archives = list(dict.fromkeys(a for s in targets for a in bench.archives_of(s)))
-        return archives, {r.entry.key for r in report.needed if not getattr(r.entry.spec, "custom", False)}
+        return archives, {r.entry.key for r in report.needed
+                          if not getattr(r.entry.spec, "custom", False) and not r.entry.by_hand}
     archives, covered = {}, set()
     for r in report.needed:
         a = r.entry.spec is not None and DL.declared_archive(r.entry.spec, mirror)
@@ -377,7 +379,8 @@ class _Listed:
 
     def __init__(self, root, rows):
         self.root = Path(root)
-        self.rows = [r for r in rows if isinstance(r.entry.layout, ImageList)]
+        # a split fetched by hand (OpenOOD's ImageNet train list) does not make an archive incomplete
+        self.rows = [r for r in rows if isinstance(r.entry.layout, ImageList) and not r.entry.by_hand]
         self._scan = None
 
     def reset(self):
@@ -410,7 +413,7 @@ def _state(archive, root, rows, listed):
     unreadable, missing = listed.scan() if listed.rows else ([], [])
     problems = []
     for r in rows:
-        if not _under(Path(root) / r.entry.location, dest):
+        if r.entry.by_hand or not _under(Path(root) / r.entry.location, dest):
             continue
         if listed.is_list(r):
             if r in unreadable:

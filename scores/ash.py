@@ -48,7 +48,7 @@ def shaping_default(paper, origin="(the paper's)"):
 def _percentile_param(paper, source, origin="(the paper's)"):
     return Param("percentile", float, shaping_default(paper, origin), "the share of phi's entries pruned (in %); "
                  "the top rest are kept", source, bounds="[0, 100)", grid=(65, 70, 75, 80, 85, 90, 95),
-                 grid_source="OpenOOD v1.5 (ash.yml, scale.yml)")
+                 grid_source="OpenOOD v1.5's ash.yml (for its ASH-B) and scale.yml")
 
 
 def top_mask(a, percentile):

@@ -19,6 +19,7 @@ import models
 import sweep_scores
 import test_score_ood_detection
 from ood import data as D
+from ood.errors import UserError
 from ood.metrics import compute_metrics
 from ood.setup import Setup
 
@@ -99,8 +100,17 @@ def test_pretrained_torchvision_models_use_their_own_transforms(tmp_path):
     expected = torchvision.models.Swin_T_Weights.IMAGENET1K_V1.transforms()
     assert repr(setup.test_transform()) == repr(expected)
     assert "232" in repr(setup.test_transform()) and "bicubic" in repr(setup.test_transform()).lower()
+    assert setup.input_size == 224  # the weights' crop, recorded in every row
     paper = Setup.from_args(p.parse_args(common), False)
     assert "CenterCrop" in repr(paper.test_transform()) and "232" not in repr(paper.test_transform())
+    # what would silently not be what it says: another size than the weights' own, a 1000-way head on 200
+    with pytest.raises(UserError, match="--resize_val: under --benchmark openood, --pretrained tv:swin_t is "
+                                        "evaluated with its weights' own preprocessing"):
+        Setup.from_args(p.parse_args(common + ["--benchmark", "openood", "--resize_val", "384"]), False)
+    with pytest.raises(UserError, match="has 1000 outputs .* but ImageNet-200 has 200 classes"):
+        Setup.from_args(p.parse_args([*common, "--benchmark", "openood", "--dataset", "imagenet200"]), False)
+    with pytest.raises(UserError, match="but CIFAR-10 has 10 classes"):
+        Setup.from_args(p.parse_args([*common, "--dataset", "cifar10"]), False)
 
 
 def test_a_backbone_trained_here_keeps_its_normalisation(bench, tmp_path):
@@ -282,3 +292,38 @@ def test_three_checkpoints_mean_and_std(bench, cifar, tmp_path):
     assert near["auroc_std"] == pytest.approx(np.std(per_run), abs=1e-12)
     md = (tmp_path / "agg" / "aggregate.md").read_text()
     assert "openood-cifar10" in md and "FPR95 variant openood (OpenOOD's" in md and "ID Acc." in md
+
+
+def test_imagenet_training_images_are_fetched_by_hand(tmp_path, capsys):
+    """OpenOOD does not distribute ImageNet's training images: with everything else in place, --download
+    fetches nothing, does not call imagenet_1k's folder incomplete, and says where the training images go."""
+    import socket
+
+    import verify_data
+    data = tmp_path / "data"
+    datagen.write_openood(data, "imagenet200", n_id=(3, 2, 2), n_ood=2)
+    train = data / "benchmark_imglist" / "imagenet200" / "train_imagenet200.txt"
+    for line in train.read_text().split("\n"):
+        if line:
+            (data / "images_largescale" / line.split()[0]).unlink()
+    with socket.socket() as s:  # a mirror nobody serves: nothing may be fetched
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    rc = verify_data.main(["--dataset_path", str(data), "--benchmark", "openood", "--for", "imagenet200",
+                           "--download", "--mirror", dead])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "download failed" not in err
+    assert "ImageNet-200 train: not downloadable automatically. ImageNet-1k's training images (ILSVRC2012" in out
+    assert "images_largescale/imagenet_1k/train/ as train_imagenet200.txt names them" in out
+
+
+def test_a_sweep_inside_a_results_folder_is_not_another_run(cifar, bench, tmp_path):
+    """aggregate_results.py on a results folder that also holds a sweep (results/<dataset>/<model>/sweep/)
+    aggregates the results.json runs only: the sweep's selected.json is read where no results.json is."""
+    from ood.aggregate import find_results
+    folder = tmp_path / "r"
+    test_score_ood_detection.main(cifar + ["--score", "MSP", "--results_dir", str(folder)])
+    sweep_scores.main(cifar + ["--grid", "ReAct:percentile=60,90", "--select_on", "val", "--results_dir",
+                               str(folder / "sweep")])
+    assert find_results([folder]) == [folder / "results.json"]
+    assert find_results([folder / "sweep"]) == [folder / "sweep" / "selected.json"]
