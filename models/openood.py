@@ -27,6 +27,7 @@ import torchvision
 
 from ood.errors import UserError
 
+from .registry import register_backbone
 from .resnet import ResNet
 
 
@@ -38,6 +39,7 @@ def _check(name, in_channels, pretrained):
         raise UserError(f"{name} has no --pretrained weights: pass OpenOOD's best.ckpt with --checkpoint.")
 
 
+@register_backbone("openood_resnet18_32x32", input_size=32)
 def openood_resnet18_32x32(num_classes=10, in_channels=3, pretrained=False, **_):
     """OpenOOD's ResNet18_32x32 (CIFAR-10/100 benchmarks), with PyTorch's default initialisation."""
     _check("openood_resnet18_32x32", in_channels, pretrained)
@@ -68,6 +70,7 @@ class TorchvisionResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
+@register_backbone("openood_resnet18_224x224", input_size=224)
 def openood_resnet18_224x224(num_classes=200, in_channels=3, pretrained=False, **_):
     """OpenOOD's ResNet18_224x224 (ImageNet-200 benchmark): torchvision's resnet18, initialised as it is."""
     _check("openood_resnet18_224x224", in_channels, pretrained)

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import register_backbone
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -70,9 +72,11 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
+@register_backbone("resnet18", input_size=112)
 def resnet18(num_classes=10, in_channels=3, **_):
     return ResNet([2, 2, 2, 2], num_classes, in_channels)
 
 
+@register_backbone("resnet34", input_size=112)
 def resnet34(num_classes=10, in_channels=3, **_):
     return ResNet([3, 4, 6, 3], num_classes, in_channels)

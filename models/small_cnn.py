@@ -4,6 +4,8 @@ pooled output of the last ReLU (d = 4 * width), so phi >= 0 as for the ResNets."
 import torch
 import torch.nn as nn
 
+from .registry import register_backbone
+
 
 def _stage(cin, cout, n):
     layers = []
@@ -29,5 +31,6 @@ class SmallCNN(nn.Module):
         return self.fc(self.forward_features(x))
 
 
+@register_backbone("cnn", input_size=28)  # the CPU demo's (Fashion-MNIST at 28x28)
 def small_cnn(num_classes=10, in_channels=1, width=32, **_):
     return SmallCNN(num_classes, in_channels, width)

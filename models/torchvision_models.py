@@ -10,6 +10,8 @@ import torchvision
 
 from ood.errors import UserError
 
+from .registry import ModelSpec, Weights, register, register_family
+
 
 def _parent_and_attr(model, dotted):
     parent = model
@@ -109,3 +111,28 @@ def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, *
     if in_channels != 3:
         _replace_first_conv(backbone.body, in_channels)
     return backbone
+
+
+def torchvision_weights(name):
+    """The Weights that ``--pretrained`` loads for torchvision's ``name`` (``pretrained_weights``), as the
+    registry describes them: named by torchvision's enum and file, with their own transform."""
+    w = pretrained_weights(name)
+    return Weights(f"torchvision:{w}:{w.url}", len(w.meta.get("categories") or ()) or 1000,
+                   w.transforms().crop_size[0], w.transforms)
+
+
+def _torchvision_spec(name):
+    """``tv:<name>``: any torchvision classifier, 224 px by default, its pretrained weights declared."""
+    if name not in torchvision.models.list_models(torchvision.models):
+        known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
+        raise UserError(f"unknown model 'tv:{name}': torchvision has no classification model named {name!r}. "
+                        f"Known: {known}.")
+    return ModelSpec(f"tv:{name}", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
+                     torchvision_model(name, num_classes, in_channels, pretrained), 224, 0.01,
+                     pretrained=lambda: torchvision_weights(name))
+
+
+register_family("tv", _torchvision_spec, "tv:<torchvision model name>")
+register("resnet50", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
+         torchvision_model("resnet50", num_classes, in_channels, pretrained), 224,
+         pretrained=lambda: torchvision_weights("resnet50"))  # the paper's ImageNet backbone

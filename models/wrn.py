@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from ood.params import Param
 
+from .registry import register_backbone
+
 WRN_OPTIONS = (
     Param("layers", int, 40, "wrn: depth", "WRN-40-2 of the energy-OOD and SHE code",
           check=lambda v: None if v >= 10 and (v - 4) % 6 == 0 else "WRN depth must be 6n+4 with n >= 1 "
@@ -78,5 +80,6 @@ class WideResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
+@register_backbone("wrn", input_size=64, he_beta=0.2, options=WRN_OPTIONS)
 def wrn(num_classes=10, in_channels=3, layers=40, widen_factor=2, droprate=0.3, **_):
     return WideResNet(layers, num_classes, widen_factor, droprate, in_channels)

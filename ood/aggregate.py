@@ -37,7 +37,7 @@ from .results import VARIANT_NOTES, assign_labels, row_key
 GROUP = ("id_dataset", "model", "protocol")
 RUN_FILES = ("results.json", "selected.json")  # what holds a run's rows
 SETTINGS = ("fpr_variant", "input_size", "feature_precision", "train_precision", "subset", "repeats",
-            "recipe")  # must agree across runs
+            "recipe", "preprocessing")  # must agree across runs
 
 
 def find_results(paths):

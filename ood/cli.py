@@ -101,7 +101,13 @@ def add_common(p):
                         "epoch, fp32, their AutoAugment). Extraction takes the recipe from the checkpoint; "
                         "its caches and results go to <model>-reference/")
     g.add_argument("--pretrained", action="store_true",
-                   help="resnet50 / tv:<name>: use torchvision's ImageNet weights (no checkpoint needed)")
+                   help="load the backbone's declared pretrained weights (resnet50, tv:<name>: torchvision's; "
+                        "timm:<name>: timm's), no checkpoint needed")
+    g.add_argument("--preprocessing", choices=("auto", "backbone", "dataset"), default="auto",
+                   help="evaluation transform: backbone, the one the backbone's pretrained weights were trained "
+                        "with (torchvision's weights.transforms(), timm's data config); dataset, the data "
+                        "set's (see --resize_val); auto: backbone for --pretrained weights used as they are, "
+                        "dataset otherwise")
     add_params(p.add_argument_group("backbone options"), models.all_options())
     g.add_argument("--subset", type=nonnegative_int, default=0,
                    help="use at most this many images of each image set (evenly spaced; 0 = all), for quick trials")

@@ -123,6 +123,8 @@ def caption(rows):
         text += f", backbone trained in {r['train_precision']}"
         trained = sorted({x["train_environment"]["device"] for x in rows if x.get("train_environment")})
         text += f" on {' and '.join(trained)}" if trained else ""
+    if (r.get("preprocessing") or {}).get("source") == "backbone":
+        text += f", the backbone's own preprocessing ({r['preprocessing']['transform']})"
     if r.get("feature_precision", "fp32") != "fp32":
         text += f", {r['feature_precision']} features"
     if r.get("subset"):

@@ -124,6 +124,7 @@ def make_row(setup, objs, ood_name, metrics, id_features):
     row = {"id_dataset": setup.id_set.name, "model": setup.model.name, "score": first.name,
            "ood_dataset": ood_name, **metrics, "input_size": setup.input_size,
            "feature_precision": setup.feature_precision, "train_precision": setup.train_precision,
+           "preprocessing": {"source": setup.preprocessing, "transform": describe_transform(setup.test_transform())},
            "subset": setup.subset, "recipe": setup.recipe,
            "settings": first.shared_settings()}
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
@@ -135,6 +136,11 @@ def make_row(setup, objs, ood_name, metrics, id_features):
         row.update(benchmark=setup.id_set.benchmark, ood_group=group_of(setup.id_set, ood_name),
                    id_accuracy=accuracy(id_features))
     return row
+
+
+def describe_transform(transform):
+    """A transform as one line (its repr, whitespace collapsed): what a row says its images went through."""
+    return " ".join(repr(transform).split())
 
 
 def group_of(id_set, ood_name):

@@ -50,6 +50,7 @@ class Setup:
     train_environment: tuple = ()  # ((key, value), ...): device and versions the checkpoint was trained with
     asked_size: int | None = None  # --resize_val as given
     trained_on: str = ""           # the data set train_model.py trained the checkpoint on (its meta); "" otherwise
+    preprocessing: str = "dataset"  # whose evaluation transform: the data set's, or the backbone's weights'
 
     @property
     def options(self):
@@ -77,15 +78,14 @@ class Setup:
         return sha256_file(self.checkpoint)
 
     def test_transform(self):
-        """The evaluation transform: the ID set's (ood.data.test_transform) at this input size; on a benchmark
-        other than the paper's, torchvision's pretrained weights are evaluated with their own transform
-        (``weights.transforms()``: Swin-T's is a bicubic resize to 232), as OpenOOD's
-        scripts/eval_ood_imagenet.py evaluates them, and a backbone train_model.py trained on the paper's
-        set keeps the normalisation it was trained with (the paper's CIFAR statistics are not OpenOOD's)."""
-        if self.id_set.benchmark and self.checkpoint is None:
-            weights = models.pretrained_weights_of(self.model.name)
-            if weights is not None:
-                return weights.transforms()
+        """The evaluation transform. ``preprocessing == "backbone"``: the transform the backbone's pretrained
+        weights were trained with (torchvision's ``weights.transforms()``: Swin-T's is a bicubic resize to
+        232; timm's resolved data config), as OpenOOD's scripts/eval_ood_imagenet.py and timm evaluate them.
+        Otherwise the ID set's (ood.data.test_transform) at this input size; on a benchmark other than the
+        paper's, a backbone train_model.py trained on the paper's set keeps the normalisation it was trained
+        with (the paper's CIFAR statistics are not OpenOOD's)."""
+        if self.preprocessing == "backbone":
+            return self.model.weights().transform()
         id_set = self.id_set
         if id_set.benchmark and self.trained_on in D.ID_SETS:  # trained here: normalised as it was trained
             paper = D.ID_SETS[self.trained_on]
@@ -109,19 +109,20 @@ class Setup:
                             f"here on {id_set.name}: pass it with --checkpoint).")
         spec = models.get_spec(args.model)
         options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
-        if args.pretrained and not (spec.name == "resnet50" or ":" in spec.name):
-            raise UserError(f"--pretrained is available for resnet50 and tv:<name> models only, not {spec.name!r}.")
-        weights = models.pretrained_weights_of(spec.name) if args.pretrained else None
-        if weights is not None and not training and not args.checkpoint:
-            classes = len(weights.meta.get("categories") or ())
-            if classes and classes != id_set.num_classes:
-                raise UserError(f"--pretrained {spec.name} has {classes} outputs ({weights}) but {id_set.label} has "
-                                f"{id_set.num_classes} classes: fine-tune it with train_model.py first, or pass "
-                                f"a --checkpoint trained on {id_set.name}.")
-            if id_set.benchmark and args.resize_val:
-                raise UserError(f"--resize_val: under --benchmark {id_set.benchmark}, --pretrained {spec.name} is "
-                                f"evaluated with its weights' own preprocessing ({weights}: crop "
-                                f"{weights.transforms().crop_size[0]}); leave --resize_val out.")
+        if args.pretrained and not models.can_load_pretrained(spec):
+            raise UserError(f"--pretrained: backbone {spec.name!r} declares no pretrained weights (those that do: "
+                            f"{', '.join(s.name for s in models.registered() if s.pretrained)}, tv:<name>, "
+                            f"timm:<name>).")
+        weights = spec.weights() if args.pretrained else None
+        if weights is not None and not training and not args.checkpoint and weights.num_classes != id_set.num_classes:
+            raise UserError(f"--pretrained {spec.name} has {weights.num_classes} outputs ({weights.id}) but "
+                            f"{id_set.label} has {id_set.num_classes} classes: fine-tune it with train_model.py "
+                            f"first, or pass a --checkpoint trained on {id_set.name}.")
+        preprocessing = _preprocessing(args, spec, id_set, training)
+        if preprocessing == "backbone" and args.resize_val and args.resize_val != spec.weights().input_size:
+            raise UserError(f"--resize_val {args.resize_val}: --preprocessing backbone evaluates {spec.name} with its "
+                            f"weights' own transform, at {spec.weights().input_size} px; leave --resize_val out, "
+                            f"or pass --preprocessing dataset.")
         device = device or resolve_device(args.device)
         recipe = RECIPES[args.recipe or "fixed"]
         checkpoint = None if (args.pretrained and not args.checkpoint and not training) else \
@@ -149,7 +150,8 @@ class Setup:
         else:
             amp, reason = accel.amp_mode(amp_flag, device, training)
         return cls(id_set=id_set, model=spec, model_options=tuple(sorted(options.items())),
-                   input_size=size or _pretrained_size(weights, id_set) or id_set.input_size or spec.input_size,
+                   input_size=(spec.weights().input_size if preprocessing == "backbone" else None) or size
+                   or id_set.input_size or spec.input_size, preprocessing=preprocessing,
                    checkpoint=checkpoint, pretrained=bool(args.pretrained),
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
@@ -159,12 +161,27 @@ class Setup:
                    asked_size=args.resize_val, trained_on=trained_on)
 
 
-def _pretrained_size(weights, id_set):
-    """The input size pretrained torchvision weights are evaluated at on a benchmark that uses their own
-    preprocessing (their ``transforms().crop_size``); None otherwise."""
-    if weights is None or not id_set.benchmark:
-        return None
-    return weights.transforms().crop_size[0]
+PREPROCESSING = ("auto", "backbone", "dataset")
+
+
+def _preprocessing(args, spec, id_set, training):
+    """--preprocessing resolved: "backbone" (the transform the backbone's pretrained weights were trained
+    with: torchvision's ``weights.transforms()``, timm's resolved data config) or "dataset" (the data
+    set's, ood.data.test_transform). ``auto``: the backbone's for ``--pretrained`` weights evaluated as they
+    are (no --checkpoint), the data set's otherwise (a backbone trained here saw the data set's)."""
+    asked = getattr(args, "preprocessing", None) or "auto"
+    if asked == "auto":
+        own = args.pretrained and not args.checkpoint and not training and spec.pretrained is not None
+        return "backbone" if own and id_set.channels == 3 else "dataset"
+    if asked == "backbone":
+        if spec.pretrained is None:
+            raise UserError(f"--preprocessing backbone: {spec.name} declares no preprocessing of its own (only "
+                            f"backbones with pretrained weights do: tv:<name>, timm:<name>, resnet50); use "
+                            f"--preprocessing dataset.")
+        if id_set.channels != 3:
+            raise UserError(f"--preprocessing backbone: {spec.name}'s own transform is for RGB images and "
+                            f"{id_set.label} is grayscale; use --preprocessing dataset.")
+    return asked
 
 
 def precision_name(amp):

@@ -3,14 +3,16 @@
 # the features once, fit the stored patterns, and score the paper's six scores (MSP, Energy, ReAct, HE,
 # SHE, RecLag) against OOD sets of real images that ship inside Python packages (handwritten digits,
 # photo crops, faces) and two noise sets, then every registered score from the same cache. Prints the
-# tables and writes results/fashionmnist/cnn/ (results.{json,csv,md,tex}, scores.npz, plots/) and
-# results/fashionmnist/cnn/extended/.
+# tables and writes results/fashionmnist/<model>/ (results.{json,csv,md,tex}, scores.npz, plots/) and
+# results/fashionmnist/<model>/extended/.
 #
 #   bash scripts/demo.sh                     # the full demo (about 8 minutes on 2 CPU cores)
 #   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images
+#   MODEL=timm:resnet10t bash scripts/demo.sh --resize_val 28   # another backbone, e.g. one of timm's
 #
-# Environment: DATA (data root, default ./data), OUT (output root, default .), EPOCHS (2), SUBSET (0:
-# all images), PYTHON (python3), DEVICE (default: cuda if available). Extra arguments go to every script.
+# Environment: DATA (data root, default ./data), OUT (output root, default .), MODEL (cnn), EPOCHS (2),
+# SUBSET (0: all images), PYTHON (python3), DEVICE (default: cuda if available). Extra arguments go to
+# every script.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON=${PYTHON:-python3}
@@ -18,6 +20,8 @@ DATA=${DATA:-./data}
 OUT=${OUT:-.}
 EPOCHS=${EPOCHS:-2}
 SUBSET=${SUBSET:-0}
+MODEL=${MODEL:-cnn}
+NAME=${MODEL//[^A-Za-z0-9_.-]/_}  # the folder name of its checkpoint and results (tv:resnet50 -> tv_resnet50)
 
 # Python packages (the locked versions of requirements-lock.txt), unless they are already importable.
 if ! "$PYTHON" -c "import torch, torchvision, sklearn, skimage, tqdm, matplotlib" 2>/dev/null; then
@@ -38,8 +42,8 @@ if [ ! -f "$DATA/FashionMNIST/raw/train-images-idx3-ubyte" ] && [ ! -d /usr/shar
   fi
 fi
 
-COMMON=(--dataset fashionmnist --model cnn --dataset_path "$DATA" --subset "$SUBSET"
-        --checkpoint "$OUT/checkpoints/fashionmnist/cnn.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
+COMMON=(--dataset fashionmnist --model "$MODEL" --dataset_path "$DATA" --subset "$SUBSET"
+        --checkpoint "$OUT/checkpoints/fashionmnist/$NAME.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
 OODS=(Digits Photos Faces GaussianNoise UniformNoise)
 start=$(date +%s)
 "$PYTHON" "$REPO/train_model.py" "${COMMON[@]}" "${DOWNLOAD[@]}" --epochs "$EPOCHS" --lr 0.1 --augment flip \
@@ -47,10 +51,10 @@ start=$(date +%s)
 "$PYTHON" "$REPO/generate_stored_pattern.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
   --stored_pattern_dir "$OUT/stored_pattern" --batch_size 500 "$@"
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score all \
-  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/cnn" --batch_size 500 \
+  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME" --batch_size 500 \
   --save_scores --plot "$@"
 # the same cached features, every registered score (the paper's six and the later post-hoc scores)
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
-  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/cnn/extended" \
+  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME/extended" \
   --batch_size 500 "$@"
 echo "demo finished in $(( $(date +%s) - start )) s"

@@ -44,7 +44,8 @@ def test_train_generate_score(data, workdir):
     assert len(got) == len(paper) * 4 == len(rows)
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
-            "feature_precision", "train_precision", "environment", "train_environment", "subset", "recipe", "settings", "checkpoint", "id_features", "label"}
+            "feature_precision", "train_precision", "environment", "train_environment", "subset", "recipe", "settings",
+            "checkpoint", "id_features", "label", "preprocessing"}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
         assert set(r) == keys | ({"replicates"} if replicated else set())

@@ -6,22 +6,37 @@ import models
 from ood.errors import UserError
 
 
-@pytest.mark.parametrize("name,kwargs,dim", [
-    ("resnet18", {}, 512), ("resnet34", {}, 512), ("wrn", {}, 128),
-    ("wrn", {"layers": 16, "widen_factor": 4, "droprate": 0.0}, 256), ("resnet50", {}, 2048),
-    ("tv:mobilenet_v3_small", {}, 1024)])
-def test_backbone_contract(name, kwargs, dim):
+# Every registered backbone, and members of each family (a new backbone is tested without editing a test)
+CONTRACT = [s.name for s in models.registered()] + ["tv:mobilenet_v3_small", "timm:resnet10t", "timm:test_vit"]
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_backbone_contract(name):
+    """forward_features -> phi (N x feature_dim), fc a linear layer whose input is phi, forward = fc(phi),
+    the architecture options resolved from their declarations; phi >= 0 for this repository's ReLU nets."""
     torch.manual_seed(0)
-    m = models.build_model(name, 7, **kwargs).eval()
-    x = torch.randn(3, 3, 32, 32)
+    spec = models.get_spec(name)
+    options = models.resolve_options(spec, {})
+    m = models.build_model(name, 7, **options).eval()
+    size = spec.input_size if name.startswith("timm:") else 32  # timm's ViTs take their configured size
+    x = torch.randn(3, 3, size, size)
+    seen = []
+    hook = m.fc.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0]))
     with torch.no_grad():
         phi = m.forward_features(x)
         logits = m(x)
-    assert phi.shape == (3, dim) == (3, m.feature_dim)
+    hook.remove()
+    assert isinstance(m.fc, torch.nn.Linear) and phi.shape == (3, m.feature_dim) == (3, m.fc.in_features)
     assert logits.shape == (3, 7)
+    torch.testing.assert_close(seen[-1], phi)  # the feature is what the head reads
     torch.testing.assert_close(m.fc(phi), logits)
-    if not name.startswith("tv:"):
+    if ":" not in name:
         assert (phi >= 0).all()  # after the last ReLU
+
+
+def test_wrn_options_and_dims():
+    m = models.build_model("wrn", 7, layers=16, widen_factor=4, droprate=0.0)
+    assert m.feature_dim == 256 and models.build_model("wrn", 7).feature_dim == 128
 
 
 def test_cifar_resnet_structure():
@@ -61,8 +76,19 @@ def test_registry_errors_and_register():
         models.build_model("tv:not_a_model", 10)
     with pytest.raises(UserError, match="--pretrained"):
         models.build_model("wrn", 10, pretrained=True)
-    models.register("tiny_test", lambda num_classes, in_channels=3, **_: models.wrn(num_classes, in_channels, 10, 1, 0.0), 16)
-    assert models.build_model("tiny_test", 4).fc.out_features == 4
+    from models.registry import _REGISTRY
+    from models.wrn import wrn
+    from ood.params import Param
+    try:
+        models.register("tiny_test", lambda num_classes, in_channels=3, **_: wrn(num_classes, in_channels, 10, 1, 0.0),
+                        16)
+        assert models.build_model("tiny_test", 4).fc.out_features == 4
+        # an option another backbone declares differently would be one flag for both: refused at registration
+        with pytest.raises(ValueError, match="option 'layers' is declared differently by backbone wrn"):
+            models.register("clash", wrn, 16, options=(Param("layers", int, 3, "another depth"),))
+        assert "clash" not in _REGISTRY
+    finally:
+        _REGISTRY.pop("tiny_test", None)
 
 
 def test_pretrained_without_network_is_a_clear_error(monkeypatch, tmp_path):

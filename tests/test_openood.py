@@ -91,7 +91,7 @@ def test_openood_preprocessing_is_theirs():
 
 def test_pretrained_torchvision_models_use_their_own_transforms(tmp_path):
     """Under --benchmark openood, torchvision's weights are evaluated with ``weights.transforms()``, as
-    OpenOOD's eval_ood_imagenet.py does (Swin-T: bicubic resize to 232); the paper's benchmark keeps ours."""
+    OpenOOD's eval_ood_imagenet.py does (Swin-T: bicubic resize to 232); --preprocessing dataset keeps ours."""
     import torchvision
     p = test_score_ood_detection.build_parser([])
     common = ["--model", "tv:swin_t", "--pretrained", "--dataset", "imagenet", "--device", "cpu",
@@ -101,11 +101,11 @@ def test_pretrained_torchvision_models_use_their_own_transforms(tmp_path):
     assert repr(setup.test_transform()) == repr(expected)
     assert "232" in repr(setup.test_transform()) and "bicubic" in repr(setup.test_transform()).lower()
     assert setup.input_size == 224  # the weights' crop, recorded in every row
-    paper = Setup.from_args(p.parse_args(common), False)
+    paper = Setup.from_args(p.parse_args(common + ["--preprocessing", "dataset"]), False)
     assert "CenterCrop" in repr(paper.test_transform()) and "232" not in repr(paper.test_transform())
     # what would silently not be what it says: another size than the weights' own, a 1000-way head on 200
-    with pytest.raises(UserError, match="--resize_val: under --benchmark openood, --pretrained tv:swin_t is "
-                                        "evaluated with its weights' own preprocessing"):
+    with pytest.raises(UserError, match="--resize_val 384: --preprocessing backbone evaluates tv:swin_t with "
+                                        "its weights' own transform, at 224 px"):
         Setup.from_args(p.parse_args(common + ["--benchmark", "openood", "--resize_val", "384"]), False)
     with pytest.raises(UserError, match="has 1000 outputs .* but ImageNet-200 has 200 classes"):
         Setup.from_args(p.parse_args([*common, "--benchmark", "openood", "--dataset", "imagenet200"]), False)
