@@ -16,3 +16,4 @@ from . import small_cnn  # noqa: E402,F401  cnn
 from . import torchvision_models  # noqa: E402,F401  resnet50, tv:<name>
 from . import openood  # noqa: E402,F401  openood_resnet18_32x32, openood_resnet18_224x224
 from . import timm_models  # noqa: E402,F401  timm:<name>
+from . import preact_resnet  # noqa: E402,F401  preact_resnet18
