@@ -53,7 +53,7 @@ from pathlib import Path
 
 from . import data as D
 from .errors import UserError
-from .io import file_digest, orphans
+from .io import file_digest, orphans, umask_mode
 
 MIRROR_ENV = "RECLAG_DATA_MIRROR"
 TIMEOUT = 60          # seconds without a byte before a transfer counts as stalled
@@ -542,12 +542,6 @@ def _clean_stale_staging(dest):
         shutil.rmtree(other, ignore_errors=True)
 
 
-def _dir_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o777 & ~mask
-
-
 def unpack(archive, path, root, log=print):
     """Unpack the checked archive ``path`` into a staging folder beside its destination, then rename it
     there (see the module's docstring for which folder becomes the destination)."""
@@ -584,7 +578,7 @@ def unpack(archive, path, root, log=print):
                 and entries[0].name in (stem(archive), dest.name):
             source = entries[0]
         else:
-            os.chmod(staging, _dir_mode())  # mkdtemp's folder is private
+            os.chmod(staging, umask_mode(0o777))  # mkdtemp's folder is private
         try:
             os.rename(source, dest)  # atomic; replaces an empty folder only
         except OSError as e:

@@ -37,7 +37,7 @@ def _disk_full(path):
                     f"Free some space and run again (finished steps are kept).")
 
 
-def _umask_mode(base=0o666):
+def umask_mode(base=0o666):
     mask = os.umask(0)
     os.umask(mask)
     return base & ~mask
@@ -93,7 +93,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):

@@ -78,6 +78,11 @@ class Setup:
         return sha256_file(self.checkpoint)
 
     def test_transform(self):
+        """The evaluation transform (built once per Setup: rows and cache fingerprints ask for it often)."""
+        return self._test_transform
+
+    @cached_property
+    def _test_transform(self):
         """The evaluation transform. ``preprocessing == "backbone"``: the transform the backbone's pretrained
         weights were trained with (torchvision's ``weights.transforms()``: Swin-T's is a bicubic resize to
         232; timm's resolved data config), as OpenOOD's scripts/eval_ood_imagenet.py and timm evaluate them.
