@@ -1,0 +1,338 @@
+"""How sure a metric is: stratified bootstrap intervals, DeLong's AUROC variance, and paired comparisons
+of two scores on the same samples (docs/method.md, "Uncertainty").
+
+**The stratified bootstrap.** The ID test set and each OOD set are resampled separately, with
+replacement, at their own sizes (so every resample keeps the ID : OOD ratio; Efron and Tibshirani 1993,
+ch. 6). A resample is a row of counts (how often each image is drawn), and every metric of
+``ood.metrics`` is written here as a function of those counts: sorting the scores once, a resample's
+ROC and precision-recall curves are cumulative sums of its counts over the distinct score values. So B
+resamples cost B cumulative sums, not B sorts, and no resampled score array is ever built.
+
+The counts depend only on the seed, the number of resamples, the set's name and size: **every score of a
+run sees the same resamples** (one ID resample per b, shared by all OOD sets and scores). That is what
+makes two scores' bootstrap distributions paired (their difference at each b is the difference on one
+resampled test set) and lets the average over OOD sets be bootstrapped from the per-set distributions.
+
+Each metric is computed from counts exactly as ``ood.metrics`` computes it, with one exception:
+sklearn's ``roc_curve`` drops collinear points (``drop_intermediate``), which the ``strict`` and
+``openood`` FPR95 variants inherit; the resampled curves keep every point. The two differ only when ID
+and OOD scores are tied (see ood/metrics.py); the point estimate of a row is always the exact variant.
+
+**Intervals** are percentile intervals of the bootstrap distribution. Their Monte-Carlo error (how
+much another seed would move an end) is estimated from the distribution's own order statistics
+(the binomial spread of the order statistic at that quantile, Hall 1992 §3.5) and recorded.
+
+**DeLong.** DeLong, DeLong and Clarke-Pearson (1988) give AUROC's variance in closed form from the
+"placements" of each sample among the other class; for several scores on the same samples, their
+covariance, hence the test of two correlated AUROCs. Placements are computed from midranks (Sun and Xu
+2014), O((n + m) log(n + m)) per score.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .metrics import FPR_VARIANTS
+
+__all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "delong",
+           "delong_interval", "delong_test", "METRIC_ORDER"]
+
+METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
+CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """``resamples`` stratified resamples seeded by ``seed``; ``level`` the intervals' coverage."""
+    resamples: int = 1000
+    level: float = 0.95
+    seed: int = 1
+
+    def counts(self, n, tag):
+        """(n, resamples) integers: how often each of ``n`` samples is drawn in each resample of the set
+        ``tag`` ("id", or an OOD set's name and draw). A function of (seed, resamples, tag, n) only; the
+        last few are kept, as every score of a run asks for the same ones (read-only arrays)."""
+        return _counts(self.resamples, self.seed, n, tag)
+
+    def describe(self):
+        return {"resamples": self.resamples, "level": self.level, "seed": self.seed}
+
+
+@lru_cache(maxsize=24)
+def _counts(resamples, seed, n, tag):
+    rng = np.random.default_rng([seed, resamples, n, zlib.crc32(tag.encode())])
+    idx = rng.integers(0, n, size=(resamples, n), dtype=np.int64)
+    idx += np.arange(resamples, dtype=np.int64)[:, None] * n
+    drawn = np.bincount(idx.ravel(), minlength=resamples * n)
+    drawn = drawn.astype(np.uint8 if drawn.max() < 256 else np.int32)  # an eighth of the memory, as a rule
+    out = np.ascontiguousarray(drawn.reshape(resamples, n).T)
+    out.flags.writeable = False
+    return out
+
+
+class _Side:
+    """One class's scores sorted high to low, its distinct values, and the cumulative counts of its
+    resamples in blocks of ``step`` resamples: ``blocks(step)[j][i, b]`` = how many of the top i samples
+    resample b of block j drew (kept for the last step asked for)."""
+
+    def __init__(self, values, counts):
+        values = np.asarray(values, np.float64)
+        self.order = np.argsort(-values, kind="stable")
+        self.desc = values[self.order]
+        self.ends = np.r_[np.flatnonzero(self.desc[1:] != self.desc[:-1]), self.desc.size - 1]
+        self.counts, self._blocks = counts, {}
+
+    def blocks(self, step):
+        if step not in self._blocks:
+            out = []
+            for lo in range(0, self.counts.shape[1], step):
+                block = self.counts[self.order, lo:lo + step]
+                cum = np.zeros((self.desc.size + 1, block.shape[1]), dtype=np.float64)
+                cum[1:] = np.cumsum(block, axis=0, dtype=np.int32)
+                out.append(cum)
+            self._blocks = {step: out}  # one step at a time: the OOD sets of a run are alike in size
+        return self._blocks[step]
+
+
+def _step(n, m):
+    """Resamples per block for n ID and m OOD samples: a power of two, at least 16."""
+    return max(16, 1 << int(np.log2(max(1, CHUNK_ELEMENTS // max(n, m, 1)))))
+
+
+class Resampled:
+    """One score's ID scores under every resample: the ID side of the curves, sorted and summed once and
+    shared by all the OOD sets the score is evaluated against (``metrics``)."""
+
+    def __init__(self, id_s, id_counts):
+        self.id = _Side(id_s, id_counts)
+
+    def metrics(self, ood_s, ood_counts, variant="standard", r=0.95):
+        """{metric: (B,) float64} against one OOD set's resamples (``ood_counts`` (m, B))."""
+        if variant not in FPR_VARIANTS:
+            raise ValueError(f"unknown FPR95 variant {variant!r}; expected one of {FPR_VARIANTS}.")
+        ood = _Side(ood_s, ood_counts)
+        geo = _Geometry(self.id, ood)
+        step = _step(geo.n, geo.m)
+        out = {k: [] for k in METRIC_ORDER}
+        for ci, co in zip(self.id.blocks(step), ood.blocks(step)):
+            for k, v in _block(ci, co, geo, variant, r).items():
+                out[k].append(v)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+
+class _Geometry:
+    """Where each class's distinct values fall among the other class's sorted scores: the same for every
+    resample, so computed once per (score, OOD set)."""
+
+    def __init__(self, idn, ood):
+        self.n, self.m = idn.desc.size, ood.desc.size
+        self.id_at, self.ood_at = _group_rows(idn.ends, self.n), _group_rows(ood.ends, self.m)
+        xv, yv = idn.desc[idn.ends], ood.desc[ood.ends]
+        self.f_ge, self.f_gt = _above(ood.desc, xv, "ge"), _above(ood.desc, xv, "gt")
+        self.i_ge, self.i_gt = _above(idn.desc, yv, "ge"), _above(idn.desc, yv, "gt")
+        self.x_ties = not np.array_equal(self.f_ge, self.f_gt)  # an OOD score equals an ID score
+        self.y_ties = not np.array_equal(self.i_ge, self.i_gt)
+
+
+def _group_rows(ends, n):
+    """Rows of the cumulative counts at each distinct value (>= it, > it): slices when no value repeats."""
+    if ends.size == n:
+        return slice(1, None), slice(0, -1)
+    return ends + 1, np.r_[0, ends[:-1] + 1]
+
+
+def curve_metrics(id_s, ood_s, id_counts, ood_counts, fpr_variant="standard", recall_level=0.95):
+    """{metric: (B,) float64} for the resamples given by ``id_counts`` (n, B) and ``ood_counts`` (m, B):
+    AUROC, the FPR95 of ``fpr_variant``, and the AUPRs (OpenOOD's trapezoid ones under "openood"), each as
+    ood.metrics defines it. Counts of all ones give the metrics of the sample itself."""
+    return Resampled(id_s, id_counts).metrics(ood_s, ood_counts, fpr_variant, recall_level)
+
+
+def _above(desc, values, side):
+    """How many of the descending ``desc`` are > (side "gt") or >= (side "ge") each of ``values``."""
+    asc = desc[::-1]
+    return desc.size - np.searchsorted(asc, values, side="left" if side == "ge" else "right")
+
+
+def _block(ci, co, g, variant, r):
+    """The metrics of one block of resamples (columns), curve by curve. For each distinct ID value x
+    (high to low): T = ID drawn >= x, T0 = ID drawn > x, F = OOD drawn >= x, F0 = OOD drawn > x; for each
+    distinct OOD value y: U, U0 (OOD >= y, > y) and I, I0 (ID >= y, > y). Every ROC / precision-recall
+    point of the resample is one of these, so every metric is a sum over them."""
+    n, m = g.n, g.m  # a resample draws n ID and m OOD samples: totals are fixed
+    T, T0 = ci[g.id_at[0]], ci[g.id_at[1]]
+    U, U0 = co[g.ood_at[0]], co[g.ood_at[1]]
+    F = co[g.f_ge]
+    F0 = co[g.f_gt] if g.x_ties else F
+    I0 = ci[g.i_gt]
+    I = ci[g.i_ge] if g.y_ties else I0
+    dT, dU = T - T0, U - U0
+    # AUROC: each drawn ID sample beats the OOD samples below it, ties counting half
+    res = {"auroc": 1.0 - np.einsum("gb,gb->b", dT, 0.5 * (F + F0) if g.x_ties else F) / (n * m)}
+    ood_le = m - U0  # OOD positive on -score, a threshold at y selects the samples <= y
+    if variant == "openood":  # trapezoids to the previous curve point (sklearn.metrics.auc, as OpenOOD)
+        prec_in = _precision(T, F, True) + _precision(T0, F0, True)
+        prec_out = _precision(ood_le, n - I0, True) + _precision(m - U, n - I, True)
+        res["aupr_in"] = np.einsum("gb,gb->b", dT, prec_in) / (2.0 * n)
+        res["aupr_out"] = np.einsum("gb,gb->b", dU, prec_out) / (2.0 * m)
+    else:  # average precision: recall steps times the precision reached
+        res["aupr_in"] = np.einsum("gb,gb->b", dT, _precision(T, F)) / n
+        res["aupr_out"] = np.einsum("gb,gb->b", dU, _precision(ood_le, n - I0)) / m
+    for k in ("aupr_in", "aupr_out"):
+        np.clip(res[k], 0.0, 1.0, out=res[k])
+    b = np.arange(T.shape[1])
+    if variant == "standard":  # the first threshold accepting >= k ID samples, k as in ood.metrics
+        res["fpr95"] = F[np.sum(T < _k_for(n, r), axis=0), b] / m
+    elif variant == "strict":  # the first ROC point with TPR strictly above r
+        res["fpr95"] = F[np.sum(T / n <= r, axis=0), b] / m
+    elif variant == "closest":
+        res["fpr95"] = _closest(T, T0, F, F0, n, r) / m
+    else:  # openood: OOD positive, from the lowest threshold up, the first point with OOD recall >= r
+        res["fpr95"] = (n - I0[np.sum(ood_le / m >= r, axis=0) - 1, b]) / n
+    return res
+
+
+def _precision(pos, neg, empty_is_one=False):
+    """pos / (pos + neg). An empty selection (pos + neg = 0) has precision 1 (the (0, 1) end of a
+    precision-recall curve) where ``empty_is_one``; elsewhere a recall step of 0 multiplies it."""
+    den = pos + neg
+    if not empty_is_one:
+        return pos / np.maximum(den, 1.0, out=den)
+    empty = den == 0
+    den[empty] = 1.0
+    out = np.divide(pos, den, out=den)
+    out[empty] = 1.0
+    return out
+
+
+def _closest(T, T0, F, F0, n, r):
+    """The energy-OOD code's point: among the ROC points up to full recall, the one whose recall is
+    closest to r, the last one on ties. A point's recall changes only at an ID value, so the candidates
+    are the last point before each ID value (T0, F0) and the point reaching full recall (n, F there)."""
+    b = np.arange(T.shape[1])
+    full = F[np.argmax(T >= n, axis=0), b]
+    # points before ID values where all ID are already drawn lie beyond full recall; (0, 0) is no point
+    valid = (T0 < n) & ((T0 > 0) | (F0 > 0))
+    dist = np.where(valid, np.abs(T0 / n - r), np.inf)
+    dist = np.r_[dist, np.full((1, T.shape[1]), abs(1.0 - r))]
+    pick = dist.shape[0] - 1 - np.argmin(dist[::-1], axis=0)
+    return np.where(pick == T.shape[0], full, F0[np.minimum(pick, T.shape[0] - 1), b])
+
+
+def _k_for(n, r):
+    """The smallest count k with k / n >= r, compared in float as ``ood.metrics`` does."""
+    k = min(max(int(np.ceil(r * n)), 1), n)
+    while k > 1 and (k - 1) / n >= r:
+        k -= 1
+    while k < n and k / n < r:
+        k += 1
+    return k
+
+
+def percentile_interval(dist, level=0.95):
+    """(low, high) of the central ``level`` percentile interval of a bootstrap distribution."""
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(np.asarray(dist, np.float64), [a, 1.0 - a])
+    return float(lo), float(hi)
+
+
+def mc_error(dist, level=0.95):
+    """The Monte-Carlo standard error of the interval's ends (the larger of the two): the order statistic
+    at quantile q of B draws spreads over the ranks B q ± sqrt(B q (1 - q)), so half the distance between
+    the values at those ranks estimates its standard deviation. Conservative: the ranks are rounded
+    outwards, which overstates it by about 15 % at 1,000 resamples and more below (tests/test_uncertainty.py)."""
+    x = np.sort(np.asarray(dist, np.float64))
+    b = x.size
+    errs = []
+    for q in ((1.0 - level) / 2.0, (1.0 + level) / 2.0):
+        s = np.sqrt(b * q * (1.0 - q))
+        lo = int(np.clip(np.floor(b * q - s), 0, b - 1))
+        hi = int(np.clip(np.ceil(b * q + s), 0, b - 1))
+        errs.append((x[hi] - x[lo]) / 2.0)
+    return float(max(errs))
+
+
+def paired(dist_a, dist_b, observed, level=0.95):
+    """The paired bootstrap of a difference a - b (both distributions from the same resamples):
+    {"diff", "ci", "p"}. ``p`` is the two-sided bootstrap p-value of "no difference", the smallest
+    level at which the percentile interval excludes 0: 2 min(P*(d <= 0), P*(d >= 0)), with the +1
+    correction that keeps it above 0 for a finite number of resamples."""
+    d = np.asarray(dist_a, np.float64) - np.asarray(dist_b, np.float64)
+    b = d.size
+    p = 2.0 * min((np.sum(d <= 0) + 1) / (b + 1), (np.sum(d >= 0) + 1) / (b + 1))
+    return {"diff": float(observed), "ci": list(percentile_interval(d, level)), "p": float(min(1.0, p))}
+
+
+# --------------------------------------------------------------------------------------------------
+# DeLong
+# --------------------------------------------------------------------------------------------------
+
+def _placements(id_k, ood_k):
+    """Placement values of k scores: (k, n) for ID samples (the share of OOD samples each beats, ties
+    counting half) and (k, m) for OOD samples (the share of ID samples each stays below)."""
+    n, m = id_k.shape[1], ood_k.shape[1]
+    both = np.concatenate((id_k, ood_k), axis=1)
+    r_all = rankdata(both, axis=1)          # midranks among all samples
+    r_id = rankdata(id_k, axis=1)           # ... among the ID samples
+    r_ood = rankdata(ood_k, axis=1)
+    v10 = (r_all[:, :n] - r_id) / m
+    v01 = 1.0 - (r_all[:, n:] - r_ood) / n
+    return v10, v01
+
+
+def delong(id_scores, ood_scores):
+    """(aurocs (k,), covariance (k, k)) of k scores on the same ID and OOD samples (each argument a
+    sequence of k arrays, or one array for k = 1). The covariance is DeLong's: S10 / n + S01 / m, the
+    sample covariances of the placements. It needs two samples of each class; with one the
+    covariance is NaN (the bootstrap still gives an interval)."""
+    id_k = np.atleast_2d(np.asarray(id_scores, np.float64))
+    ood_k = np.atleast_2d(np.asarray(ood_scores, np.float64))
+    v10, v01 = _placements(id_k, ood_k)
+    aucs = v10.mean(axis=1)
+    n, m = v10.shape[1], v01.shape[1]
+    if n < 2 or m < 2:
+        return aucs, np.full((aucs.size, aucs.size), np.nan)
+    cov = np.atleast_2d(np.cov(v10)) / n + np.atleast_2d(np.cov(v01)) / m
+    return aucs, cov
+
+
+def _z(level):
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def delong_interval(id_scores, ood_scores, level=0.95):
+    """{"se", "ci"} of the mean AUROC of one or several replicate scores (DeLong's covariance of the
+    replicates; normal interval clipped to [0, 1]); None values where it is undefined."""
+    aucs, cov = delong(id_scores, ood_scores)
+    w = np.full(aucs.size, 1.0 / aucs.size)
+    var = float(w @ cov @ w)
+    if not np.isfinite(var):
+        return {"se": None, "ci": None}
+    se = float(np.sqrt(max(var, 0.0)))
+    a, z = float(w @ aucs), _z(level)
+    return {"se": se, "ci": [max(0.0, a - z * se), min(1.0, a + z * se)]}
+
+
+def delong_test(id_a, ood_a, id_b, ood_b, level=0.95):
+    """DeLong's test of two correlated AUROCs, each the mean over its replicates (lists of arrays on the
+    same samples): {"diff", "ci", "p"}; "p" is two-sided, None where the variance is undefined. A
+    difference whose variance is 0 (two scores ranking every pair the same way) has p = 1 when the
+    difference is 0 and p = 0 otherwise."""
+    id_a, id_b = [np.asarray(x, np.float64) for x in id_a], [np.asarray(x, np.float64) for x in id_b]
+    ood_a, ood_b = [np.asarray(x, np.float64) for x in ood_a], [np.asarray(x, np.float64) for x in ood_b]
+    aucs, cov = delong(id_a + id_b, ood_a + ood_b)
+    w = np.r_[np.full(len(id_a), 1.0 / len(id_a)), np.full(len(id_b), -1.0 / len(id_b))]
+    diff, var = float(w @ aucs), float(w @ cov @ w)
+    if not np.isfinite(var):
+        return {"diff": diff, "ci": None, "p": None}
+    if var <= 1e-300:  # no pair is ranked differently: the difference is exact
+        return {"diff": diff, "ci": [diff, diff], "p": 1.0 if abs(diff) < 1e-15 else 0.0}
+    se = np.sqrt(var)
+    z = _z(level)
+    p = 2.0 * NormalDist().cdf(-abs(diff) / se)
+    return {"diff": diff, "ci": [diff - z * se, diff + z * se], "p": float(p)}
