@@ -39,7 +39,7 @@ nonnegative_float = ranged(float, "[0, inf)")
 def add_evaluation(g):
     """The options of the scoring script that a sweep shares: OOD sets, protocol, FPR95 variant, caches."""
     from .data import ood_help
-    from .evaluation import PROTOCOLS
+    from .evaluation import DEFAULT_LEVEL, DEFAULT_RESAMPLES, PROTOCOLS
     from .metrics import FPR_VARIANTS
     g.add_argument("--ood", nargs="+", default=None, help=ood_help())
     g.add_argument("--protocol", choices=PROTOCOLS, default="full",
@@ -54,6 +54,12 @@ def add_evaluation(g):
                         "ROC point with TPR > 95%%; openood: OpenOOD v1.5's, OOD positive (the share of ID "
                         "inputs rejected when 95%% of OOD inputs are caught), with its trapezoid AUPRs "
                         "(default: standard; openood under --benchmark openood)")
+    g.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_RESAMPLES,
+                   help="resamples of the stratified bootstrap behind every row's confidence intervals (AUROC, "
+                        "FPR95, AUPR) and the tables' ties with the best (the ID and each OOD set resampled "
+                        "apart, the same resamples for every score); 0: no intervals")
+    g.add_argument("--ci_level", type=ranged(float, "(0, 1)"), default=DEFAULT_LEVEL,
+                   help="coverage of the intervals; the ties and p-values test at 1 - this level")
     add_store(g)
 
 

@@ -18,6 +18,11 @@ metrics.
   reference's batch loop kept (floor(floor(N_ID / 5) / 128) * 128 = 1,920 for CIFAR; floor(floor(N_ID /
   10) / 1280) * 1280 = 3,840 for ImageNet; floor(N_ID / 5) when that is 0), with the FPR95 at the recall
   closest to 95 % (``closest``). ReAct's percentile defaults to 98 under it (scores/react.py).
+
+Every row also carries intervals (``--bootstrap``, ood/uncertainty.py): the stratified bootstrap of the
+row's own metric, i.e. of the mean over its (replicate, draw) pairs, each draw's OOD images resampled
+within the draw and the ID test set resampled once per resample for every set and score; and, for a row
+of every OOD image, DeLong's AUROC interval beside it.
 """
 import zlib
 from dataclasses import dataclass
@@ -25,20 +30,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import compute_metrics
+from .uncertainty import METRIC_ORDER, Bootstrap, Resampled, delong_interval, mc_error, percentile_interval
 
 PROTOCOLS = ("full", "sampled", "paper")
-METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")  # the tables' order
+METRICS = METRIC_ORDER  # the tables' order, and the rows of a bootstrap distribution
 PAPER_SEED, PAPER_REPEATS = 12, 10
+DEFAULT_RESAMPLES, DEFAULT_LEVEL = 1000, 0.95
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """How a run evaluates its scores: ``--protocol``, ``--repeats``, ``--seed`` (the draws) and
-    ``--fpr_variant``, resolved once from the command line."""
+    ``--fpr_variant``, and the intervals (``--bootstrap``, ``--ci_level``; None: none), resolved once
+    from the command line."""
     protocol: str = "full"
     repeats: int = 10
     seed: int = 1
     fpr_variant: str = "standard"
+    intervals: Bootstrap | None = None
 
     @classmethod
     def from_args(cls, args, note=print, fpr_default="standard"):
@@ -52,8 +61,11 @@ class Evaluation:
                  f"draws, seed {PAPER_SEED}, the closest FPR95 for the sampled scores; every OOD image and the "
                  f"strict FPR95 for RecLag), so {', '.join(k for k, v in given.items() if v is not None)} "
                  f"do not apply to its draws (--seed still seeds the scores' own fits).")
-        return cls(args.protocol, 10 if args.repeats is None else args.repeats,
-                   1 if args.seed is None else args.seed, args.fpr_variant or fpr_default)
+        seed = 1 if args.seed is None else args.seed
+        resamples = getattr(args, "bootstrap", DEFAULT_RESAMPLES)
+        intervals = Bootstrap(resamples, getattr(args, "ci_level", DEFAULT_LEVEL), seed) if resamples else None
+        return cls(args.protocol, 10 if args.repeats is None else args.repeats, seed,
+                   args.fpr_variant or fpr_default, intervals)
 
     def plan(self, score_cls, n_id, id_protocol="cifar"):
         return plan_for(self.protocol, score_cls, n_id, self.repeats, self.seed, self.fpr_variant, id_protocol)
@@ -84,6 +96,12 @@ def plan_for(protocol, score_cls, n_id, repeats=10, seed=12, fpr_variant="standa
     raise ValueError(f"unknown protocol {protocol!r}; use one of {PROTOCOLS}")
 
 
+def draws_of(plan, n_id, n_ood, name):
+    """The OOD index arrays a row's metrics average over: every image once, or the sampled draws."""
+    return [np.arange(n_ood)] if plan.size is None else \
+        sample_indices(n_id, n_ood, name, plan.repeats, plan.seed, plan.size)
+
+
 def sample_indices(n_id, n_ood, name, repeats, seed, size=None):
     """Index arrays of the sampled protocol for one OOD set: ``repeats`` draws of ``size`` (default
     floor(n_id / 5)) images without replacement, seeded by (seed, the set's name)."""
@@ -104,8 +122,7 @@ def evaluate_replicates(id_scores, ood_scores, ood_name, plan):
     array per replicate of the score. Every (replicate, draw) pair counts once in the mean and std;
     with more than one replicate the row also lists each replicate's metrics."""
     n_id, n_ood = len(id_scores[0]), len(ood_scores[0])
-    draws = [np.arange(n_ood)] if plan.size is None else \
-        sample_indices(n_id, n_ood, ood_name, plan.repeats, plan.seed, plan.size)
+    draws = draws_of(plan, n_id, n_ood, ood_name)
     per_rep = [[compute_metrics(np.asarray(i), np.asarray(o)[idx], plan.fpr_variant) for idx in draws]
                for i, o in zip(id_scores, ood_scores)]
     runs = [r for rep in per_rep for r in rep]
@@ -117,3 +134,65 @@ def evaluate_replicates(id_scores, ood_scores, ood_name, plan):
     if len(per_rep) > 1:
         row["replicate_metrics"] = [{k: float(np.mean([r[k] for r in rep])) for k in METRICS} for rep in per_rep]
     return row
+
+
+def resampled_ids(id_scores, boot):
+    """One ``Resampled`` per replicate of a score's ID scores: the ID side of its bootstrap, shared by
+    every OOD set the score is evaluated against."""
+    return [Resampled(np.asarray(i, np.float64), boot.counts(len(i), "id")) for i in id_scores]
+
+
+def bootstrap_distribution(sides, ood_scores, ood_name, plan, boot):
+    """(len(METRICS), B) float64: the row's metrics (the mean over its (replicate, draw) pairs) on each
+    resample. A draw's OOD images are resampled within it, under a tag naming the set and the draw, so
+    that every score sees the same resamples."""
+    draws = draws_of(plan, sides[0].id.desc.size, len(ood_scores[0]), ood_name)
+    total = np.zeros((len(METRICS), boot.resamples))
+    for d, idx in enumerate(draws):
+        tag = ood_name if plan.size is None else f"{ood_name}#draw{d}"
+        counts = boot.counts(idx.size, tag)
+        for side, o in zip(sides, ood_scores):
+            got = side.metrics(np.asarray(o, np.float64)[idx], counts, plan.fpr_variant)
+            total += np.stack([got[k] for k in METRICS])
+    return total / (len(draws) * len(sides))
+
+
+def interval_fields(dist, boot, id_scores=None, ood_scores=None):
+    """The interval fields of a row from its bootstrap distribution: ``<metric>_ci`` (percentile interval)
+    and ``<metric>_se`` (the distribution's std) for every metric, the Monte-Carlo error of the AUROC
+    interval's ends, the bootstrap's settings; with the per-sample scores of a row of every OOD image
+    (lists, one array per replicate), DeLong's AUROC standard error and interval beside them."""
+    out = {}
+    for k, m in enumerate(METRICS):
+        out[f"{m}_ci"] = list(percentile_interval(dist[k], boot.level))
+        out[f"{m}_se"] = float(np.std(dist[k], ddof=1)) if dist.shape[1] > 1 else 0.0
+    out["auroc_ci_mc_error"] = mc_error(dist[METRICS.index("auroc")], boot.level)
+    out["bootstrap"] = boot.describe()
+    if id_scores is not None:
+        d = delong_interval([np.asarray(x, np.float64) for x in id_scores],
+                            [np.asarray(x, np.float64) for x in ood_scores], boot.level)
+        out["auroc_delong_se"], out["auroc_delong_ci"] = d["se"], d["ci"]
+    return out
+
+
+MC_TARGET = 0.001  # the Monte-Carlo error the default number of resamples aims at: 0.1 AUROC points
+
+
+def mc_note(rows):
+    """A note naming the OOD sets whose AUROC intervals move by more than 0.1 points between bootstrap seeds
+    (small sets: the error grows as 1 / sqrt(size)), with the number of resamples that would bring them to
+    0.1 (the error falls as 1 / sqrt(resamples)); None when every interval is within it."""
+    worst = {}
+    for r in rows:
+        err = r.get("auroc_ci_mc_error")
+        if err is not None and err > MC_TARGET:
+            worst[r["ood_dataset"]] = max(err, worst.get(r["ood_dataset"], 0.0))
+    if not worst:
+        return None
+    b = rows[0]["bootstrap"]["resamples"]
+    need = int(np.ceil(b * (max(worst.values()) / MC_TARGET) ** 2 / 500.0)) * 500
+    sets = ", ".join(f"{k} ({100 * v:.2f})" for k, v in worst.items())
+    advice = f"--bootstrap {need} would bring it to 0.1" if need <= 20000 else \
+        "sets this small would need more than 20,000 resamples for 0.1; read their ends to that precision"
+    return (f"note: with {b} resamples the AUROC intervals' ends of {sets} have a Monte-Carlo error above 0.1 points "
+            f"(in points; it grows on small sets and falls as 1 / sqrt(resamples)): {advice}.")

@@ -13,7 +13,7 @@ import torch
 
 from . import data as D
 from .errors import UserError
-from .evaluation import evaluate_replicates
+from .evaluation import bootstrap_distribution, evaluate_replicates, interval_fields, resampled_ids
 from .params import Context
 from .plugins import describe_score, running
 
@@ -155,17 +155,28 @@ def accuracy(features):
     return float((features["logits"].argmax(1) == labels).double().mean()) if len(labels) else float("nan")
 
 
-def rows_for(setup, objs, values, ood_names, evaluation, id_features):
+def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.Evaluation) says for
-    this score."""
+    this score, with their intervals when it asks for them. ``dists``, a dict, receives each row's
+    bootstrap distribution under ``ood.results.dist_key(row)``."""
+    from .results import dist_key
     plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.preprocessing)
+    boot = evaluation.intervals
+    sides = resampled_ids(values["id"], boot) if boot else None
     rows = []
     for o in ood_names:
         try:
             m = evaluate_replicates(values["id"], values[o], o, plan)
         except ValueError as e:
             raise UserError(f"score {objs[0].name} against {o}: {e}") from None
-        rows.append(make_row(setup, objs, o, m, id_features))
+        row = make_row(setup, objs, o, m, id_features)
+        if boot:
+            dist = bootstrap_distribution(sides, values[o], o, plan, boot)
+            full = plan.size is None  # DeLong's interval is of the metric on every OOD image
+            row.update(interval_fields(dist, boot, values["id"] if full else None, values[o] if full else None))
+            if dists is not None:
+                dists[dist_key(row)] = dist
+        rows.append(row)
     return rows
 
