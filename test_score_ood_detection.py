@@ -11,7 +11,9 @@ import sys
 import time
 
 import scores
-from ood.errors import cli_main
+from ood.comparisons import against
+from ood.errors import UserError, cli_main
+from ood.evaluation import mc_note
 from ood.results import RESULTS_FILES, ResultsFolder, variant_of
 from ood.run import open_run, script_parser
 from ood.scoring import compute, replicate_name, rows_for
@@ -19,7 +21,12 @@ from ood.scoring import compute, replicate_name, rows_for
 
 def _own(g):
     g.add_argument("--save_scores", action="store_true", help="also write the per-sample scores.npz")
-    g.add_argument("--plot", action="store_true", help="also write score histograms and ROC curves")
+    g.add_argument("--plot", action="store_true",
+                   help="also write score histograms, ROC curves and a forest plot of the AUROCs with their intervals")
+    g.add_argument("--compare_to", default=None, metavar="SCORE",
+                   help="the reference of the paired comparisons: each other score's AUROC and FPR95 difference to "
+                        "it on every OOD set, with its interval and p-values (DeLong's test, the paired bootstrap); "
+                        "any score of this run (default: RecLag when the run scores it; none: no comparisons)")
 
 
 def build_parser(argv=None):
@@ -34,23 +41,48 @@ def main(argv=None):
     args = build_parser(argv).parse_args(argv)
     t0 = time.time()
     wanted = [(cls, {}) for cls in scores.resolve_names(args.score)]
+    reference = reference_of(args, wanted)
     with open_run(args, wanted, results=("", RESULTS_FILES)) as run:
         sets = run.feature_sets()
-        rows, per_sample = [], {}
+        rows, per_sample, dists, kept = [], {}, {}, {}
         for objs in run.score_runs:
             states = [run.store.pattern(s) if s.needs_fit() else {} for s in objs]
             values = compute(objs, states, sets, run.head)
-            new = rows_for(run.setup, objs, values, run.ood_names, run.evaluation, sets["id"])
+            new = rows_for(run.setup, objs, values, run.ood_names, run.evaluation, sets["id"], dists)
             rows += new
             per_sample[(objs[0].name, variant_of(new[0]))] = {
                 k: (v[0] if len(objs) == 1 else {replicate_name(s): x for s, x in zip(objs, v)})
                 for k, v in values.items()}
+            if reference and run.evaluation.intervals:  # what DeLong's test needs: per-sample scores
+                kept.update({(objs[0].name, o): (values["id"], values[o]) for o in run.ood_names})
+        if reference and run.evaluation.intervals:
+            rows = against(rows, dists, reference, kept)
+        note = mc_note(rows) if run.evaluation.intervals else None
+        if note:
+            print(note)
         out = ResultsFolder(run.results)
         md = out.write(rows, order={c.name: c.order for c in scores.registered()}, per_sample=per_sample,
-                       save_scores=args.save_scores, plot=args.plot)
+                       save_scores=args.save_scores, plot=args.plot, dists=dists)
     print(md, end="")
     print(f"results in {out.path}/ ({time.time() - t0:.1f} s)")
     return rows
+
+
+def reference_of(args, wanted):
+    """The score the paired comparisons are against: --compare_to (one of this run's scores; checked
+    before any work), else RecLag when the run scores it; None for none."""
+    names = [cls.name for cls, _ in wanted]
+    if args.compare_to is None:
+        return next((n for n in names if n == "RecLag"), None)
+    if args.compare_to.lower() == "none":
+        return None
+    match = [n for n in names if n.lower() == args.compare_to.lower()]
+    if not match:
+        raise UserError(f"--compare_to {args.compare_to}: not among this run's scores ({', '.join(names)}); "
+                        f"add it to --score, or give --compare_to none.")
+    if not getattr(args, "bootstrap", 0):
+        raise UserError(f"--compare_to {args.compare_to} needs the bootstrap's resamples; --bootstrap 0 turns them off.")
+    return match[0]
 
 
 if __name__ == "__main__":

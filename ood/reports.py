@@ -6,10 +6,13 @@ ood/results.py decides what goes into a results folder."""
 import csv
 import io
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .comparisons import AUROC, FPR, column_distribution, tied_with_best
 from .io import atomic_path, safe_name
+from .uncertainty import paired, percentile_interval
 
 
 GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
@@ -33,45 +36,105 @@ def columns(rows):
     return cols + [o for o in oods if group[o] not in dict(GROUPS)], averages
 
 
-def _table(rows):
-    """(scores, columns, cell, accuracy) where cell(score, column) -> (fpr, fpr_std, auroc, auroc_std) in
-    percent and accuracy(score) -> the ID accuracy in percent, or None when the rows hold none (only a
-    benchmark's rows do). A row's table label (ood.results.assign_labels) names it when present, else its
-    score."""
+class Cell(NamedTuple):
+    """One table cell in percent: FPR95 and AUROC with the spread a table prints after "±" (half the
+    width of the row's confidence interval when it has one, else the spread over draws or runs) and,
+    when known, the interval's ends."""
+    fpr: float
+    fpr_pm: float
+    auroc: float
+    auroc_pm: float
+    fpr_ci: tuple | None = None
+    auroc_ci: tuple | None = None
+
+
+class Table(NamedTuple):
+    """What a rendered table needs: its row labels and columns, ``cell(label, column)`` -> Cell or
+    None, ``accuracy(label)`` -> the ID accuracy (or None: no such column), and ``marked(label, column)``
+    -> (FPR95 marked, AUROC marked): the best value and the values tied with it, shown in bold."""
+    scores: list
+    cols: list
+    cell: Callable
+    accuracy: Callable | None = None
+    marked: Callable | None = None
+    dist: Callable | None = None
+
+
+def _interval_cell(fpr, auroc, dist, level, spread=(0.0, 0.0)):
+    """A Cell of fractions, with the interval of ``dist`` (len(METRICS), B) when there is one."""
+    if dist is None:
+        return Cell(100 * fpr, 100 * spread[0], 100 * auroc, 100 * spread[1])
+    f = percentile_interval(dist[FPR], level)
+    a = percentile_interval(dist[AUROC], level)
+    return Cell(100 * fpr, 50 * (f[1] - f[0]), 100 * auroc, 50 * (a[1] - a[0]),
+                tuple(100 * x for x in f), tuple(100 * x for x in a))
+
+
+def _table(rows, dists=None):
+    """The Table of ``rows``; ``dists`` (row key -> bootstrap distribution) gives cells their intervals,
+    averages theirs, and the ties with the best. A row's table label (ood.results.assign_labels) names
+    it when present, else its score."""
+    from .results import dist_key
+    dists = dists or {}
     label = lambda r: r.get("label") or r["score"]  # noqa: E731
     scores = list(dict.fromkeys(label(r) for r in rows))
     cols, averages = columns(rows)
     by = {(label(r), r["ood_dataset"]): r for r in rows}
+    level = next((r["bootstrap"]["level"] for r in rows if r.get("bootstrap")), None)
+    paired_rows = level is not None and rows[0]["protocol"] != "paper"  # the paper's rows differ in draws
+
+    def dist(s, o):
+        if o in averages:
+            parts = [dist(s, x) for x in averages[o] if (s, x) in by]
+            return column_distribution(parts) if parts and all(p is not None for p in parts) else None
+        r = by.get((s, o))
+        d = dists.get(dist_key(r)) if r is not None else None
+        return None if d is None else np.asarray(d, np.float64)
 
     def cell(s, o):
         if o in averages:
             rs = [by[(s, x)] for x in averages[o] if (s, x) in by]
             if not rs:
                 return None
-            return (100 * np.mean([r["fpr95"] for r in rs]), 0.0, 100 * np.mean([r["auroc"] for r in rs]), 0.0)
+            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]),
+                                  dist(s, o), level)
         r = by.get((s, o))
         if r is None:
             return None
-        return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
+        return _interval_cell(r["fpr95"], r["auroc"], dist(s, o), level, (r["fpr95_std"], r["auroc_std"]))
+
+    marks = {}
+    for o in cols:
+        present = [s for s in scores if cell(s, o) is not None]
+        ds = {s: (dist(s, o) if paired_rows else None) for s in present}
+        fpr = tied_with_best({s: (cell(s, o).fpr / 100, None if ds[s] is None else ds[s][FPR]) for s in present},
+                             True, level or 0.95)
+        auroc = tied_with_best({s: (cell(s, o).auroc / 100, None if ds[s] is None else ds[s][AUROC])
+                                for s in present}, False, level or 0.95)
+        marks.update({(s, o): (s in fpr, s in auroc) for s in present})
 
     acc = {label(r): 100 * r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None}
-    return scores, cols, cell, (acc.get if acc else None)
+    return Table(scores, cols, cell, acc.get if acc else None, lambda s, o: marks.get((s, o), (False, False)), dist)
 
 
 def _parts(table):
-    """(scores, columns, cell, accuracy) of a table with or without its accuracy column."""
+    """A Table from the (scores, columns, cell[, accuracy]) tuples of ood.aggregate."""
+    if isinstance(table, Table):
+        return table
     scores, cols, cell, *rest = table
-    return scores, cols, cell, (rest[0] if rest else None)
+    return Table(scores, cols, cell, rest[0] if rest else None)
 
 
-def _best(scores, cols, cell):
+def _marks(table):
+    """marked(label, column) of a table; without one, the best values (to two decimals) in each column."""
+    if table.marked is not None:
+        return table.marked
     best = {}
-    for o in cols:
-        vals = [cell(s, o) for s in scores]
-        vals = [v for v in vals if v is not None]
+    for o in table.cols:
+        vals = [v for v in (table.cell(s, o) for s in table.scores) if v is not None]
         if vals:
             best[o] = (round(min(v[0] for v in vals), 2), round(max(v[2] for v in vals), 2))
-    return best
+    return lambda s, o: (round(table.cell(s, o)[0], 2) == best[o][0], round(table.cell(s, o)[2], 2) == best[o][1])
 
 
 def _fmt(mean, std, bold, latex=False):
@@ -81,29 +144,29 @@ def _fmt(mean, std, bold, latex=False):
     return rf"\textbf{{{text}}}" if latex else f"**{text}**"
 
 
-def _cells(score, cols, cell, best, latex=False):
-    """The FPR95 and AUROC cells of one table row, best values in bold."""
+def _cells(table, score, marked, latex=False):
+    """The FPR95 and AUROC cells of one table row, marked values in bold."""
     out = []
-    for o in cols:
-        v = cell(score, o)
+    for o in table.cols:
+        v = table.cell(score, o)
         if v is None:
             out += ["--", "--"] if latex else ["–", "–"]
             continue
-        out += [_fmt(v[0], v[1], round(v[0], 2) == best[o][0], latex),
-                _fmt(v[2], v[3], round(v[2], 2) == best[o][1], latex)]
+        bold_fpr, bold_auroc = marked(score, o)
+        out += [_fmt(v[0], v[1], bold_fpr, latex), _fmt(v[2], v[3], bold_auroc, latex)]
     return out
 
 
-def markdown(rows):
-    return render_markdown(_table(rows))
+def markdown(rows, dists=None):
+    return render_markdown(_table(rows, dists))
 
 
-def latex(rows, caption=""):
-    return render_latex(_table(rows), caption)
+def latex(rows, caption="", dists=None):
+    return render_latex(_table(rows, dists), caption)
 
 
-def csv_table(rows):
-    return render_csv(_table(rows))
+def csv_table(rows, dists=None):
+    return render_csv(_table(rows, dists))
 
 
 def _accuracy(score, acc, latex=False):
@@ -115,20 +178,20 @@ def _accuracy(score, acc, latex=False):
 
 
 def render_markdown(table):
-    """A table (scores, columns, cell function[, accuracy function]) as Markdown; best values in bold."""
-    scores, cols, cell, acc = _parts(table)
-    best = _best(scores, cols, cell)
-    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in cols) + (" | ID Acc. |" if acc else " |")
-    lines = [head, "|" + "---|" * (1 + 2 * len(cols) + bool(acc))]
-    for s in scores:
-        lines.append(f"| {s} | " + " | ".join(_cells(s, cols, cell, best) + ([_accuracy(s, acc)] if acc else []))
+    """A Table (or ood.aggregate's tuple) as Markdown; the best values and those tied with them in bold."""
+    table = _parts(table)
+    marked, acc = _marks(table), table.accuracy
+    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in table.cols) + (" | ID Acc. |" if acc else " |")
+    lines = [head, "|" + "---|" * (1 + 2 * len(table.cols) + bool(acc))]
+    for s in table.scores:
+        lines.append(f"| {s} | " + " | ".join(_cells(table, s, marked) + ([_accuracy(s, acc)] if acc else []))
                      + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_latex(table, caption=""):
-    scores, cols, cell, acc = _parts(table)
-    best = _best(scores, cols, cell)
+    table = _parts(table)
+    marked, acc, cols = _marks(table), table.accuracy, table.cols
     esc = lambda t: t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
     extra = (" & ID Acc.", " & ") if acc else ("", "")
     out = [r"\begin{table}[t]", r"\centering", r"\small",
@@ -136,8 +199,8 @@ def render_latex(table, caption=""):
            "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + extra[0] + r" \\",
            " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + extra[1] + r" \\",
            r"\midrule"]
-    for s in scores:
-        cells = _cells(s, cols, cell, best, True) + ([_accuracy(s, acc, True)] if acc else [])
+    for s in table.scores:
+        cells = _cells(table, s, marked, True) + ([_accuracy(s, acc, True)] if acc else [])
         out.append(f"{esc(s)} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
@@ -147,21 +210,88 @@ def render_latex(table, caption=""):
 
 
 def render_csv(table):
-    scores, cols, cell, acc = _parts(table)
+    """Per column FPR95, its std, AUROC, its std (as results.csv always had them) and, when the rows have
+    intervals, both ends of each interval."""
+    table = _parts(table)
+    scores, cols, cell, acc = table.scores, table.cols, table.cell, table.accuracy
+    ends = any(v is not None and v.fpr_ci is not None for s in scores for o in cols
+               for v in [cell(s, o)] if isinstance(v, Cell))
+    names = ("FPR95", "FPR95_std", "AUROC", "AUROC_std") + (("FPR95_low", "FPR95_high", "AUROC_low", "AUROC_high")
+                                                           if ends else ())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in ("FPR95", "FPR95_std", "AUROC", "AUROC_std")]
-               + (["ID_accuracy"] if acc else []))
+    w.writerow(["score"] + [f"{o} {m}" for o in cols for m in names] + (["ID_accuracy"] if acc else []))
     for s in scores:
         vals = []
         for o in cols:
             v = cell(s, o)
-            vals += ["" if v is None else f"{x:.4f}" for x in (v or (None,) * 4)]
+            if v is None:
+                vals += [""] * len(names)
+                continue
+            vals += [f"{x:.4f}" for x in tuple(v)[:4]]
+            if ends:
+                vals += [f"{x:.4f}" for x in (v.fpr_ci or ("",) * 2) + (v.auroc_ci or ("",) * 2)] \
+                    if v.fpr_ci is not None else ["", "", "", ""]
         if acc:
             v = acc(s)
             vals.append("" if v is None else f"{(v[0] if isinstance(v, tuple) else v):.4f}")
         w.writerow([s] + vals)
     return buf.getvalue()
+
+
+def _p(p):
+    return "" if p is None else ("p<0.001" if p < 0.001 else f"p={p:.3f}")
+
+
+def _diff(d, ci, p):
+    return f"{100 * d:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] {_p(p)}".rstrip()
+
+
+def comparison_markdown(rows, dists=None):
+    """The paired differences against the reference score (rows' ``vs``, ood.comparisons.against) as a
+    Markdown table: per column, ΔAUROC and ΔFPR95 in points with their interval and p-value (DeLong's
+    test for the AUROC of a set, the paired bootstrap elsewhere). "" when no row has one."""
+    with_vs = [r for r in rows if r.get("vs")]
+    if not with_vs:
+        return ""
+    ref = with_vs[0]["vs"]["reference"]
+    table = _table(rows, dists)
+    by = {(r.get("label") or r["score"], r["ood_dataset"]): r for r in rows}
+    ref_label = next((r.get("label") or r["score"] for r in rows if r["score"] == ref), ref)
+    level = with_vs[0]["bootstrap"]["level"]
+    sets = {r["ood_dataset"] for r in rows}
+    lines = ["| Score vs " + ref_label + " | " + " | ".join(f"{o} ΔFPR95 | {o} ΔAUROC" for o in table.cols) + " |",
+             "|" + "---|" * (1 + 2 * len(table.cols))]
+    for s in table.scores:
+        if s == ref_label:
+            continue
+        cells = []
+        for o in table.cols:
+            vs = (by.get((s, o)) or {}).get("vs")
+            if vs is not None:
+                cells += [_diff(vs["fpr95_diff"], vs["fpr95_diff_ci"], vs["fpr95_p_bootstrap"]),
+                          _diff(vs["auroc_diff"], vs["auroc_diff_ci"],
+                                vs["auroc_p_delong"] if vs["auroc_p_delong"] is not None else vs["auroc_p_bootstrap"])]
+                continue
+            mine, theirs = table.dist(s, o), table.dist(ref_label, o)
+            a, b = table.cell(s, o), table.cell(ref_label, o)
+            if o in sets or mine is None or theirs is None or a is None or b is None:
+                cells += ["–", "–"]
+                continue
+            f = paired(mine[FPR], theirs[FPR], (a.fpr - b.fpr) / 100, level)
+            u = paired(mine[AUROC], theirs[AUROC], (a.auroc - b.auroc) / 100, level)
+            cells += [_diff(f["diff"], f["ci"], f["p"]), _diff(u["diff"], u["ci"], u["p"])]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_caption(rows):
+    r = next(r for r in rows if r.get("vs"))
+    pct = f"{100 * r['bootstrap']['level']:g} %"
+    return (f"Paired differences against {r['vs']['reference']} on the same images (score minus {r['vs']['reference']},"
+            f" in points) with their {pct} paired-bootstrap interval; p: two-sided, DeLong's test for correlated ROC "
+            f"curves for a set's AUROC, the paired bootstrap for FPR95 and for the averages")
 
 
 def plot(per_score, out_dir):
@@ -205,6 +335,51 @@ def plot(per_score, out_dir):
         fig.tight_layout()
         written.append(save_figure(fig, out / f"roc_{safe_name(s)}.png"))
     return written
+
+
+def forest(rows, dists, path, title=""):
+    """A forest plot of one table: a panel per column (each OOD set and each average), the scores down
+    the side, each AUROC as a point with its confidence interval; the best of each panel and the scores
+    tied with it in colour, the others grey, a dashed line at the best value."""
+    table = _table(rows, dists)
+    cols, scores = table.cols, table.scores
+    per_row = min(5, len(cols))
+    n_rows = (len(cols) + per_row - 1) // per_row
+    fig = figure(figsize=(2.6 * per_row + 1.2, (0.28 * len(scores) + 0.9) * n_rows + 0.4))
+    axes = fig.subplots(n_rows, per_row, squeeze=False, sharey=True)
+    y = np.arange(len(scores))[::-1]
+    for ax, o in zip(axes.flat, cols):
+        best = None
+        for yi, s in zip(y, scores):
+            c = table.cell(s, o)
+            if c is None:
+                continue
+            tied = table.marked(s, o)[1] if table.marked else False
+            color = "tab:blue" if tied else "0.55"
+            lo, hi = c.auroc_ci if c.auroc_ci is not None else (c.auroc, c.auroc)
+            ax.plot([lo, hi], [yi, yi], color=color, lw=1.6, solid_capstyle="butt")
+            ax.plot([c.auroc], [yi], "o", color=color, ms=3.5)
+            best = c.auroc if best is None else max(best, c.auroc)
+        if best is not None:
+            ax.axvline(best, color="tab:blue", lw=0.6, ls="--", alpha=0.6)
+        ax.set_title(o, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", lw=0.3, alpha=0.5)
+        ax.set_xlabel("AUROC %", fontsize=7)
+    for ax in list(axes.flat)[len(cols):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_yticks(y)
+        ax.set_yticklabels(scores, fontsize=7)
+    if title:
+        fig.suptitle("\n".join(_wrap(title, 150)), fontsize=7, x=0.01, ha="left")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _wrap(text, width):
+    import textwrap
+    return textwrap.wrap(text, width)[:4]
 
 
 def figure(**kwargs):

@@ -8,7 +8,9 @@ row of the table instead of deleting the other five, and a second protocol adds 
 computed from another checkpoint or another ID test set are never mixed with new ones: the files the
 tool wrote there (``RESULTS_FILES``) are first moved to ``previous/<time>/``, and the run says so; the
 user's own files and folders (notes, scripts, a nested results folder) stay where they are.
-``scores.npz`` and ``plots/``, once a folder has them, follow every later run (a replaced row's
+``bootstrap.npz`` keeps each row's bootstrap distribution (ood/uncertainty.py), from which the tables'
+intervals of averages and their ties with the best are computed whenever the folder's tables are
+rewritten. ``scores.npz`` and ``plots/``, once a folder has them, follow every later run (a replaced row's
 per-sample scores and plots are replaced with it). Concurrent runs into one folder take turns (a lock),
 and a run's files, the archiving included, land as a unit (ood.commit): a run stopped by a full disk,
 an error or a kill leaves either all of them or none, and the next run into the folder finishes a run
@@ -22,19 +24,20 @@ import numpy as np
 from . import reports
 from .device import describe
 from .commit import check_targets, transaction
+from .comparisons import complete
 from .errors import UserError
 from .io import atomic_path, write_text
 
 ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
            "input_size", "feature_precision", "subset")
-TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset")
+TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset", "bootstrap")
 PROVENANCE = ("id_dataset", "model", "checkpoint", "id_features")
 
 # The files the tools write into their folders, relative to the folder: the one list from which what a
 # run may write, what it moves to previous/ and which folders must be writable are derived (ood.commit).
 # Everything else in a folder is the user's and is never moved.
-RESULTS_FILES = ("results.json", "results.csv", "results.md", "results.tex", "scores.npz",
-                 "plots/hist_*.png", "plots/roc_*.png")
+RESULTS_FILES = ("results.json", "results.csv", "results.md", "results.tex", "scores.npz", "bootstrap.npz",
+                 "plots/hist_*.png", "plots/roc_*.png", "plots/forest_*.png")
 SWEEP_FILES = ("sweep.json", "sweep.md", "sweep_*.png", "selected.md", "selected.json",
                "reclag_operating_point.png", "reclag_operating_point.csv", "reclag_operating_point.json")
 
@@ -45,6 +48,12 @@ def _json(v):
 
 def row_key(row):
     return _json([row.get(k) for k in ROW_KEY])
+
+
+def dist_key(row):
+    """The key of a row's bootstrap distribution (bootstrap.npz): the row's key, its bootstrap and its point
+    estimates, so that a distribution is only ever used with the computation it came from."""
+    return _json([row_key(row), row.get("bootstrap"), row.get("auroc"), row.get("fpr95")])
 
 
 def variant_of(row):
@@ -133,9 +142,20 @@ def caption(rows):
     if ran:
         text += f"; scored on {' and '.join(ran)}"
     replicated = sorted({r["label"] for r in rows if len(r.get("replicate_metrics") or []) > 1})
+    boot = r.get("bootstrap")
     if replicated:
-        text += f"; {', '.join(replicated)}: mean ± std over {len(rows[0].get('replicate_metrics') or [])}+ fits"
-    return text + "; FPR95 and AUROC in %"
+        fits = max(len(x.get("replicate_metrics") or []) for x in rows)
+        text += f"; {', '.join(replicated)}: mean " + ("" if boot else "± std ") + f"over {fits} fits"
+    text += "; FPR95 and AUROC in %"
+    if not boot:
+        return text
+    pct = f"{100 * boot['level']:g} %"
+    text += (f"; ± half the width of the {pct} stratified-bootstrap interval ({boot['resamples']} resamples, seed "
+             f"{boot['seed']}; both ends in results.json and results.csv)")
+    if r["protocol"] == "paper":
+        return text + "; best in bold (the scores' rows differ in draws: no ties are tested)"
+    return text + (f"; bold: the best and every score not significantly different from it (paired bootstrap, "
+                   f"two-sided, {100 * (1 - boot['level']):.3g} %)")
 
 
 class ResultsFolder:
@@ -156,10 +176,11 @@ class ResultsFolder:
             raise UserError(f"{f} exists but is not a results.json of this project; move it away or choose "
                             f"another --results_dir.") from None
 
-    def write(self, rows, order=None, per_sample=None, save_scores=False, plot=False, log=print):
+    def write(self, rows, order=None, per_sample=None, save_scores=False, plot=False, log=print, dists=None):
         """Merge ``rows`` into the folder and (re)write its files. ``order`` maps score names to their
         table position; ``per_sample`` maps (score, variant_of(row)) to {set name: scores, or
-        {replicate: scores}}. Returns the Markdown of the tables that hold the new rows."""
+        {replicate: scores}}; ``dists`` maps row keys to the rows' bootstrap distributions.
+        Returns the Markdown of the tables that hold the new rows."""
         order = order or {}
         moved = None
         with transaction(self.path, RESULTS_FILES, "--results_dir", log) as t:  # every file below is staged
@@ -172,21 +193,47 @@ class ResultsFolder:
             merged = assign_labels([r for r in old if row_key(r) not in fresh] + list(rows))
             merged.sort(key=lambda r: (order.get(r["score"], 1000), r["label"]))
             groups = table_groups(merged)
+            kept = self._write_dists(merged, dists or {}, t.stage / "bootstrap.npz", keep=not moved)
+            merged = complete(merged, kept)
             if (per_sample and save_scores) or t.will_remain("scores.npz"):
                 self._write_scores(merged, per_sample, t.stage / "scores.npz", keep=not moved)
             if per_sample and (plot or t.will_remain("plots")):
-                self._plot(merged, per_sample, t.stage)
-            md = "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups)
+                self._plot(merged, per_sample, t.stage, kept)
+            md = "\n".join(_markdown(g, kept) for g in groups)
             write_text(md, t.stage / "results.md")
-            write_text("\n".join(reports.csv_table(g) for g in groups), t.stage / "results.csv")
-            write_text("\n".join(reports.latex(g, caption(g)) for g in groups), t.stage / "results.tex")
+            write_text("\n".join(reports.csv_table(g, kept) for g in groups), t.stage / "results.csv")
+            write_text("\n".join(reports.latex(g, caption(g), kept) for g in groups), t.stage / "results.tex")
             write_text(json.dumps({"rows": merged}, indent=1) + "\n", t.stage / "results.json")
         if moved:
             log(f"note: {self.path} held results of another checkpoint or ID test set; they were moved to "
                 f"{moved}/")
         new = {row_key(r) for r in rows}
-        return "\n".join(f"{caption(g)}\n\n{reports.markdown(g)}" for g in groups
-                         if any(row_key(r) in new for r in g))
+        return "\n".join(_markdown(g, kept) for g in groups if any(row_key(r) in new for r in g))
+
+    def _write_dists(self, merged, dists, dest, keep=True):
+        """bootstrap.npz (written to ``dest`` when any row has a distribution): each row's bootstrap
+        distribution (len(METRICS) x resamples, float32) under '__keys__' order; rows kept from earlier runs
+        keep theirs (``keep``: the folder's file is not being archived). Returns {row key: distribution}
+        of the rows in ``merged``, as float32, which every table is computed from."""
+        f = self.path / "bootstrap.npz"
+        found = {}
+        if keep and f.exists():
+            try:
+                with np.load(f) as old:
+                    keys = json.loads(str(old["__keys__"]))
+                    found = {k: old[f"d{i}"] for i, k in enumerate(keys) if f"d{i}" in old.files}
+            except (OSError, ValueError, KeyError):
+                found = {}  # an unreadable file: its rows lose their ties, nothing else
+        found.update({k: np.asarray(v, np.float32) for k, v in dists.items()})
+        wanted = [dist_key(r) for r in merged if r.get("bootstrap")]
+        kept = {k: found[k] for k in wanted if k in found}
+        if kept:
+            keys = list(kept)
+            with atomic_path(dest) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, __keys__=np.array(json.dumps(keys)),
+                                        **{f"d{i}": kept[k] for i, k in enumerate(keys)})
+        return kept
 
     def _labels(self, merged, per_sample):
         by = {(r["score"], variant_of(r)): r["label"] for r in merged}
@@ -218,11 +265,22 @@ class ResultsFolder:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, __index__=np.array(json.dumps(index)), **arrays)
 
-    def _plot(self, merged, per_sample, dest):
+    def _plot(self, merged, per_sample, dest, dists=None):
         plain = {}
         for label, sets in self._labels(merged, per_sample).items():
             plain[label] = {k: (next(iter(v.values())) if isinstance(v, dict) else v) for k, v in sets.items()}
         reports.plot(plain, dest)
+        for i, g in enumerate(table_groups(merged)):  # one forest plot per table that has intervals
+            if any(r.get("auroc_ci") for r in g):
+                reports.forest(g, dists, dest / "plots" / f"forest_{i + 1}.png", caption(g))
+
+
+def _markdown(rows, dists):
+    """One table's Markdown: its caption and table, then the paired differences against the reference
+    score when its rows have them."""
+    text = f"{caption(rows)}\n\n{reports.markdown(rows, dists)}"
+    vs = reports.comparison_markdown(rows, dists)
+    return text + (f"\n{reports.comparison_caption(rows)}\n\n{vs}" if vs else "")
 
 
 def default_folder(setup):

@@ -45,10 +45,14 @@ def test_train_generate_score(data, workdir):
     keys = {"id_dataset", "model", "score", "ood_dataset", "protocol", "repeats", "seed", "n_id", "n_ood",
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
             "feature_precision", "train_precision", "environment", "train_environment", "subset", "recipe", "settings",
-            "checkpoint", "id_features", "label", "preprocessing"}
+            "checkpoint", "id_features", "label", "preprocessing", "bootstrap", "auroc_ci_mc_error",
+            "auroc_delong_se", "auroc_delong_ci"} | {f"{m}_{k}" for m in ("fpr95", "auroc", "aupr_in", "aupr_out")
+                                                   for k in ("ci", "se")}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
-        assert set(r) == keys | ({"replicates"} if replicated else set())
+        # every score but the reference (RecLag, in the paper's six) is compared with it
+        assert set(r) == keys | ({"replicates"} if replicated else set()) | ({"vs"} if r["score"] != "RecLag" else set())
+        assert r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1] and r["bootstrap"]["resamples"] == 1000
         assert (r["fpr_variant"], r["input_size"], r["feature_precision"], r["train_precision"], r["recipe"]) == \
             ("standard", 16, "fp32", "fp32", "fixed")
         assert 0 <= r["auroc"] <= 1 and 0 <= r["fpr95"] <= 1 and r["auroc_std"] == 0 and r["n_id"] == 40

@@ -24,6 +24,7 @@ import test_score_ood_detection
 from ood.aggregate import find_results
 from ood.errors import UserError
 from ood.io import safe_name
+from ood.results import table_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -105,7 +106,9 @@ def assert_consistent(folder):
     tex = (folder / "results.tex").read_text()
     assert in_csv == labels and in_md == labels and all(f"\n{lab} & " in tex for lab in labels)
     plots = {p.name for p in (folder / "plots").glob("*_*.png")}
-    assert plots <= {f"{kind}_{safe_name(lab)}.png" for lab in labels for kind in ("hist", "roc")}, plots
+    tables = len(table_groups(rows))  # one forest plot per table
+    assert plots <= {f"{kind}_{safe_name(lab)}.png" for lab in labels for kind in ("hist", "roc")} | \
+        {f"forest_{i + 1}.png" for i in range(tables)}, plots
     if (folder / "scores.npz").exists():
         import numpy as np
         with np.load(folder / "scores.npz") as npz:

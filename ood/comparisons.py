@@ -1,0 +1,97 @@
+"""Which differences between scores are real (docs/method.md, "Uncertainty").
+
+Two scores evaluated on the same ID and OOD images are compared *paired*: their bootstrap distributions
+come from the same resamples (ood/uncertainty.py), so the distribution of their difference is the
+difference of the two, resample by resample. Two uses:
+
+- **against a reference** (``--compare_to``, RecLag by default when the run scores it): for every other
+  score and OOD set, the AUROC difference with its interval and two p-values (DeLong's test for
+  correlated ROC curves, and the paired bootstrap), and the FPR95 difference with its interval and the
+  paired bootstrap's p-value. Stored in each row under ``vs``.
+- **ties with the best** in the tables: in each column, every score whose paired-bootstrap p-value
+  against the column's best is at least 1 - level is marked with it (no correction for the number of
+  scores compared: each mark says "not shown worse than the best", not "as good as").
+
+Rows are compared only when they were evaluated on the same draws of the same images with the same
+bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD image) and the others'
+(sampled draws) are not.
+"""
+import numpy as np
+
+from .evaluation import METRICS
+from .uncertainty import delong_test, paired
+
+# what two rows must share for their bootstrap distributions to be paired
+PLAN = ("protocol", "repeats", "seed", "n_id", "n_ood", "fpr_variant", "bootstrap")
+AUROC, FPR = METRICS.index("auroc"), METRICS.index("fpr95")
+
+
+def comparable(a, b):
+    return all(a.get(k) == b.get(k) for k in PLAN) and a.get("bootstrap") is not None
+
+
+def against(rows, dists, reference, values=None):
+    """``rows`` with ``vs`` added to each row of another score than ``reference`` (a score name) that has a
+    comparable reference row on its OOD set. ``dists``: row key -> bootstrap distribution (len(METRICS),
+    B); ``values``: (score, ood set) -> the per-sample scores of each replicate, [[ID arrays], [OOD
+    arrays]], for DeLong's test (rows of every OOD image only). A row that has a comparison keeps it."""
+    from .results import dist_key
+    refs = {r["ood_dataset"]: r for r in rows if r["score"].lower() == reference.lower()}
+    out = []
+    for r in rows:
+        ref = refs.get(r["ood_dataset"])
+        if r.get("vs") or ref is None or ref is r or r["score"] == ref["score"] or not comparable(r, ref):
+            out.append(r)
+            continue
+        da, db = dists.get(dist_key(r)), dists.get(dist_key(ref))
+        if da is None or db is None:
+            out.append(r)
+            continue
+        level = r["bootstrap"]["level"]
+        auroc = paired(da[AUROC], db[AUROC], r["auroc"] - ref["auroc"], level)
+        fpr = paired(da[FPR], db[FPR], r["fpr95"] - ref["fpr95"], level)
+        vs = {"reference": ref["score"], "reference_settings": ref.get("settings"),
+              "auroc_diff": auroc["diff"], "auroc_diff_ci": auroc["ci"], "auroc_p_bootstrap": auroc["p"],
+              "auroc_p_delong": None,
+              "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
+        mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), \
+            (values or {}).get((ref["score"], ref["ood_dataset"]))
+        if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
+            vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+        out.append({**r, "vs": vs})
+    return out
+
+
+def complete(rows, dists):
+    """``rows`` (a results folder's, after a run merged its own into them) with a comparison for every row
+    that lacks one, against the reference the folder's other rows were compared with, from the stored
+    distributions: a run that did not score the reference replaces rows without losing their
+    comparisons (their DeLong p-value, which needs both scores' per-sample values, is then None)."""
+    refs = {r["vs"]["reference"] for r in rows if r.get("vs")}
+    if len(refs) != 1 or all(r.get("vs") or r["score"] in refs for r in rows):
+        return rows
+    return against(rows, dists, refs.pop())
+
+
+def tied_with_best(cells, lower_is_better, level):
+    """The labels marked in one column: the best and every label not significantly worse than it.
+    ``cells``: label -> (value, distribution or None). Without a distribution, only values equal to the
+    best's (to the two decimals a table shows, in percent) are marked."""
+    if not cells:
+        return set()
+    pick = min if lower_is_better else max
+    best = pick(cells, key=lambda s: cells[s][0])
+    value, dist = cells[best]
+    marked = set()
+    for s, (v, d) in cells.items():
+        if round(100 * v, 2) == round(100 * value, 2):
+            marked.add(s)
+        elif d is not None and dist is not None and paired(d, dist, v - value, level)["p"] >= 1.0 - level:
+            marked.add(s)
+    return marked
+
+
+def column_distribution(parts):
+    """The bootstrap distribution of an average over OOD sets: the mean of the sets' distributions,
+    resample by resample (the ID resample is shared, so this is the average's own distribution)."""
+    return np.mean(np.stack([np.asarray(p, np.float64) for p in parts]), axis=0)
