@@ -16,6 +16,16 @@ and AUROC (higher is better) per OOD set and their average, in percent, best in 
 the spread of the runs' averages. With a single run the ± is what that run reported (the spread over
 the sampled protocol's draws, 0 for the full protocol), as in results.md.
 
+**Sources of variation.** A number in these tables moves for three reasons users can tell apart: the
+finite test set (the bootstrap's standard error of each run's row, ood/uncertainty.py), the score's own
+randomness (its learner seeds: the spread of a row's replicates) and the backbone's (its training
+seeds: the spread of the runs' means beyond what their learner seeds explain). Each cell reports the
+three standard deviations and their total, the standard deviation of one new (training seed, learner
+seed, test set) draw, and names the source that dominates; the test set is the same in every run, so
+its part never shows in the spread over runs and must come from the bootstrap. The estimates are the
+one-way random-effects ones: learner variance = mean within-run variance of the replicates (ddof 1);
+training variance = variance of the run means (ddof 1) minus learner variance / replicates, floored at 0.
+
 ``aggregate_results.py`` is the command line.
 """
 import csv
@@ -32,7 +42,7 @@ from .commit import ARCHIVE, STAGING
 from .errors import UserError
 from .evaluation import METRICS
 from .io import safe_name, write_text
-from .results import VARIANT_NOTES, assign_labels, row_key
+from .results import VARIANT_NOTES, assign_labels, dist_key, row_key
 
 GROUP = ("id_dataset", "model", "protocol")
 RUN_FILES = ("results.json", "selected.json")  # what holds a run's rows
@@ -71,7 +81,8 @@ def find_results(paths):
 
 
 def load_runs(files):
-    """[(path, rows)] of the results.json files."""
+    """[(path, rows)] of the results.json files; a row whose bootstrap distribution is in the folder's
+    bootstrap.npz holds it (in memory only) under "_dist", for the averages' test-sample variation."""
     runs = []
     for f in files:
         try:
@@ -81,8 +92,24 @@ def load_runs(files):
                     r[k]  # noqa: B018 (KeyError if missing)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{f} is not a results.json of test_score_ood_detection.py ({type(e).__name__}: {e}).") from None
+        dists = _load_dists(Path(f).parent / "bootstrap.npz")
+        for r in rows:
+            if r.get("bootstrap") and dist_key(r) in dists:
+                r["_dist"] = dists[dist_key(r)]
         runs.append((Path(f), rows))
     return runs
+
+
+def _load_dists(path):
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as npz:
+            keys = json.loads(str(npz["__keys__"]))
+            return {k: npz[f"d{i}"].astype(np.float64) for i, k in enumerate(keys) if f"d{i}" in npz.files}
+    except (OSError, ValueError, KeyError):
+        warnings.warn(f"{path} could not be read; the averages' test-sample variation is left out.")
+        return {}
 
 
 def group_key(row):
@@ -261,6 +288,36 @@ def _average_row(rows):
     if reps[0] and all(len(x) == len(reps[0]) for x in reps):
         out["replicate_metrics"] = [{m: float(np.mean([x[j][m] for x in reps])) for m in METRICS
                                      if all(m in x[j] for x in reps)} for j in range(len(reps[0]))]
+    if all(r.get("_dist") is not None for r in rows):  # the average's own bootstrap (shared ID resamples)
+        d = np.mean(np.stack([r["_dist"] for r in rows]), axis=0)
+        out.update({f"{m}_se": float(np.std(d[k], ddof=1)) for k, m in enumerate(METRICS)})
+    return out
+
+
+SOURCES = ("test_samples", "learner_seeds", "training_seeds")
+
+
+def variation(rows, metric):
+    """The standard deviation of ``metric`` from each source of variation over ``rows`` (one per run; see
+    the module docstring), their total and the dominant source; a source the rows cannot show is None."""
+    se = [r.get(f"{metric}_se") for r in rows]
+    test = float(np.mean(np.square(se))) if se and all(x is not None for x in se) else None
+    reps = [[x[metric] for x in r["replicate_metrics"]] for r in rows
+            if len(r.get("replicate_metrics") or []) > 1 and all(metric in x for x in r["replicate_metrics"])]
+    learner = float(np.mean([np.var(v, ddof=1) for v in reps])) if reps else None
+    training = None
+    if len(rows) > 1:
+        per = float(np.mean([len(v) for v in reps])) if reps else 1.0
+        training = max(0.0, float(np.var([r[metric] for r in rows], ddof=1)) - (learner or 0.0) / per)
+    parts = dict(zip(SOURCES, (test, learner, training)))
+    known = {k: v for k, v in parts.items() if v is not None}
+    if not known:
+        return None
+    total = sum(known.values())
+    out = {k: (None if v is None else float(np.sqrt(v))) for k, v in parts.items()}
+    out["total"] = float(np.sqrt(total))
+    out["dominant"] = max(known, key=known.get) if total > 0 else None
+    out["training_share"] = (training / total) if training is not None and total > 0 else None
     return out
 
 
@@ -284,6 +341,9 @@ def _combine(group, score, ood, rows, labels, ddof):
         else:
             out[f"{m}_std"] = float(rows[0].get(f"{m}_std") or 0.0)
         out.setdefault("values", {})[m] = vals
+    spread = {m: v for m in METRICS if m in out for v in [variation(rows, m)] if v is not None}
+    if spread:
+        out["variation"] = spread
     accuracy = [r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None]  # a benchmark's rows
     if accuracy:
         out["id_accuracy"], out["id_accuracy_std"] = float(np.mean(accuracy)), float(np.std(accuracy, ddof=ddof)) \
@@ -353,14 +413,50 @@ def csv_long(agg):
     w = csv.writer(buf, lineterminator="\n")
     names = {"fpr95": "FPR95", "auroc": "AUROC", "aupr_in": "AUPR_In", "aupr_out": "AUPR_Out"}
     w.writerow(list(GROUP) + ["score", "ood_dataset", "n_runs"] +
-               [f"{names[m]}{s}" for m in METRICS for s in ("", "_std")] + ["std_over", "runs"])
+               [f"{names[m]}{s}" for m in METRICS for s in ("", "_std")] + ["std_over", "runs"] +
+               [f"{names[m]}_sd_{src}" for m in ("auroc", "fpr95") for src in SOURCES + ("total",)] +
+               ["AUROC_dominant_source"])
     for r in agg["rows"]:
         vals = []
         for m in METRICS:
             vals += [f"{100 * r[m]:.4f}", f"{100 * r[m + '_std']:.4f}"] if m in r else ["", ""]
+        parts = []
+        for m in ("auroc", "fpr95"):
+            v = (r.get("variation") or {}).get(m) or {}
+            parts += ["" if v.get(src) is None else f"{100 * v[src]:.4f}" for src in SOURCES + ("total",)]
+        parts.append(((r.get("variation") or {}).get("auroc") or {}).get("dominant") or "")
         w.writerow([r[k] for k in GROUP] + [r["label"], r["ood_dataset"], r["n_runs"]] + vals +
-                   [r["std_over"], " ".join(r["runs"])])
+                   [r["std_over"], " ".join(r["runs"])] + parts)
     return buf.getvalue()
+
+
+def variation_markdown(agg, group):
+    """The sources of variation of AUROC in one group, per score, for the table's average columns (or its
+    one set): test samples / learner seeds / training seeds / total, in points, and a sentence naming the
+    cells where the training seeds dominate. "" when no cell has a decomposition."""
+    rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP) and (r.get("variation") or {}).get("auroc")]
+    if not rows:
+        return ""
+    cols = [c for c in (group.get("columns") or []) if c not in group["ood_datasets"]] or \
+        list(dict.fromkeys(r["ood_dataset"] for r in rows))[:1]
+    by = {(r["label"], r["ood_dataset"]): r["variation"]["auroc"] for r in rows}
+    fmt = lambda v: "–" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    heads = ["test samples", "learner seeds", "training seeds", "total"]
+    lines = ["| Score | " + " | ".join(f"{c}: {h}" for c in cols for h in heads) + " |",
+             "|" + "---|" * (1 + 4 * len(cols))]
+    for s in group["scores"]:
+        cells = []
+        for c in cols:
+            v = by.get((s, c))
+            cells += ["–"] * 4 if v is None else [fmt(v[k]) for k in SOURCES + ("total",)]
+        if any(x != "–" for x in cells):
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    dominated = [f"{label} / {o}" for (label, o), v in by.items() if v.get("dominant") == "training_seeds"
+                 and (v.get("training_share") or 0) > 0.5]
+    note = (f"Training seeds dominate (more than half the variance) in {len(dominated)} of {len(by)} cells"
+            + (f": {', '.join(dominated[:12])}{' ...' if len(dominated) > 12 else ''}" if dominated else "") + ".")
+    return ("Sources of variation of AUROC (standard deviations in points; total: one new training seed, learner "
+            "seed and test set)\n\n" + "\n".join(lines) + "\n\n" + note + "\n")
 
 
 def group_name(group):
@@ -416,7 +512,8 @@ def write(agg, out_dir, figure=True):
     out = Path(out_dir)
     md, tex = [], []
     for g in agg["groups"]:
-        md.append(f"### {caption(g)}\n\n{markdown_table(agg, g)}")
+        spread = variation_markdown(agg, g)
+        md.append(f"### {caption(g)}\n\n{markdown_table(agg, g)}" + (f"\n{spread}" if spread else ""))
         tex.append(latex_table(agg, g))
         name = group_name(g)
         write_text(f"{caption(g)}\n\n{markdown_table(agg, g)}", out / "tables" / f"{name}.md")
