@@ -69,7 +69,10 @@ def _own(g):
 
 def build_parser(argv=None):
     argv = [*(argv or ()), *grid_plugins(argv)]  # a plug-in swept by --grid gets its flags too
-    return script_parser(__doc__, argv, "sweep", results="results/<dataset>/<model>/sweep/", own=_own)
+    p = script_parser(__doc__, argv, "sweep", results="results/<dataset>/<model>/sweep/", own=_own)
+    # a sweep compares settings, each row once; its tables show no intervals, so none are computed unless asked
+    p.set_defaults(bootstrap=0)
+    return p
 
 
 DECLARED = "declared"  # a score named alone in --grid: its declared grid (its defaults when it has none)

@@ -26,7 +26,9 @@ def _own(g):
     g.add_argument("--compare_to", default=None, metavar="SCORE",
                    help="the reference of the paired comparisons: each other score's AUROC and FPR95 difference to "
                         "it on every OOD set, with its interval and p-values (DeLong's test, the paired bootstrap); "
-                        "any score of this run (default: RecLag when the run scores it; none: no comparisons)")
+                        "a score of this run, or one already in the results folder (then from its stored bootstrap "
+                        "distributions); default: RecLag when the run scores it, else the folder's reference; "
+                        "none: no comparisons")
 
 
 def build_parser(argv=None):
@@ -43,6 +45,8 @@ def main(argv=None):
     wanted = [(cls, {}) for cls in scores.resolve_names(args.score)]
     reference = reference_of(args, wanted)
     with open_run(args, wanted, results=("", RESULTS_FILES)) as run:
+        out = ResultsFolder(run.results)
+        check_reference(reference, wanted, out)
         sets = run.feature_sets()
         rows, per_sample, dists, kept = [], {}, {}, {}
         for objs in run.score_runs:
@@ -53,36 +57,42 @@ def main(argv=None):
             per_sample[(objs[0].name, variant_of(new[0]))] = {
                 k: (v[0] if len(objs) == 1 else {replicate_name(s): x for s, x in zip(objs, v)})
                 for k, v in values.items()}
-            if reference and run.evaluation.intervals:  # what DeLong's test needs: per-sample scores
+            if reference not in (None, "none") and run.evaluation.intervals:  # what DeLong's test needs
                 kept.update({(objs[0].name, o): (values["id"], values[o]) for o in run.ood_names})
-        if reference and run.evaluation.intervals:
+        if reference not in (None, "none") and run.evaluation.intervals:
             rows = against(rows, dists, reference, kept)
         note = mc_note(rows) if run.evaluation.intervals else None
         if note:
             print(note)
-        out = ResultsFolder(run.results)
         md = out.write(rows, order={c.name: c.order for c in scores.registered()}, per_sample=per_sample,
-                       save_scores=args.save_scores, plot=args.plot, dists=dists)
+                       save_scores=args.save_scores, plot=args.plot, dists=dists, reference=reference)
     print(md, end="")
     print(f"results in {out.path}/ ({time.time() - t0:.1f} s)")
     return rows
 
 
 def reference_of(args, wanted):
-    """The score the paired comparisons are against: --compare_to (one of this run's scores; checked
-    before any work), else RecLag when the run scores it; None for none."""
+    """The score the paired comparisons are against: --compare_to, else RecLag when the run scores it;
+    "none" for none; None when neither (the folder's tables keep the reference they have)."""
     names = [cls.name for cls, _ in wanted]
     if args.compare_to is None:
         return next((n for n in names if n == "RecLag"), None)
     if args.compare_to.lower() == "none":
-        return None
-    match = [n for n in names if n.lower() == args.compare_to.lower()]
-    if not match:
-        raise UserError(f"--compare_to {args.compare_to}: not among this run's scores ({', '.join(names)}); "
-                        f"add it to --score, or give --compare_to none.")
+        return "none"
     if not getattr(args, "bootstrap", 0):
         raise UserError(f"--compare_to {args.compare_to} needs the bootstrap's resamples; --bootstrap 0 turns them off.")
-    return match[0]
+    return next((n for n in names if n.lower() == args.compare_to.lower()), args.compare_to)
+
+
+def check_reference(reference, wanted, folder):
+    """Before any work: a reference that this run does not score must have rows in the results folder
+    (its comparisons then come from the stored bootstrap distributions)."""
+    names = [cls.name for cls, _ in wanted]
+    if reference in (None, "none") or reference in names:
+        return
+    if not any(r["score"].lower() == reference.lower() for r in folder.read()):
+        raise UserError(f"--compare_to {reference}: neither among this run's scores ({', '.join(names)}) nor in "
+                        f"{folder.path}/results.json; add it to --score, or give --compare_to none.")
 
 
 if __name__ == "__main__":

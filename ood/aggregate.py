@@ -42,7 +42,7 @@ from .commit import ARCHIVE, STAGING
 from .errors import UserError
 from .evaluation import METRICS
 from .io import safe_name, write_text
-from .results import VARIANT_NOTES, assign_labels, dist_key, row_key
+from .results import VARIANT_NOTES, assign_labels, dist_key, read_dists, row_key
 
 GROUP = ("id_dataset", "model", "protocol")
 RUN_FILES = ("results.json", "selected.json")  # what holds a run's rows
@@ -92,24 +92,12 @@ def load_runs(files):
                     r[k]  # noqa: B018 (KeyError if missing)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{f} is not a results.json of test_score_ood_detection.py ({type(e).__name__}: {e}).") from None
-        dists = _load_dists(Path(f).parent / "bootstrap.npz")
+        dists = read_dists(Path(f).parent / "bootstrap.npz")
         for r in rows:
             if r.get("bootstrap") and dist_key(r) in dists:
-                r["_dist"] = dists[dist_key(r)]
+                r["_dist"] = dists[dist_key(r)].astype(np.float64)
         runs.append((Path(f), rows))
     return runs
-
-
-def _load_dists(path):
-    if not path.exists():
-        return {}
-    try:
-        with np.load(path) as npz:
-            keys = json.loads(str(npz["__keys__"]))
-            return {k: npz[f"d{i}"].astype(np.float64) for i, k in enumerate(keys) if f"d{i}" in npz.files}
-    except (OSError, ValueError, KeyError):
-        warnings.warn(f"{path} could not be read; the averages' test-sample variation is left out.")
-        return {}
 
 
 def group_key(row):
@@ -306,18 +294,21 @@ def variation(rows, metric):
             if len(r.get("replicate_metrics") or []) > 1 and all(metric in x for x in r["replicate_metrics"])]
     learner = float(np.mean([np.var(v, ddof=1) for v in reps])) if reps else None
     training = None
-    if len(rows) > 1:
+    means = [r[metric] for r in rows if r.get(metric) is not None]
+    if len(means) > 1:
         per = float(np.mean([len(v) for v in reps])) if reps else 1.0
-        training = max(0.0, float(np.var([r[metric] for r in rows], ddof=1)) - (learner or 0.0) / per)
+        training = max(0.0, float(np.var(means, ddof=1)) - (learner or 0.0) / per)
     parts = dict(zip(SOURCES, (test, learner, training)))
     known = {k: v for k, v in parts.items() if v is not None}
     if not known:
         return None
     total = sum(known.values())
     out = {k: (None if v is None else float(np.sqrt(v))) for k, v in parts.items()}
-    out["total"] = float(np.sqrt(total))
-    out["dominant"] = max(known, key=known.get) if total > 0 else None
-    out["training_share"] = (training / total) if training is not None and total > 0 else None
+    # the total and the dominant source only where every source could be estimated
+    complete = len(known) == len(SOURCES)
+    out["total"] = float(np.sqrt(total)) if complete else None
+    out["dominant"] = max(known, key=known.get) if complete and total > 0 else None
+    out["training_share"] = training / total if complete and total > 0 else None
     return out
 
 
@@ -451,10 +442,14 @@ def variation_markdown(agg, group):
             cells += ["–"] * 4 if v is None else [fmt(v[k]) for k in SOURCES + ("total",)]
         if any(x != "–" for x in cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    dominated = [f"{label} / {o}" for (label, o), v in by.items() if v.get("dominant") == "training_seeds"
-                 and (v.get("training_share") or 0) > 0.5]
-    note = (f"Training seeds dominate (more than half the variance) in {len(dominated)} of {len(by)} cells"
-            + (f": {', '.join(dominated[:12])}{' ...' if len(dominated) > 12 else ''}" if dominated else "") + ".")
+    judged = {k: v for k, v in by.items() if v.get("training_share") is not None}
+    dominated = [f"{label} / {o}" for (label, o), v in judged.items() if v["training_share"] > 0.5]
+    if judged:
+        note = (f"Training seeds dominate (more than half the variance) in {len(dominated)} of {len(judged)} cells"
+                + (f": {', '.join(dominated[:12])}{' ...' if len(dominated) > 12 else ''}" if dominated else "") + ".")
+    else:
+        note = ("The total needs every source: the training seeds' part needs two runs or more, the learner seeds' "
+                "a score with several, the test samples' rows with intervals (bootstrap.npz for the averages).")
     return ("Sources of variation of AUROC (standard deviations in points; total: one new training seed, learner "
             "seed and test set)\n\n" + "\n".join(lines) + "\n\n" + note + "\n")
 
@@ -516,7 +511,8 @@ def write(agg, out_dir, figure=True):
         md.append(f"### {caption(g)}\n\n{markdown_table(agg, g)}" + (f"\n{spread}" if spread else ""))
         tex.append(latex_table(agg, g))
         name = group_name(g)
-        write_text(f"{caption(g)}\n\n{markdown_table(agg, g)}", out / "tables" / f"{name}.md")
+        write_text(f"{caption(g)}\n\n{markdown_table(agg, g)}" + (f"\n{spread}" if spread else ""),
+                   out / "tables" / f"{name}.md")
         write_text(csv_wide(agg, g), out / "tables" / f"{name}.csv")
         write_text(latex_table(agg, g), out / "tables" / f"{name}.tex")
     text = "\n".join(md)

@@ -54,7 +54,7 @@ def add_evaluation(g):
                         "ROC point with TPR > 95%%; openood: OpenOOD v1.5's, OOD positive (the share of ID "
                         "inputs rejected when 95%% of OOD inputs are caught), with its trapezoid AUPRs "
                         "(default: standard; openood under --benchmark openood)")
-    g.add_argument("--bootstrap", type=nonnegative_int, default=DEFAULT_RESAMPLES,
+    g.add_argument("--bootstrap", type=ranged(int, "[0, 20000]"), default=DEFAULT_RESAMPLES,
                    help="resamples of the stratified bootstrap behind every row's confidence intervals (AUROC, "
                         "FPR95, AUPR) and the tables' ties with the best (the ID and each OOD set resampled "
                         "apart, the same resamples for every score); 0: no intervals")

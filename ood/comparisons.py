@@ -30,47 +30,75 @@ def comparable(a, b):
     return all(a.get(k) == b.get(k) for k in PLAN) and a.get("bootstrap") is not None
 
 
-def against(rows, dists, reference, values=None):
-    """``rows`` with ``vs`` added to each row of another score than ``reference`` (a score name) that has a
-    comparable reference row on its OOD set. ``dists``: row key -> bootstrap distribution (len(METRICS),
-    B); ``values``: (score, ood set) -> the per-sample scores of each replicate, [[ID arrays], [OOD
-    arrays]], for DeLong's test (rows of every OOD image only). A row that has a comparison keeps it."""
+def _compare(r, ref, da, db, values=None):
+    """The ``vs`` of row ``r`` against the reference row ``ref`` (distributions ``da``, ``db``)."""
+    level = r["bootstrap"]["level"]
+    auroc = paired(da[AUROC], db[AUROC], r["auroc"] - ref["auroc"], level)
+    fpr = paired(da[FPR], db[FPR], r["fpr95"] - ref["fpr95"], level)
+    vs = {"reference": ref["score"], "reference_settings": ref.get("settings"), "reference_key": _key(ref),
+          "auroc_diff": auroc["diff"], "auroc_diff_ci": auroc["ci"], "auroc_p_bootstrap": auroc["p"],
+          "auroc_p_delong": None,
+          "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
+    mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), (values or {}).get((ref["score"], ref["ood_dataset"]))
+    if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
+        vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+    return vs
+
+
+def _key(row):
     from .results import dist_key
+    return dist_key(row)
+
+
+def against(rows, dists, reference, values=None):
+    """``rows`` (one run's) with ``vs`` added to each row of another score than ``reference`` (a score name)
+    that has a comparable reference row on its OOD set. ``dists``: dist key -> bootstrap distribution
+    (len(METRICS), B); ``values``: (score, ood set) -> the per-sample scores of each replicate, [[ID
+    arrays], [OOD arrays]], for DeLong's test (rows of every OOD image only)."""
     refs = {r["ood_dataset"]: r for r in rows if r["score"].lower() == reference.lower()}
     out = []
     for r in rows:
         ref = refs.get(r["ood_dataset"])
-        if r.get("vs") or ref is None or ref is r or r["score"] == ref["score"] or not comparable(r, ref):
+        da, db = dists.get(_key(r)), dists.get(_key(ref)) if ref is not None else None
+        if ref is None or r["score"] == ref["score"] or not comparable(r, ref) or da is None or db is None:
             out.append(r)
             continue
-        da, db = dists.get(dist_key(r)), dists.get(dist_key(ref))
-        if da is None or db is None:
-            out.append(r)
-            continue
-        level = r["bootstrap"]["level"]
-        auroc = paired(da[AUROC], db[AUROC], r["auroc"] - ref["auroc"], level)
-        fpr = paired(da[FPR], db[FPR], r["fpr95"] - ref["fpr95"], level)
-        vs = {"reference": ref["score"], "reference_settings": ref.get("settings"),
-              "auroc_diff": auroc["diff"], "auroc_diff_ci": auroc["ci"], "auroc_p_bootstrap": auroc["p"],
-              "auroc_p_delong": None,
-              "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
-        mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), \
-            (values or {}).get((ref["score"], ref["ood_dataset"]))
-        if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
-            vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
-        out.append({**r, "vs": vs})
+        out.append({**r, "vs": _compare(r, ref, da, db, values)})
     return out
 
 
-def complete(rows, dists):
-    """``rows`` (a results folder's, after a run merged its own into them) with a comparison for every row
-    that lacks one, against the reference the folder's other rows were compared with, from the stored
-    distributions: a run that did not score the reference replaces rows without losing their
-    comparisons (their DeLong p-value, which needs both scores' per-sample values, is then None)."""
-    refs = {r["vs"]["reference"] for r in rows if r.get("vs")}
-    if len(refs) != 1 or all(r.get("vs") or r["score"] in refs for r in rows):
-        return rows
-    return against(rows, dists, refs.pop())
+def reconcile(rows, dists, fresh, reference):
+    """A results folder's rows (``fresh``: the dist keys of this run's rows) with one reference per table
+    and every comparison current. ``reference``: the score this run compared with, "none" (no comparisons
+    in the tables this run wrote into) or None (this run named none: each table keeps the reference its
+    rows name). A comparison whose reference row has since been replaced is recomputed from the stored
+    distributions (its DeLong p-value, which needs both scores' per-sample values, is then None); the
+    reference's own rows have none."""
+    from .results import table_groups
+    new = {}
+    for g in table_groups(rows):
+        touched = any(_key(r) in fresh for r in g)
+        names = [reference] if touched and reference else []
+        names += [r["vs"]["reference"] for r in g if r.get("vs")]
+        ref_name = None if touched and reference == "none" else next(
+            (n for n in names if any(r["score"].lower() == n.lower() for r in g)), None)
+        refs = {}
+        for r in g:  # the reference row of each set: this run's when it has one
+            if ref_name and r["score"].lower() == ref_name.lower() and (r["ood_dataset"] not in refs or _key(r) in fresh):
+                refs[r["ood_dataset"]] = r
+        for r in g:
+            ref = refs.get(r["ood_dataset"])
+            vs = r.get("vs")
+            if ref is None or r["score"] == ref["score"]:
+                new[id(r)] = {k: v for k, v in r.items() if k != "vs"}
+            elif vs and vs.get("reference_key") == _key(ref):
+                new[id(r)] = r
+            else:
+                da, db = dists.get(_key(r)), dists.get(_key(ref))
+                ok = comparable(r, ref) and da is not None and db is not None
+                base = {k: v for k, v in r.items() if k != "vs"}
+                new[id(r)] = {**base, "vs": _compare(r, ref, da, db)} if ok else base
+    return [new.get(id(r), r) for r in rows]
 
 
 def tied_with_best(cells, lower_is_better, level):

@@ -144,13 +144,15 @@ def resampled_ids(id_scores, boot):
 
 def bootstrap_distribution(sides, ood_scores, ood_name, plan, boot):
     """(len(METRICS), B) float64: the row's metrics (the mean over its (replicate, draw) pairs) on each
-    resample. A draw's OOD images are resampled within it, under a tag naming the set and the draw, so
-    that every score sees the same resamples."""
-    draws = draws_of(plan, sides[0].id.desc.size, len(ood_scores[0]), ood_name)
+    resample. The OOD set is resampled as a whole, under its name, so that every score sees the same
+    resamples; a sampled draw is the resample's copies of the draw's images (the draws overlap, and
+    resampling each apart would count the set's variation once per draw and understate it)."""
+    n_ood = len(ood_scores[0])
+    draws = draws_of(plan, sides[0].id.desc.size, n_ood, ood_name)
+    whole = boot.counts(n_ood, ood_name)
     total = np.zeros((len(METRICS), boot.resamples))
-    for d, idx in enumerate(draws):
-        tag = ood_name if plan.size is None else f"{ood_name}#draw{d}"
-        counts = boot.counts(idx.size, tag)
+    for idx in draws:
+        counts = whole if idx.size == n_ood else whole[idx]
         for side, o in zip(sides, ood_scores):
             got = side.metrics(np.asarray(o, np.float64)[idx], counts, plan.fpr_variant)
             total += np.stack([got[k] for k in METRICS])

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .comparisons import AUROC, FPR, column_distribution, tied_with_best
+from .comparisons import AUROC, FPR, column_distribution, comparable, tied_with_best
 from .io import atomic_path, safe_name
 from .uncertainty import paired, percentile_interval
 
@@ -46,6 +46,7 @@ class Cell(NamedTuple):
     auroc_pm: float
     fpr_ci: tuple | None = None
     auroc_ci: tuple | None = None
+    std: tuple | None = None  # (FPR95, AUROC) std over draws or replicates, where the ± shows the interval
 
 
 class Table(NamedTuple):
@@ -60,14 +61,14 @@ class Table(NamedTuple):
     dist: Callable | None = None
 
 
-def _interval_cell(fpr, auroc, dist, level, spread=(0.0, 0.0)):
-    """A Cell of fractions, with the interval of ``dist`` (len(METRICS), B) when there is one."""
-    if dist is None:
-        return Cell(100 * fpr, 100 * spread[0], 100 * auroc, 100 * spread[1])
-    f = percentile_interval(dist[FPR], level)
-    a = percentile_interval(dist[AUROC], level)
+def _interval_cell(fpr, auroc, ci, level, std=(0.0, 0.0)):
+    """A Cell of fractions: with intervals ``ci`` ((FPR95 low, high), (AUROC low, high)) the ± is half
+    their width and ``std`` (the spread over draws) is kept beside them; without, the ± is ``std``."""
+    if ci is None:
+        return Cell(100 * fpr, 100 * std[0], 100 * auroc, 100 * std[1])
+    f, a = ci
     return Cell(100 * fpr, 50 * (f[1] - f[0]), 100 * auroc, 50 * (a[1] - a[0]),
-                tuple(100 * x for x in f), tuple(100 * x for x in a))
+                tuple(100 * x for x in f), tuple(100 * x for x in a), (100 * std[0], 100 * std[1]))
 
 
 def _table(rows, dists=None):
@@ -92,16 +93,18 @@ def _table(rows, dists=None):
         return None if d is None else np.asarray(d, np.float64)
 
     def cell(s, o):
-        if o in averages:
+        if o in averages:  # an average's interval from its distribution (the sets' averaged per resample)
             rs = [by[(s, x)] for x in averages[o] if (s, x) in by]
             if not rs:
                 return None
-            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]),
-                                  dist(s, o), level)
+            d = dist(s, o)
+            ci = None if d is None else (percentile_interval(d[FPR], level), percentile_interval(d[AUROC], level))
+            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]), ci, level)
         r = by.get((s, o))
         if r is None:
             return None
-        return _interval_cell(r["fpr95"], r["auroc"], dist(s, o), level, (r["fpr95_std"], r["auroc_std"]))
+        ci = (r["fpr95_ci"], r["auroc_ci"]) if r.get("fpr95_ci") and r.get("auroc_ci") else None
+        return _interval_cell(r["fpr95"], r["auroc"], ci, level, (r["fpr95_std"], r["auroc_std"]))
 
     marks = {}
     for o in cols:
@@ -210,8 +213,8 @@ def render_latex(table, caption=""):
 
 
 def render_csv(table):
-    """Per column FPR95, its std, AUROC, its std (as results.csv always had them) and, when the rows have
-    intervals, both ends of each interval."""
+    """Per column FPR95, its std, AUROC, its std (over draws, replicates or runs, as results.csv always had
+    them) and, when the rows have intervals, both ends of each interval."""
     table = _parts(table)
     scores, cols, cell, acc = table.scores, table.cols, table.cell, table.accuracy
     ends = any(v is not None and v.fpr_ci is not None for s in scores for o in cols
@@ -228,7 +231,8 @@ def render_csv(table):
             if v is None:
                 vals += [""] * len(names)
                 continue
-            vals += [f"{x:.4f}" for x in tuple(v)[:4]]
+            std = v.std if isinstance(v, Cell) and v.std is not None else (v[1], v[3])
+            vals += [f"{x:.4f}" for x in (v[0], std[0], v[2], std[1])]
             if ends:
                 vals += [f"{x:.4f}" for x in (v.fpr_ci or ("",) * 2) + (v.auroc_ci or ("",) * 2)] \
                     if v.fpr_ci is not None else ["", "", "", ""]
@@ -243,8 +247,11 @@ def _p(p):
     return "" if p is None else ("p<0.001" if p < 0.001 else f"p={p:.3f}")
 
 
-def _diff(d, ci, p):
-    return f"{100 * d:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] {_p(p)}".rstrip()
+def _diff(d, ci, p, test=""):
+    text = _p(p)
+    if test and text:
+        text = text.replace("p", f"p{test}", 1)
+    return f"{100 * d:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}] {text}".rstrip()
 
 
 def comparison_markdown(rows, dists=None):
@@ -259,7 +266,7 @@ def comparison_markdown(rows, dists=None):
     by = {(r.get("label") or r["score"], r["ood_dataset"]): r for r in rows}
     ref_label = next((r.get("label") or r["score"] for r in rows if r["score"] == ref), ref)
     level = with_vs[0]["bootstrap"]["level"]
-    sets = {r["ood_dataset"] for r in rows}
+    _, averages = columns(rows)
     lines = ["| Score vs " + ref_label + " | " + " | ".join(f"{o} ΔFPR95 | {o} ΔAUROC" for o in table.cols) + " |",
              "|" + "---|" * (1 + 2 * len(table.cols))]
     for s in table.scores:
@@ -269,18 +276,22 @@ def comparison_markdown(rows, dists=None):
         for o in table.cols:
             vs = (by.get((s, o)) or {}).get("vs")
             if vs is not None:
-                cells += [_diff(vs["fpr95_diff"], vs["fpr95_diff_ci"], vs["fpr95_p_bootstrap"]),
+                delong = vs["auroc_p_delong"] is not None
+                cells += [_diff(vs["fpr95_diff"], vs["fpr95_diff_ci"], vs["fpr95_p_bootstrap"], "B"),
                           _diff(vs["auroc_diff"], vs["auroc_diff_ci"],
-                                vs["auroc_p_delong"] if vs["auroc_p_delong"] is not None else vs["auroc_p_bootstrap"])]
+                                vs["auroc_p_delong"] if delong else vs["auroc_p_bootstrap"], "D" if delong else "B")]
                 continue
+            members = averages.get(o, [])
+            paired_sets = members and all((s, x) in by and (ref_label, x) in by and
+                                          comparable(by[(s, x)], by[(ref_label, x)]) for x in members)
             mine, theirs = table.dist(s, o), table.dist(ref_label, o)
             a, b = table.cell(s, o), table.cell(ref_label, o)
-            if o in sets or mine is None or theirs is None or a is None or b is None:
+            if not paired_sets or mine is None or theirs is None or a is None or b is None:
                 cells += ["–", "–"]
                 continue
             f = paired(mine[FPR], theirs[FPR], (a.fpr - b.fpr) / 100, level)
             u = paired(mine[AUROC], theirs[AUROC], (a.auroc - b.auroc) / 100, level)
-            cells += [_diff(f["diff"], f["ci"], f["p"]), _diff(u["diff"], u["ci"], u["p"])]
+            cells += [_diff(f["diff"], f["ci"], f["p"], "B"), _diff(u["diff"], u["ci"], u["p"], "B")]
         if any(c != "–" for c in cells):
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -288,10 +299,10 @@ def comparison_markdown(rows, dists=None):
 
 def comparison_caption(rows):
     r = next(r for r in rows if r.get("vs"))
-    pct = f"{100 * r['bootstrap']['level']:g} %"
-    return (f"Paired differences against {r['vs']['reference']} on the same images (score minus {r['vs']['reference']},"
-            f" in points) with their {pct} paired-bootstrap interval; p: two-sided, DeLong's test for correlated ROC "
-            f"curves for a set's AUROC, the paired bootstrap for FPR95 and for the averages")
+    ref, pct = r["vs"]["reference"], f"{100 * r['bootstrap']['level']:g} %"
+    return (f"Paired differences against {ref} on the same images (score minus {ref}, in points) with their {pct} "
+            f"paired-bootstrap interval; two-sided p-values: pD DeLong's test for correlated ROC curves (a set's "
+            f"AUROC, both scores scored in the same run on every OOD image), pB the paired bootstrap")
 
 
 def plot(per_score, out_dir):

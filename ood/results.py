@@ -17,6 +17,7 @@ an error or a kill leaves either all of them or none, and the next run into the 
 that was killed after its commit point.
 """
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from . import reports
 from .device import describe
 from .commit import check_targets, transaction
-from .comparisons import complete
+from .comparisons import reconcile
 from .errors import UserError
 from .io import atomic_path, write_text
 
@@ -176,10 +177,12 @@ class ResultsFolder:
             raise UserError(f"{f} exists but is not a results.json of this project; move it away or choose "
                             f"another --results_dir.") from None
 
-    def write(self, rows, order=None, per_sample=None, save_scores=False, plot=False, log=print, dists=None):
+    def write(self, rows, order=None, per_sample=None, save_scores=False, plot=False, log=print, dists=None,
+              reference=None):
         """Merge ``rows`` into the folder and (re)write its files. ``order`` maps score names to their
         table position; ``per_sample`` maps (score, variant_of(row)) to {set name: scores, or
-        {replicate: scores}}; ``dists`` maps row keys to the rows' bootstrap distributions.
+        {replicate: scores}}; ``dists`` maps dist keys to the rows' bootstrap distributions; ``reference``
+        is the score this run compared with ("none", or None: see ood.comparisons.reconcile).
         Returns the Markdown of the tables that hold the new rows."""
         order = order or {}
         moved = None
@@ -192,9 +195,9 @@ class ResultsFolder:
             fresh = {row_key(r) for r in rows}
             merged = assign_labels([r for r in old if row_key(r) not in fresh] + list(rows))
             merged.sort(key=lambda r: (order.get(r["score"], 1000), r["label"]))
-            groups = table_groups(merged)
             kept = self._write_dists(merged, dists or {}, t.stage / "bootstrap.npz", keep=not moved)
-            merged = complete(merged, kept)
+            merged = reconcile(merged, kept, {dist_key(r) for r in rows}, reference)
+            groups = table_groups(merged)
             if (per_sample and save_scores) or t.will_remain("scores.npz"):
                 self._write_scores(merged, per_sample, t.stage / "scores.npz", keep=not moved)
             if per_sample and (plot or t.will_remain("plots")):
@@ -215,15 +218,7 @@ class ResultsFolder:
         distribution (len(METRICS) x resamples, float32) under '__keys__' order; rows kept from earlier runs
         keep theirs (``keep``: the folder's file is not being archived). Returns {row key: distribution}
         of the rows in ``merged``, as float32, which every table is computed from."""
-        f = self.path / "bootstrap.npz"
-        found = {}
-        if keep and f.exists():
-            try:
-                with np.load(f) as old:
-                    keys = json.loads(str(old["__keys__"]))
-                    found = {k: old[f"d{i}"] for i, k in enumerate(keys) if f"d{i}" in old.files}
-            except (OSError, ValueError, KeyError):
-                found = {}  # an unreadable file: its rows lose their ties, nothing else
+        found = read_dists(self.path / "bootstrap.npz") if keep else {}
         found.update({k: np.asarray(v, np.float32) for k, v in dists.items()})
         wanted = [dist_key(r) for r in merged if r.get("bootstrap")]
         kept = {k: found[k] for k in wanted if k in found}
@@ -273,6 +268,20 @@ class ResultsFolder:
         for i, g in enumerate(table_groups(merged)):  # one forest plot per table that has intervals
             if any(r.get("auroc_ci") for r in g):
                 reports.forest(g, dists, dest / "plots" / f"forest_{i + 1}.png", caption(g))
+
+
+def read_dists(path):
+    """{dist key: distribution (float32)} of a folder's bootstrap.npz; {} when it is missing or unreadable
+    (its rows then lose their ties and averages' intervals, nothing else)."""
+    if not Path(path).exists():
+        return {}
+    try:
+        with np.load(path) as npz:
+            keys = json.loads(str(npz["__keys__"]))
+            return {k: npz[f"d{i}"] for i, k in enumerate(keys) if f"d{i}" in npz.files}
+    except Exception as e:  # a truncated or foreign file (zipfile.BadZipFile, ValueError, KeyError, ...)
+        warnings.warn(f"{path} could not be read ({type(e).__name__}); its distributions are not used.")
+        return {}
 
 
 def _markdown(rows, dists):

@@ -66,11 +66,15 @@ class Bootstrap:
 @lru_cache(maxsize=24)
 def _counts(resamples, seed, n, tag):
     rng = np.random.default_rng([seed, resamples, n, zlib.crc32(tag.encode())])
-    idx = rng.integers(0, n, size=(resamples, n), dtype=np.int64)
-    idx += np.arange(resamples, dtype=np.int64)[:, None] * n
-    drawn = np.bincount(idx.ravel(), minlength=resamples * n)
-    drawn = drawn.astype(np.uint8 if drawn.max() < 256 else np.int32)  # an eighth of the memory, as a rule
-    out = np.ascontiguousarray(drawn.reshape(resamples, n).T)
+    out = np.empty((n, resamples), dtype=np.int32)
+    step = max(1, (1 << 22) // max(n, 1))  # resamples drawn at a time: the index array stays at 32 MB
+    for lo in range(0, resamples, step):
+        k = min(step, resamples - lo)
+        idx = rng.integers(0, n, size=(k, n), dtype=np.int64)
+        idx += np.arange(k, dtype=np.int64)[:, None] * n
+        out[:, lo:lo + k] = np.bincount(idx.ravel(), minlength=k * n).reshape(k, n).T
+    if out.max() < 256:
+        out = out.astype(np.uint8)  # a quarter of the memory, as a rule
     out.flags.writeable = False
     return out
 
@@ -164,7 +168,9 @@ def _block(ci, co, g, variant, r):
     (high to low): T = ID drawn >= x, T0 = ID drawn > x, F = OOD drawn >= x, F0 = OOD drawn > x; for each
     distinct OOD value y: U, U0 (OOD >= y, > y) and I, I0 (ID >= y, > y). Every ROC / precision-recall
     point of the resample is one of these, so every metric is a sum over them."""
-    n, m = g.n, g.m  # a resample draws n ID and m OOD samples: totals are fixed
+    # a resample draws n ID samples; its OOD total can vary (a sampled draw's images counted in a resample
+    # of the whole set), so it is each column's own
+    n, m = g.n, np.maximum(co[-1], 1.0)
     T, T0 = ci[g.id_at[0]], ci[g.id_at[1]]
     U, U0 = co[g.ood_at[0]], co[g.ood_at[1]]
     F = co[g.f_ge]

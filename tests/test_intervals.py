@@ -94,7 +94,7 @@ def test_no_bootstrap_and_bad_reference(run_dir, capsys):
     assert not (out / "bootstrap.npz").exists()
     assert "stratified-bootstrap" not in (out / "results.md").read_text()
     capsys.readouterr()
-    for extra, phrase in ((["--compare_to", "RecLag"], "--compare_to RecLag: not among this run's scores"),
+    for extra, phrase in ((["--compare_to", "RecLag"], "--compare_to RecLag: neither among this run's scores"),
                           (["--compare_to", "MSP", "--bootstrap", "0"], "--bootstrap 0 turns them off")):
         with pytest.raises(SystemExit) as e:
             score(run_dir, "--score", "MSP", "Energy", "--results_dir", "elsewhere", *extra)
@@ -186,4 +186,44 @@ def test_aggregate_separates_the_sources_of_variation(tmp_path, capsys):
     md = (tmp_path / "agg/aggregate.md").read_text()
     assert "Sources of variation of AUROC" in md and "Training seeds dominate (more than half the variance) in 1 of 1" in md
     assert "AUROC_sd_training_seeds" in (tmp_path / "agg/aggregate.csv").read_text().splitlines()[0]
+    capsys.readouterr()
+
+
+def test_sampled_draws_are_resampled_with_their_set():
+    """The sampled protocol's draws overlap; each resample is of the whole OOD set, seen through every
+    draw. With draws as large as the set, its bootstrap equals the full protocol's (resampling each draw
+    apart would divide the OOD part of the variance by the number of draws)."""
+    from ood.evaluation import bootstrap_distribution, plan_for, resampled_ids
+    rng = np.random.default_rng(3)
+    ids, ood = [rng.normal(0.8, 1, 1000)], [rng.normal(0, 1, 150)]
+    boot = Bootstrap(500)
+    sides = resampled_ids(ids, boot)
+    full = bootstrap_distribution(sides, ood, "X", plan_for("full", None, 1000), boot)
+    sampled = bootstrap_distribution(sides, ood, "X", plan_for("sampled", None, 1000, repeats=5), boot)
+    assert np.allclose(full, sampled)  # every draw is the whole set of 150 (1000 / 5 = 200 > 150)
+
+
+def test_comparisons_follow_the_folder_reference(run_dir, capsys):
+    """A later run that replaces the reference's rows refreshes every comparison against them; a run
+    against a reference already in the folder compares from the stored distributions; --compare_to none
+    removes the comparisons of the tables it writes into."""
+    out = run_dir / "results/fashionmnist/wrn"
+    score(run_dir, "--score", "MSP", "Energy", "RecLag")
+    score(run_dir, "--score", "RecLag", "--reclag_hidden", "20")  # a second RecLag variant, now the reference
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    new_ref = {r["ood_dataset"]: dist_key(r) for r in rows if r["score"] == "RecLag" and r["settings"]["hidden"] == 20}
+    for r in rows:
+        if r["score"] != "RecLag":
+            assert r["vs"]["reference_key"] == new_ref[r["ood_dataset"]] and r["vs"]["auroc_p_delong"] is None
+        else:
+            assert "vs" not in r
+    md = (out / "results.md").read_text()
+    msp = next(ln for ln in md.split("Paired differences")[1].splitlines() if ln.startswith("| MSP |"))
+    assert "–" not in msp and ("pB=" in msp or "pB<" in msp)
+    score(run_dir, "--score", "MSP", "--compare_to", "Energy")  # Energy's rows are in the folder
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert all(r["vs"]["reference"] == "Energy" for r in rows if r["score"] != "Energy")
+    score(run_dir, "--score", "MSP", "--compare_to", "none")
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert not any("vs" in r for r in rows) and "Paired differences" not in (out / "results.md").read_text()
     capsys.readouterr()
