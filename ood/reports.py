@@ -302,7 +302,8 @@ def comparison_caption(rows):
     ref, pct = r["vs"]["reference"], f"{100 * r['bootstrap']['level']:g} %"
     return (f"Paired differences against {ref} on the same images (score minus {ref}, in points) with their {pct} "
             f"paired-bootstrap interval; two-sided p-values: pD DeLong's test for correlated ROC curves (a set's "
-            f"AUROC, both scores scored in the same run on every OOD image), pB the paired bootstrap")
+            f"AUROC, both scores scored in the same run on every OOD image), pB the paired bootstrap (at least "
+            f"2 / (resamples + 1) = {2 / (r['bootstrap']['resamples'] + 1):.3g})")
 
 
 def plot(per_score, out_dir):
@@ -354,8 +355,8 @@ def forest(rows, dists, path, title=""):
     tied with it in colour, the others grey, a dashed line at the best value."""
     table = _table(rows, dists)
     cols, scores = table.cols, table.scores
-    per_row = min(5, len(cols))
-    n_rows = (len(cols) + per_row - 1) // per_row
+    n_rows = (len(cols) + 5) // 6  # at most six panels a row, the rows balanced
+    per_row = (len(cols) + n_rows - 1) // n_rows
     fig = figure(figsize=(2.6 * per_row + 1.2, (0.28 * len(scores) + 0.9) * n_rows + 0.4))
     axes = fig.subplots(n_rows, per_row, squeeze=False, sharey=True)
     y = np.arange(len(scores))[::-1]
