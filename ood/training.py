@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset, get_worker_info
+from torch.utils.data._utils.worker import _generate_state  # how a DataLoader seeds numpy in its workers
 from tqdm import tqdm
 
 from . import accel
@@ -82,6 +83,79 @@ def evaluate(model, loader, device, amp="off", channels_last=False, eval_mode=Tr
     return loss / n, correct / n
 
 
+def epoch_seed(seed, epoch):
+    """The seed of an epoch's loader generator: a resumed run draws the same augmentations."""
+    return seed * 100_003 + epoch
+
+
+def base_seed(seed, epoch):
+    """The base seed a DataLoader with that generator gives its workers (its first int64 draw): worker w
+    seeds ``random`` and torch with base + w, numpy from (base, w), before it loads anything."""
+    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    return int(torch.empty((), dtype=torch.int64).random_(generator=g).item())
+
+
+class _EpochIndices(Sampler):
+    """The training sampler's indices, each with the epoch and its base seed (so that a kept worker
+    knows when an epoch begins and how to seed it)."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch, self.base = sampler, 0, 0
+
+    def __iter__(self):
+        return ((self.epoch, self.base, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+class _EpochSeeded(Dataset):
+    """A dataset read by kept worker processes: at the first item of each epoch a worker seeds its random
+    generators exactly as a DataLoader made for that epoch would have seeded a fresh worker."""
+
+    def __init__(self, dataset):
+        self.dataset, self._epoch = dataset, None
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, base, i = key
+        if epoch != self._epoch:
+            info = get_worker_info()
+            w = info.id if info is not None else 0
+            random.seed(base + w)
+            torch.manual_seed(base + w)
+            np.random.seed(_generate_state(base, w))
+            self._epoch = epoch
+        return self.dataset[i]
+
+
+class EpochLoader:
+    """The training loader of a run. With worker processes, one set of them serves every epoch (starting
+    them costs seconds per epoch on a GPU machine); each epoch they reseed themselves as the workers of a
+    loader made for that epoch with the generator ``epoch_seed(seed, epoch)`` would be seeded, so the
+    augmentations, hence the weights, are those of fresh loaders and a resumed run repeats them. Without
+    workers, a loader per epoch (nothing to keep) draws from the main process's random stream as before."""
+
+    def __init__(self, dataset, sampler, batch_size, seed, workers, device):
+        self.dataset, self.sampler, self.batch_size, self.seed = dataset, sampler, batch_size, seed
+        self.workers, self.device = workers, device
+        self.indices = _EpochIndices(sampler) if workers > 0 else None
+        self.kept = None if workers == 0 else DataLoader(
+            _EpochSeeded(dataset), batch_size=batch_size, sampler=self.indices, persistent_workers=True,
+            generator=torch.Generator().manual_seed(seed), **loader_options(workers, device))
+
+    def epoch(self, epoch):
+        self.sampler.set_epoch(epoch)
+        if self.kept is None:
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            return DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler, generator=g,
+                              **loader_options(self.workers, self.device))
+        self.indices.epoch, self.indices.base = epoch, base_seed(self.seed, epoch)
+        return self.kept
+
+
 class Trainer:
     """Training of ``setup`` (an ood.setup.Setup) with ``hyper`` (the training settings: epochs, lr,
     momentum, weight_decay, augment, resume, overwrite)."""
@@ -105,6 +179,7 @@ class Trainer:
                          "weight_decay": h["weight_decay"], "augment": h["augment"], "batch_size": s.batch_size,
                          "seed": s.seed, "subset": s.subset, "recipe": s.recipe}
         self.best = None  # the reference recipe keeps the best test-accuracy epoch: (accuracy, state dict)
+        self.loader = None  # the training loader, made at the first epoch and kept (EpochLoader)
 
     def build(self):
         s, h = self.setup, self.hyper
@@ -190,12 +265,10 @@ class Trainer:
 
     def train_epoch(self, epoch):
         s = self.setup
-        self.sampler.set_epoch(epoch)
-        # worker processes draw their augmentation seeds from this generator: seeded per epoch, so a
-        # resumed run repeats them (the workers are therefore not persistent across epochs)
-        g = torch.Generator().manual_seed(s.seed * 100_003 + epoch)
-        loader = DataLoader(self.train_ds, batch_size=s.batch_size // self.world, sampler=self.sampler,
-                            generator=g, **loader_options(s.workers, s.device))
+        if self.loader is None:
+            self.loader = EpochLoader(self.train_ds, self.sampler, s.batch_size // self.world, s.seed, s.workers,
+                                      s.device)
+        loader = self.loader.epoch(epoch)
         self.net.train()
         total, correct, n, running = 0.0, 0, 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.hyper['epochs']}", leave=False,
