@@ -8,3 +8,40 @@ take_list() {
   [ ${#LIST[@]} -gt 0 ] || die "$name needs at least one value"
 }
 need_value() { [ $# -ge 2 ] && [[ "$2" != --* ]] || die "$1 needs a value"; }
+
+# Steps: run (echoed), printed (--dry-run), or, with --launcher, written into the current job of a plan
+# that `python3 -m ood.launch` submits (ood/launch.py): one job per `job NAME`, the last one "aggregate".
+LAUNCHER=""
+LAUNCH_ARGS=()
+PLAN=""
+IN_JOB=0
+show() { local line; printf -v line '%q ' "$@"; echo "${line% }"; }
+step() {
+  if [ "$IN_JOB" = 1 ]; then show "$@" >> "$PLAN"; return; fi
+  if [ "$DRY" = 1 ]; then show "$@"; return; fi
+  echo "+ $(show "$@")"
+  "$@"
+}
+# the launcher's options, for the scripts' option loops: echoes how many words it took (0: not one of them)
+launch_option() {
+  case "$1" in
+    --launcher) need_value "$@"; LAUNCHER=$2; echo 2 ;;
+    --partition|--account|--gpus|--cpus|--time|--retries) need_value "$@"; echo 2 ;;
+    *) echo 0 ;;
+  esac
+}
+start_plan() {  # $1: the jobs folder (submitit's logs, each job's markers of finished steps)
+  [ -n "$LAUNCHER" ] || return 0
+  [[ "$LAUNCHER" =~ ^(slurm|local)$ ]] || die "--launcher: slurm or local, not '$LAUNCHER'"
+  JOBS_DIR=$1
+  if [ "$DRY" = 1 ]; then PLAN=$(mktemp); else mkdir -p "$JOBS_DIR"; PLAN="$JOBS_DIR/.plan.txt.tmp"; fi
+  printf '# cwd %s\n' "$(pwd)" > "$PLAN"  # the jobs run where the script was started, as its paths assume
+}
+job() { [ -z "$PLAN" ] || { echo "# job $1" >> "$PLAN"; IN_JOB=1; }; }
+launch() {
+  [ -n "$PLAN" ] || return 0
+  local dry=() plan="$PLAN"
+  if [ "$DRY" = 1 ]; then dry=(--dry_run); else plan="$JOBS_DIR/plan.txt"; mv "$PLAN" "$plan"; fi
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.launch "$plan" --launcher "$LAUNCHER" \
+    --jobs_dir "$JOBS_DIR" "${LAUNCH_ARGS[@]}" "${dry[@]}"
+}

@@ -44,7 +44,13 @@ options (defaults in brackets):
   --score-args "..."   extra options for generate_stored_pattern.py and test_score_ood_detection.py
                        (score hyper-parameters, e.g. "--react_percentile 98 --reclag_init kmeans")
   --eval-args "..."    extra options for test_score_ood_detection.py only (e.g. "--fpr_variant strict --plot")
-  --dry-run            print the commands, one per line, and run nothing
+  --dry-run            print the commands, one per line (with --launcher: the jobs), and run nothing
+  --launcher L         slurm or local: each (seed, backbone) chain is one job submitted through submitit
+                       (pip install submitit), the aggregation a job that waits for all of them; local runs
+                       the jobs one after another on this machine. A job submitted again skips its finished
+                       steps. Logs and markers in OUT/jobs/DATASET/
+  --partition P, --account A, --gpus N [1], --cpus N, --time MINUTES [1440]
+                       SLURM resources per job;  --retries N [1]: local resubmissions of a failed job
   -h, --help           this help
 Options of this script alone are dashed (--learner-seeds); with underscores they work too (--learner_seeds).
 Any other option (e.g. --device cuda:0 --workers 8 --batch_size 256) goes to all three Python scripts,
@@ -86,6 +92,8 @@ EXTRA=()
 source "$(dirname "${BASH_SOURCE[0]}")/_args.sh"
 
 while [ $# -gt 0 ]; do
+  took=$(launch_option "$@")
+  if [ "$took" = 2 ]; then [ "$1" = --launcher ] && LAUNCHER=$2 || LAUNCH_ARGS+=("$1" "$2"); shift 2; continue; fi
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --dataset_path) need_value "$@"; DATA=$2; shift 2 ;;
@@ -116,27 +124,22 @@ for p in "${PROTOCOLS[@]}"; do [[ "$p" =~ ^(full|sampled|paper)$ ]] || die "--pr
 # RecLag's learner seeds: one fit each, pooled into mean ± std (the other scores ignore the flag)
 read -r -a RECLAG_SEEDS <<< "--reclag_seed $(seq -s ' ' 1 "$LEARNER_SEEDS")"
 
-# Print a command shell-quoted on one line; run it unless --dry-run.
-show() { local line; printf -v line '%q ' "$@"; echo "${line% }"; }
-step() {
-  if [ "$DRY" = 1 ]; then show "$@"; return; fi
-  echo "+ $(show "$@")"
-  "$@"
-}
 
 # an NVIDIA GPU that this PyTorch cannot use stops the script here, before any work (--device cpu on purpose)
-[ "$DRY" = 1 ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
+[ "$DRY" = 1 ] || [ -n "$LAUNCHER" ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
 start=$(date +%s)
 if [ "$VERIFY" = 1 ]; then
   step "$PYTHON" "$REPO/verify_data.py" --dataset_path "$DATA" --for "$DATASET" --ood "${OODS[@]}" "${DOWNLOAD[@]}"
 fi
+start_plan "$OUT/jobs/$DATASET"
 for seed in "${SEEDS[@]}"; do
   for model in "${MODELS[@]}"; do
     safe=${model//[:\/]/_}
     ckpt="$OUT/checkpoints/$DATASET/seed$seed/$safe.pt"
     store="$OUT/stored_pattern/seed$seed"
     common=(--dataset "$DATASET" --model "$model" --dataset_path "$DATA" --seed "$seed" --checkpoint "$ckpt")
-    [ "$DRY" = 1 ] || echo "== $DATASET, $model, seed $seed"
+    job "$DATASET-seed$seed-$safe"
+    [ "$DRY" = 1 ] || [ -n "$LAUNCHER" ] || echo "== $DATASET, $model, seed $seed"
     step "$PYTHON" "$REPO/train_model.py" "${common[@]}" --epochs "$EPOCHS" --resume "${DOWNLOAD[@]}" \
       "${TRAIN_ARGS[@]}" "${EXTRA[@]}"
     step "$PYTHON" "$REPO/generate_stored_pattern.py" "${common[@]}" --stored_pattern_dir "$store" \
@@ -153,5 +156,7 @@ RESULT_DIRS=()
 for seed in "${SEEDS[@]}"; do
   for model in "${MODELS[@]}"; do RESULT_DIRS+=("$OUT/results/$DATASET/seed$seed/${model//[:\/]/_}"); done
 done
+job aggregate
 step "$PYTHON" "$REPO/aggregate_results.py" "${RESULT_DIRS[@]}" --out "$OUT/results/$DATASET/aggregate"
+if [ -n "$LAUNCHER" ]; then launch; exit; fi
 [ "$DRY" = 1 ] || echo "$DATASET finished in $(( $(date +%s) - start )) s; tables in $OUT/results/$DATASET/aggregate/"

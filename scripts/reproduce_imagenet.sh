@@ -38,6 +38,9 @@ options (defaults in brackets):
   --score-args "..."   extra options for both Python scripts (score hyper-parameters)
   --eval-args "..."    extra options for test_score_ood_detection_imagenet.py only
   --dry-run            print the commands, one per line, and run nothing
+  --launcher L         slurm or local: each seed's steps one job through submitit (pip install submitit),
+                       the aggregation a job after them; see reproduce_cifar.sh --help. Logs in OUT/jobs/imagenet/
+  --partition P, --account A, --gpus N [1], --cpus N, --time MINUTES [1440], --retries N [1]
   -h, --help           this help
 Options of this script alone are dashed (--learner-seeds); with underscores they work too (--learner_seeds).
 Any other option (e.g. --device cuda:0 --workers 16 --batch_size 256) goes to both Python scripts, as
@@ -68,6 +71,8 @@ EXTRA=()
 source "$(dirname "${BASH_SOURCE[0]}")/_args.sh"
 
 while [ $# -gt 0 ]; do
+  took=$(launch_option "$@")
+  if [ "$took" = 2 ]; then [ "$1" = --launcher ] && LAUNCHER=$2 || LAUNCH_ARGS+=("$1" "$2"); shift 2; continue; fi
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --dataset_path) need_value "$@"; DATA=$2; shift 2 ;;
@@ -95,15 +100,9 @@ for p in "${PROTOCOLS[@]}"; do [[ "$p" =~ ^(full|sampled|paper)$ ]] || die "--pr
 # RecLag's learner seeds: one fit each, pooled into mean ± std (the other scores ignore the flag)
 read -r -a RECLAG_SEEDS <<< "--reclag_seed $(seq -s ' ' 1 "$LEARNER_SEEDS")"
 
-show() { local line; printf -v line '%q ' "$@"; echo "${line% }"; }
-step() {
-  if [ "$DRY" = 1 ]; then show "$@"; return; fi
-  echo "+ $(show "$@")"
-  "$@"
-}
 
 # an NVIDIA GPU that this PyTorch cannot use stops the script here, before any work (--device cpu on purpose)
-[ "$DRY" = 1 ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
+[ "$DRY" = 1 ] || [ -n "$LAUNCHER" ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
 start=$(date +%s)
 safe=${MODEL//[:\/]/_}
 store="$OUT/stored_pattern"
@@ -111,9 +110,11 @@ common=(--dataset imagenet --model "$MODEL" "${CHECKPOINT[@]}" --dataset_path "$
 if [ "$VERIFY" = 1 ]; then
   step "$PYTHON" "$REPO/verify_data.py" --dataset_path "$DATA" --for imagenet --ood "${OODS[@]}"
 fi
+start_plan "$OUT/jobs/imagenet"
 RESULT_DIRS=()
 for seed in "${SEEDS[@]}"; do
-  [ "$DRY" = 1 ] || echo "== imagenet, $MODEL, seed $seed"
+  job "imagenet-seed$seed-$safe"
+  [ "$DRY" = 1 ] || [ -n "$LAUNCHER" ] || echo "== imagenet, $MODEL, seed $seed"
   step "$PYTHON" "$REPO/generate_stored_pattern_imagenet.py" "${common[@]}" --seed "$seed" \
     --stored_pattern_dir "$store" --score "${SCORES[@]}" --ood "${OODS[@]}" "${RECLAG_SEEDS[@]}" "${SCORE_ARGS[@]}" "${EXTRA[@]}"
   for protocol in "${PROTOCOLS[@]}"; do
@@ -124,5 +125,7 @@ for seed in "${SEEDS[@]}"; do
   done
   RESULT_DIRS+=("$OUT/results/imagenet/seed$seed/$safe")
 done
+job aggregate
 step "$PYTHON" "$REPO/aggregate_results.py" "${RESULT_DIRS[@]}" --out "$OUT/results/imagenet/aggregate"
+if [ -n "$LAUNCHER" ]; then launch; exit; fi
 [ "$DRY" = 1 ] || echo "imagenet finished in $(( $(date +%s) - start )) s; tables in $OUT/results/imagenet/aggregate/"
