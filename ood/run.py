@@ -114,11 +114,13 @@ class Run:
     def feature_sets(self):
         """{"id": the ID test set's features, <OOD name>: its features}: extracted when a cache is
         missing or stale (all of them on the first call), read from the store's memory after that."""
+        self.store.extract_stale([TEST, *self.oods])
         return {"id": self.store.features(TEST), **{o.name: self.store.features(o) for o in self.oods}}
 
     def validation_sets(self):
         """{"id": the ID validation split's features, <validation OOD set>: its features}: the benchmark's
         validation pair that ``--select_on val`` chooses settings on (OpenOOD's automatic search)."""
+        self.store.extract_stale([VAL, *self.val_oods])
         return {"id": self.store.features(VAL), **{o.name: self.store.features(o) for o in self.val_oods}}
 
     def close(self):

@@ -52,3 +52,31 @@ def test_dry_run_prints_the_jobs_and_bad_options_are_one_line(tmp_path):
                          capture_output=True, text=True, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and bad.stderr.strip().endswith("--launcher: slurm or local, not 'pbs'")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_local_launcher_resubmits_a_failed_job_without_redoing_finished_steps(tmp_path):
+    """Through submitit's local executor: a job that fails is resubmitted (--retries) and then reported;
+    the same command once the cause is fixed skips the steps every job finished, and the aggregation
+    runs only after every other job succeeded."""
+    pytest.importorskip("submitit")
+    work = tmp_path / "work"
+    work.mkdir()
+    plan = tmp_path / "plan.txt"
+    plan.write_text(f"# cwd {work}\n# job s1\necho train1 >> log.txt\necho score1 >> log.txt\n"
+                    "# job s2\necho train2 >> log.txt\ntest -e fixed\necho score2 >> log.txt\n"
+                    "# job aggregate\necho aggregate >> log.txt\n")
+    argv = [sys.executable, "-m", "ood.launch", str(plan), "--launcher", "local", "--jobs_dir", str(tmp_path / "jobs"),
+            "--retries", "1"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "s1: finished" in first.stdout and "s2: failed" in first.stdout and "resubmitted (1 more)" in first.stdout
+    assert "stopped: job s2 failed" in first.stderr and "aggregate" not in (work / "log.txt").read_text()
+    (work / "fixed").touch()
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "s1: finished" in again.stdout and "0 step(s) run, 2 skipped" in again.stdout
+    assert "s2: finished" in again.stdout and "2 step(s) run, 1 skipped" in again.stdout  # train2 was done
+    # train2 ran once: the resubmission in the first run skipped it too
+    assert (work / "log.txt").read_text().split() == ["train1", "score1", "train2", "score2", "aggregate"]
