@@ -30,6 +30,7 @@ def score(root, *extra):
                                                  f"mine={root / 'data' / 'mine'}", *extra])
 
 
+@pytest.mark.slow  # through the scripts (pytest.ini)
 def test_rows_carry_intervals_comparisons_and_ties(run_dir, capsys):
     """Every row has its bootstrap intervals (containing the estimate for AUROC), DeLong's beside them,
     its distribution in bootstrap.npz; every score but RecLag is compared with RecLag; the tables say
@@ -85,6 +86,7 @@ def test_rows_carry_intervals_comparisons_and_ties(run_dir, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow  # through the scripts (pytest.ini)
 def test_no_bootstrap_and_bad_reference(run_dir, capsys):
     """--bootstrap 0 writes the tables as before (no interval fields, no bootstrap.npz); a reference that
     is not among the run's scores, or one without resamples, is refused in one line before any work."""
@@ -103,6 +105,7 @@ def test_no_bootstrap_and_bad_reference(run_dir, capsys):
         assert not (run_dir / "elsewhere").exists()
 
 
+@pytest.mark.slow  # through the scripts (pytest.ini)
 def test_sampled_protocol_compares_by_bootstrap_only(run_dir, capsys):
     """Under --protocol sampled a row's interval is of its mean over the draws (no DeLong, which is of one
     set of images); the comparison has the paired bootstrap's p-values and no DeLong p-value."""
@@ -165,6 +168,7 @@ def _run_rows(auroc_by_seed, se, seed_dir):
                       "bootstrap": {"resamples": 1000, "level": 0.95, "seed": 1}}]}
 
 
+@pytest.mark.slow  # through the scripts (pytest.ini)
 def test_aggregate_separates_the_sources_of_variation(tmp_path, capsys):
     """Three training runs with two learner seeds each: the test-sample part is the runs' bootstrap
     standard errors, the learner part the within-run spread, the training part what the runs' means vary
@@ -203,6 +207,7 @@ def test_sampled_draws_are_resampled_with_their_set():
     assert np.allclose(full, sampled)  # every draw is the whole set of 150 (1000 / 5 = 200 > 150)
 
 
+@pytest.mark.slow  # through the scripts (pytest.ini)
 def test_comparisons_follow_the_folder_reference(run_dir, capsys):
     """A later run that replaces the reference's rows refreshes every comparison against them; a run
     against a reference already in the folder compares from the stored distributions; --compare_to none
