@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 
 from .errors import UserError
 
@@ -111,6 +110,7 @@ def save_torch(obj, path):
     OSError underneath; it becomes the same one-line error as any other full disk."""
     try:
         with atomic_path(path) as tmp:
+            import torch  # here, so that importing this module (e.g. in a launcher's job) stays cheap
             torch.save(obj, tmp)
     except RuntimeError as e:
         if "unexpected pos" in str(e) or "write failed" in str(e):
@@ -130,6 +130,7 @@ def load_torch(path, mmap=False):
     if not path.is_file():
         return None
     try:
+        import torch
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:
         return None

@@ -16,11 +16,14 @@ one run, so it means the same on a busy machine. Writes a JSON file and prints a
 4. precision: bf16 vs fp32 extraction speed (autocast on this device); on a GPU also training
    throughput with bf16 + channels-last (+ compile) vs the reference's fp32 setting;
 5. the CPU demo's training step (small CNN, Fashion-MNIST size, batch 128) in fp32, bf16, channels-last
-   and bf16 + channels-last, side by side, with the choice ``--amp auto`` makes on this CPU.
+   and bf16 + channels-last, side by side, with the choice ``--amp auto`` makes on this CPU;
+6. fp32 feature extraction on the CPU in channels-last vs contiguous memory (the demo's CNN, WRN-40-2),
+   and how far the two layouts' features differ.
 
     python3 scripts/benchmark.py --json results/benchmark.json [--quick] [--device cuda]
 """
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -138,7 +141,7 @@ def bench_scoring(quick, extraction_img_s, device):
     score_all(list(built))
     t_extended = time.perf_counter() - t0
     # ... and every row's intervals: the stratified bootstrap (the default resamples) and DeLong, timed after it
-    boot = Bootstrap(DEFAULT_RESAMPLES)
+    boot = Bootstrap(200 if quick else DEFAULT_RESAMPLES)  # --quick: a smoke test of the path
     plan = plan_for("full", None, n_test)
     t0 = time.perf_counter()
     for name in built:
@@ -225,6 +228,34 @@ def bench_training(device, model_name="resnet18", size=112, batch=256, steps=50,
             "speedup": {k: v / base for k, v in out.items()}}
 
 
+def bench_cpu_extraction(quick):
+    """fp32 feature extraction on the CPU in channels-last vs contiguous (NCHW) memory, side by side: the
+    demo's CNN at 28 px (grayscale, Fashion-MNIST size) and WRN-40-2 at 32 px; and how far the features of
+    the two layouts differ (float round-off)."""
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, size, channels in (("cnn", 28, 1), ("wrn", 32, 3)):
+        n = 256 if quick else 4096
+        x = torch.from_numpy(rng.random((n, channels, size, size), dtype=np.float32))
+        model = models.build_model(name, 10, in_channels=channels).eval()
+        layouts = {False: model, True: copy.deepcopy(model).to(memory_format=torch.channels_last)}
+
+        def run(cl):
+            m = layouts[cl]
+            with torch.inference_mode():
+                feats = []
+                for i in range(0, n, 256):
+                    xb = x[i:i + 256]
+                    feats.append(m.forward_features(xb.contiguous(memory_format=torch.channels_last) if cl else xb))
+            return torch.cat(feats)
+
+        t_plain, t_cl = timed_pair(lambda: run(False), lambda: run(True))
+        diff = (run(True) - run(False)).abs().max().item()
+        out[f"{name}@{size}"] = {"images": n, "contiguous_img_s": n / t_plain, "channels_last_img_s": n / t_cl,
+                                 "speedup": t_plain / t_cl, "max_abs_feature_difference": diff}
+    return out
+
+
 def print_scoring(s):
     line = f"2. six scores vs one from the cache: {s['six_scores_s']:.2f} s vs {s['one_score_s']:.2f} s " \
            f"(ratio {s['ratio_scoring_only']:.2f})"
@@ -241,6 +272,13 @@ def print_scoring(s):
           f"{x['ratio_intervals_to_score_only']:.2f} of scoring it alone ({x['score_only_s']:.1f} s; target < 1)")
 
 
+def print_cpu_extraction(r):
+    for k, v in r.items():
+        print(f"6. CPU fp32 extraction {k}: channels-last {v['channels_last_img_s']:.0f} img/s vs contiguous "
+              f"{v['contiguous_img_s']:.0f} img/s ({v['speedup']:.2f}x); features differ by at most "
+              f"{v['max_abs_feature_difference']:.2e}")
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -253,6 +291,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="smaller shapes (a smoke test)")
     p.add_argument("--scoring_only", action="store_true",
                    help="only part 2 without its backbone-pass ratios: scoring from the cache and the intervals")
+    p.add_argument("--cpu_extraction_only", action="store_true",
+                   help="only part 6: fp32 extraction on the CPU in channels-last vs contiguous memory")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -260,6 +300,12 @@ def main():
     res = {"machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__,
                        "device": torch.cuda.get_device_name(device) if gpu else "cpu"},
            "method": "each ratio compares two timings taken side by side in this run (fastest of repeats)"}
+    if a.cpu_extraction_only:
+        res["cpu_extraction"] = bench_cpu_extraction(a.quick)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+        print_cpu_extraction(res["cpu_extraction"])
+        return
     if a.scoring_only:
         res["scoring"] = bench_scoring(a.quick, None, device)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +330,7 @@ def main():
                                               repeats=1 if a.quick else 2)
     res["cpu_demo_training"]["auto_choice"] = list(accel.amp_mode("auto", cpu, True))
     res["cpu_demo_training"]["native_bf16"] = accel.cpu_has_native_bf16()
+    res["cpu_extraction"] = bench_cpu_extraction(a.quick)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
 
@@ -303,6 +350,7 @@ def main():
     c = res["cpu_demo_training"]
     print(f"5. CPU training step of the demo CNN (native bf16: {c['native_bf16']}; --amp auto: {c['auto_choice'][0]}): "
           + ", ".join(f"{k} {v:.0f} img/s ({c['speedup'][k]:.2f}x)" for k, v in c["img_s"].items()))
+    print_cpu_extraction(res["cpu_extraction"])
     print(f"written to {a.json}")
 
 
