@@ -14,6 +14,7 @@ nothing finished is computed twice and the results are those of the sequential r
     python3 -m ood.launch PLAN --launcher local [--retries 1]
 """
 import argparse
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -161,10 +162,8 @@ def main(argv=None):
     if args.dry_run:
         print(describe(jobs))
         return 0
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        raise UserError("--launcher needs submitit (pip install 'submitit>=1.5,<2').") from None
+    if importlib.util.find_spec("submitit") is None:
+        raise UserError("--launcher needs submitit (pip install 'submitit>=1.5,<2').")
     return submit(jobs, args)
 
 

@@ -1,5 +1,6 @@
 import errno
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -72,6 +73,15 @@ def trained_fmnist(tmp_path_factory):
     ck["model"]["fc.bias"] += 0.5
     torch.save(ck, base / "other.pt")
     return base
+
+
+@pytest.fixture
+def fmnist_run(trained_fmnist, tmp_path, monkeypatch):
+    """A working directory holding a copy of ``trained_fmnist``'s data and checkpoints (runs write there)."""
+    shutil.copytree(trained_fmnist / "data", tmp_path / "data")
+    shutil.copytree(trained_fmnist / "checkpoints", tmp_path / "checkpoints")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """One loader, one set of worker processes, for every evaluation set of a run (ood/features.py,
 FeatureStore.extract_stale): the caches hold what a pass per set gives, within float round-off."""
-import shutil
 
-import pytest
 import torch
 
 import generate_stored_pattern
@@ -13,15 +11,7 @@ TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--wide
         "--batch_size", "7", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 
 
-@pytest.fixture
-def run_dir(trained_fmnist, tmp_path, monkeypatch):
-    shutil.copytree(trained_fmnist / "data", tmp_path / "data")
-    shutil.copytree(trained_fmnist / "checkpoints", tmp_path / "checkpoints")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def test_one_pass_for_the_evaluation_sets(run_dir, monkeypatch):
+def test_one_pass_for_the_evaluation_sets(fmnist_run, monkeypatch):
     loaders = []
     real = F.DataLoader
 
@@ -30,11 +20,11 @@ def test_one_pass_for_the_evaluation_sets(run_dir, monkeypatch):
         return real(dataset, *a, **k)
 
     monkeypatch.setattr(F, "DataLoader", counting)
-    argv = TINY + ["--dataset_path", str(run_dir / "data"), "--ood", "iSUN", f"mine={run_dir / 'data' / 'mine'}",
+    argv = TINY + ["--dataset_path", str(fmnist_run / "data"), "--ood", "iSUN", f"mine={fmnist_run / 'data' / 'mine'}",
                    "--score", "MSP"]
     generate_stored_pattern.main(argv)
     assert loaders == [100, 40 + 10 + 8]  # the training set alone, then the test set and both OOD sets at once
-    store = run_dir / "stored_pattern/fashionmnist/wrn/features"
+    store = fmnist_run / "stored_pattern/fashionmnist/wrn/features"
     from ood.run import open_run
     from generate_stored_pattern import build_parser
     with open_run(build_parser(argv).parse_args(argv), sets=(TEST,)) as run:

@@ -2,7 +2,6 @@
 (test_score_ood_detection.py, aggregate_results.py) and the results folder. The statistics themselves
 are tested in tests/test_uncertainty.py."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -17,27 +16,19 @@ TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--wide
 METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
 
 
-@pytest.fixture
-def run_dir(trained_fmnist, tmp_path, monkeypatch):
-    shutil.copytree(trained_fmnist / "data", tmp_path / "data")
-    shutil.copytree(trained_fmnist / "checkpoints", tmp_path / "checkpoints")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def score(root, *extra):
     return test_score_ood_detection.main(TINY + ["--dataset_path", str(root / "data"), "--ood", "iSUN",
                                                  f"mine={root / 'data' / 'mine'}", *extra])
 
 
 @pytest.mark.slow  # through the scripts (pytest.ini)
-def test_rows_carry_intervals_comparisons_and_ties(run_dir, capsys):
+def test_rows_carry_intervals_comparisons_and_ties(fmnist_run, capsys):
     """Every row has its bootstrap intervals (containing the estimate for AUROC), DeLong's beside them,
     its distribution in bootstrap.npz; every score but RecLag is compared with RecLag; the tables say
     what the bold and the ± mean; a later run of one score leaves the folder's tables (averages and ties,
     recomputed from bootstrap.npz) exactly as they were."""
-    rows = score(run_dir, "--score", "all", "--plot", "--reclag_seed", "1", "2")
-    out = run_dir / "results/fashionmnist/wrn"
+    rows = score(fmnist_run, "--score", "all", "--plot", "--reclag_seed", "1", "2")
+    out = fmnist_run / "results/fashionmnist/wrn"
     assert len(rows) == 12
     with np.load(out / "bootstrap.npz") as npz:
         keys = json.loads(str(npz["__keys__"]))
@@ -69,11 +60,11 @@ def test_rows_carry_intervals_comparisons_and_ties(run_dir, capsys):
     assert (out / "plots/forest_1.png").stat().st_size > 0
 
     before = {f: (out / f).read_text() for f in ("results.md", "results.csv", "results.tex")}
-    score(run_dir, "--score", "MSP", "RecLag", "--reclag_seed", "1", "2")  # the same rows again: the same files
+    score(fmnist_run, "--score", "MSP", "RecLag", "--reclag_seed", "1", "2")  # the same rows again: the same files
     assert {f: (out / f).read_text() for f in before} == before
     # a run without the reference: MSP's rows keep their comparison, from the stored distributions
     old = {r["ood_dataset"]: r["vs"] for r in rows if r["score"] == "MSP"}
-    score(run_dir, "--score", "MSP")
+    score(fmnist_run, "--score", "MSP")
     now = {r["ood_dataset"]: r["vs"] for r in json.loads((out / "results.json").read_text())["rows"]
            if r["score"] == "MSP"}
     assert now.keys() == old.keys()
@@ -87,11 +78,11 @@ def test_rows_carry_intervals_comparisons_and_ties(run_dir, capsys):
 
 
 @pytest.mark.slow  # through the scripts (pytest.ini)
-def test_no_bootstrap_and_bad_reference(run_dir, capsys):
+def test_no_bootstrap_and_bad_reference(fmnist_run, capsys):
     """--bootstrap 0 writes the tables as before (no interval fields, no bootstrap.npz); a reference that
     is not among the run's scores, or one without resamples, is refused in one line before any work."""
-    rows = score(run_dir, "--score", "MSP", "Energy", "--bootstrap", "0", "--compare_to", "none")
-    out = run_dir / "results/fashionmnist/wrn"
+    rows = score(fmnist_run, "--score", "MSP", "Energy", "--bootstrap", "0", "--compare_to", "none")
+    out = fmnist_run / "results/fashionmnist/wrn"
     assert not any(k.endswith("_ci") or k in ("bootstrap", "vs") for r in rows for k in r)
     assert not (out / "bootstrap.npz").exists()
     assert "stratified-bootstrap" not in (out / "results.md").read_text()
@@ -99,17 +90,17 @@ def test_no_bootstrap_and_bad_reference(run_dir, capsys):
     for extra, phrase in ((["--compare_to", "RecLag"], "--compare_to RecLag: neither among this run's scores"),
                           (["--compare_to", "MSP", "--bootstrap", "0"], "--bootstrap 0 turns them off")):
         with pytest.raises(SystemExit) as e:
-            score(run_dir, "--score", "MSP", "Energy", "--results_dir", "elsewhere", *extra)
+            score(fmnist_run, "--score", "MSP", "Energy", "--results_dir", "elsewhere", *extra)
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and len(err.splitlines()) == 1 and phrase in err, err
-        assert not (run_dir / "elsewhere").exists()
+        assert not (fmnist_run / "elsewhere").exists()
 
 
 @pytest.mark.slow  # through the scripts (pytest.ini)
-def test_sampled_protocol_compares_by_bootstrap_only(run_dir, capsys):
+def test_sampled_protocol_compares_by_bootstrap_only(fmnist_run, capsys):
     """Under --protocol sampled a row's interval is of its mean over the draws (no DeLong, which is of one
     set of images); the comparison has the paired bootstrap's p-values and no DeLong p-value."""
-    rows = score(run_dir, "--score", "MSP", "Energy", "--protocol", "sampled", "--repeats", "3",
+    rows = score(fmnist_run, "--score", "MSP", "Energy", "--protocol", "sampled", "--repeats", "3",
                  "--compare_to", "Energy", "--bootstrap", "300")
     for r in rows:
         assert "auroc_delong_ci" not in r and r["bootstrap"]["resamples"] == 300
@@ -208,13 +199,13 @@ def test_sampled_draws_are_resampled_with_their_set():
 
 
 @pytest.mark.slow  # through the scripts (pytest.ini)
-def test_comparisons_follow_the_folder_reference(run_dir, capsys):
+def test_comparisons_follow_the_folder_reference(fmnist_run, capsys):
     """A later run that replaces the reference's rows refreshes every comparison against them; a run
     against a reference already in the folder compares from the stored distributions; --compare_to none
     removes the comparisons of the tables it writes into."""
-    out = run_dir / "results/fashionmnist/wrn"
-    score(run_dir, "--score", "MSP", "Energy", "RecLag")
-    score(run_dir, "--score", "RecLag", "--reclag_hidden", "20")  # a second RecLag variant, now the reference
+    out = fmnist_run / "results/fashionmnist/wrn"
+    score(fmnist_run, "--score", "MSP", "Energy", "RecLag")
+    score(fmnist_run, "--score", "RecLag", "--reclag_hidden", "20")  # a second RecLag variant, now the reference
     rows = json.loads((out / "results.json").read_text())["rows"]
     new_ref = {r["ood_dataset"]: dist_key(r) for r in rows if r["score"] == "RecLag" and r["settings"]["hidden"] == 20}
     for r in rows:
@@ -225,10 +216,10 @@ def test_comparisons_follow_the_folder_reference(run_dir, capsys):
     md = (out / "results.md").read_text()
     msp = next(ln for ln in md.split("Paired differences")[1].splitlines() if ln.startswith("| MSP |"))
     assert "–" not in msp and ("pB=" in msp or "pB<" in msp)
-    score(run_dir, "--score", "MSP", "--compare_to", "Energy")  # Energy's rows are in the folder
+    score(fmnist_run, "--score", "MSP", "--compare_to", "Energy")  # Energy's rows are in the folder
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert all(r["vs"]["reference"] == "Energy" for r in rows if r["score"] != "Energy")
-    score(run_dir, "--score", "MSP", "--compare_to", "none")
+    score(fmnist_run, "--score", "MSP", "--compare_to", "none")
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert not any("vs" in r for r in rows) and "Paired differences" not in (out / "results.md").read_text()
     capsys.readouterr()

@@ -7,7 +7,6 @@ the CIFAR formats (the pickles, the ``data`` fixture of tests/conftest.py) train
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -44,12 +43,9 @@ def trained(trained_fmnist):
 
 
 @pytest.fixture
-def run_dir(trained, tmp_path, monkeypatch):
-    """A working directory with a copy of the data and the trained checkpoint."""
-    shutil.copytree(trained / "data", tmp_path / "data")
-    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def run_dir(fmnist_run):
+    """A working directory with a copy of the data and the trained checkpoint (tests/conftest.py)."""
+    return fmnist_run
 
 
 def common(root):
