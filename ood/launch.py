@@ -8,7 +8,8 @@ with bash, stopping at the first that fails. Each finished step leaves a marker 
 (``<jobs>/<job>/done/<k>``), so a job submitted again, after a failure, a timeout or a preemption,
 skips the steps that finished with the same command and resumes at the first that did not; the steps
 themselves resume too (``train_model.py --resume`` continues a checkpoint, the caches are reused), so
-nothing finished is computed twice and the results are those of the sequential run.
+nothing finished is computed twice and the results are those of the sequential run. A marker records
+the command only: after changing data, code or a checkpoint, delete the jobs folder to run every step.
 
     python3 -m ood.launch PLAN --launcher slurm --partition gpu --gpus 1 --time 1440 [--account A]
     python3 -m ood.launch PLAN --launcher local [--retries 1]
@@ -69,7 +70,7 @@ def run_job(commands, done_dir, cwd="."):
     for k, line in enumerate(commands):
         marker = done / f"{k:03d}"
         if marker.exists() and marker.read_text(encoding="utf-8") == line:
-            print(f"done before, skipped: {line}", flush=True)
+            print(f"done before, skipped (delete {done} to run it again): {line}", flush=True)
             skipped += 1
             continue
         print(f"+ {line}", flush=True)
