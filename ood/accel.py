@@ -4,10 +4,12 @@ torchrun (DistributedDataParallel for training, sharded feature extraction).
 ``--amp auto`` (the default) picks the training precision from the hardware: bf16 autocast on CUDA and
 on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX, which torch reports), fp32 elsewhere, so a CPU
 without it is not slowed down by emulated bf16 (14 times slower than fp32 on an AVX2 CPU, measured).
-Training uses channels-last tensors by default on CUDA and on CPUs (oneDNN's convolutions are faster
-in that layout: the demo's training step 1.33x in fp32 on an AVX2 CPU, 1.38x in fp32 and 2.65x with bf16
-on an AVX512/AMX CPU, scripts/benchmark.py). Feature extraction runs in fp32 unless ``--amp`` asks
-otherwise (scores are compared at the 0.1-point level), channels-last on CUDA. fp16 uses a gradient scaler.
+Training and feature extraction use channels-last tensors by default on CUDA and on CPUs (oneDNN's
+convolutions are faster in that layout: the demo's training step 1.33x in fp32 on an AVX2 CPU, 1.38x in
+fp32 and 2.65x with bf16 on an AVX512/AMX CPU; fp32 extraction on the AVX2 CPU 1.75x for the demo's CNN
+and 1.24x for WRN-40-2, scripts/benchmark.py). Feature extraction runs in fp32 unless ``--amp`` asks
+otherwise (scores are compared at the 0.1-point level); its features in the two layouts agree within
+float round-off, so the layout is not part of a feature cache's key. fp16 uses a gradient scaler.
 """
 import contextlib
 import os
@@ -42,11 +44,12 @@ def amp_mode(flag, device, training):
     return "off", f"auto: no native bf16 on this {device.type}"
 
 
-def use_channels_last(flag, device, amp, training=True):
-    """``--channels_last`` if given; else on for CUDA, for training on a CPU, and for bf16 on a CPU."""
+def use_channels_last(flag, device):
+    """``--channels_last`` if given; else on for CUDA and CPUs (faster there in every precision and
+    phase measured), off on other devices (MPS, XPU, ...), where it was not measured."""
     if flag is not None:
         return flag
-    return device.type == "cuda" or (device.type == "cpu" and (training or amp == "bf16"))
+    return device.type in ("cuda", "cpu")
 
 
 def autocast(device, mode):

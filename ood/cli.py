@@ -129,7 +129,7 @@ def add_common(p):
                    help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "
                         "(AVX512-BF16/AMX), fp32 elsewhere; feature extraction in fp32")
     g.add_argument("--channels_last", action="store_true", default=None,
-                   help="channels-last memory layout (default: on for CUDA and for training on a CPU)")
+                   help="channels-last memory layout (default: on for CUDA and CPUs, in training and extraction)")
     g.add_argument("--no_channels_last", dest="channels_last", action="store_false", default=None,
                    help="contiguous (NCHW) memory layout, wherever --channels_last would be the default")
     g.add_argument("--no-channels_last", dest="channels_last", action="store_false", default=None,

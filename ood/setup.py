@@ -160,7 +160,7 @@ class Setup:
                    checkpoint=checkpoint, pretrained=bool(args.pretrained),
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
-                   amp_reason=reason, channels_last=accel.use_channels_last(layout, device, amp, training),
+                   amp_reason=reason, channels_last=accel.use_channels_last(layout, device),
                    compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
                    train_precision=train_precision, train_environment=train_environment,
                    asked_size=args.resize_val, trained_on=trained_on)
