@@ -52,6 +52,49 @@ def use_channels_last(flag, device):
     return device.type in ("cuda", "cpu")
 
 
+# --compile auto compiles training on CUDA when the run trains on at least this many images. From the
+# H200 check (docs/gpu_check_h200.json, 2026-11-27): ResNet18 @112 in bf16 + channels-last trains at
+# 7,551 img/s compiled against 5,788 eager, 40 us saved per image. That run did not time the compilation
+# apart, but its throughput section took 51.5 s, 17.2 s of it timed steps, so compiling took at most
+# 34 s, and at most 69 s with the recompilation for an epoch's smaller last batch: the compiled run is
+# ahead after at most 1.7 million images. 2 million is 40 epochs of CIFAR: a run of the default 100
+# epochs compiles, the demo's 2 epochs do not. scripts/benchmark.py part 7 and scripts/gpu_check.py time
+# the compilation itself (compile_s, break_even_images).
+COMPILE_BREAK_EVEN_IMAGES = 2_000_000
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def compile_mode(flag, device, training, images=0):
+    """(compile?, why) for ``--compile flag``; ``images``: the training images this run still has to see
+    (per process). auto compiles only training on CUDA, for runs of at least COMPILE_BREAK_EVEN_IMAGES:
+    on a CPU the compiled training step of the demo's CNN was slower than eager after a minute of
+    compiling (scripts/benchmark.py part 7), and extraction is one pass, shorter than the compilation."""
+    if flag in ("on", "off"):
+        return flag == "on", "--compile"
+    if device.type != "cuda":
+        return False, f"auto: not on {device.type}, where it was measured slower"
+    if not training:
+        return False, "auto: extraction is one pass over the images, shorter than compiling"
+    if not compile_available():
+        return False, "auto: torch.compile cannot run here (no Triton, or Dynamo unsupported)"
+    if images < COMPILE_BREAK_EVEN_IMAGES:
+        return False, (f"auto: {images:,} training images, fewer than the {COMPILE_BREAK_EVEN_IMAGES:,} after "
+                       f"which compiling pays for itself")
+    return True, f"auto: {images:,} training images, compiling pays for itself after {COMPILE_BREAK_EVEN_IMAGES:,}"
+
+
+def compile_available():
+    """Whether torch.compile's default backend can generate CUDA kernels here: Dynamo supports this
+    Python and Triton is installed (torch's CUDA wheels bring it; other builds may not)."""
+    import importlib.util
+    try:
+        import torch._dynamo
+        supported = getattr(torch._dynamo, "is_dynamo_supported", lambda: True)
+        return bool(supported()) and importlib.util.find_spec("triton") is not None
+    except Exception:
+        return False
+
+
 def autocast(device, mode):
     dtype = AMP_DTYPES[mode]
     if dtype is None:

@@ -5,7 +5,7 @@ import sys
 
 import models
 
-from .accel import AMP_CHOICES
+from .accel import AMP_CHOICES, COMPILE_BREAK_EVEN_IMAGES, COMPILE_CHOICES
 from .params import Param, add_params, argparse_type
 
 
@@ -134,5 +134,8 @@ def add_common(p):
                    help="contiguous (NCHW) memory layout, wherever --channels_last would be the default")
     g.add_argument("--no-channels_last", dest="channels_last", action="store_false", default=None,
                    help=argparse.SUPPRESS)  # the spelling of earlier versions (argparse.BooleanOptionalAction)
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, default="auto",
+                   help="torch.compile the model (--compile alone: on). auto: in training on CUDA for runs of at "
+                        f"least {COMPILE_BREAK_EVEN_IMAGES:,} training images (epochs x images), where compiling "
+                        "pays for itself; off on CPUs (measured slower) and for extraction (one pass)")
     return p

@@ -122,7 +122,9 @@ class FeatureStore:
 
     @cached_property
     def features_fn(self):
-        return torch.compile(self.model.forward_features) if self.setup.compile else self.model.forward_features
+        s = self.setup
+        compiled = accel.compile_mode(s.compile, s.device, training=False)[0]
+        return torch.compile(self.model.forward_features) if compiled else self.model.forward_features
 
     def head(self):
         """The final linear layer {"weight", "bias", "digest"}, cached beside the features."""

@@ -42,7 +42,7 @@ class Setup:
     amp: str                      # autocast mode of this phase: off, bf16, fp16
     amp_reason: str
     channels_last: bool
-    compile: bool
+    compile: str                  # --compile: auto, on, off (ood.accel.compile_mode decides per phase)
     seed: int
     quiet: bool
     recipe: str = "fixed"         # the training recipe of the checkpoint (ood/recipes.py)
@@ -161,7 +161,7 @@ class Setup:
                    data_root=Path(args.dataset_path), download=bool(args.download), subset=args.subset,
                    batch_size=args.batch_size, workers=args.workers, device=device, amp=amp,
                    amp_reason=reason, channels_last=accel.use_channels_last(layout, device),
-                   compile=bool(args.compile), seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
+                   compile=args.compile, seed=1 if args.seed is None else args.seed, quiet=bool(args.quiet), recipe=recipe.name,
                    train_precision=train_precision, train_environment=train_environment,
                    asked_size=args.resize_val, trained_on=trained_on)
 

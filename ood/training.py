@@ -194,7 +194,7 @@ class Trainer:
         net = self.model
         if self.world > 1:
             net = DDP(net, device_ids=[s.device.index] if s.device.type == "cuda" else None)
-        self.net = torch.compile(net) if s.compile else net
+        self.net = self.eager = net  # run() compiles self.net once it knows how long the run is
         self.opt = torch.optim.SGD(self.model.parameters(), lr=h["lr"], momentum=h["momentum"],
                                    weight_decay=h["weight_decay"])
         self.scaler = torch.amp.GradScaler(s.device.type, enabled=s.amp == "fp16")
@@ -303,6 +303,10 @@ class Trainer:
         if start >= epochs:
             self.say(f"{self.path} is already trained for {epochs} epochs; nothing to do.")
             return log
+        compiled, compile_reason = accel.compile_mode(s.compile, s.device, True,
+                                                      images=len(self.train_ds) * (epochs - start) // self.world)
+        if compiled:  # the training step only: validation runs eager (one more compilation would not pay)
+            self.net = torch.compile(self.eager)
         shard = Subset(self.test_ds, range(self.rank, len(self.test_ds), self.world))
         # its own generator: the persistent workers must not draw their seeds from the global stream,
         # whose position differs between a resumed and an uninterrupted run (dropout draws from it)
@@ -314,13 +318,14 @@ class Trainer:
                  f"images, epochs {start + 1}..{epochs}, device {s.device}"
                  + (f" x {self.world} processes" if self.world > 1 else "")
                  + f", amp {s.amp} ({s.amp_reason}){', channels-last' if s.channels_last else ''}"
+                 + f", compile {'on' if compiled else 'off'} ({compile_reason})"
                  + f"\n  on {describe(s.environment)}")
         for epoch in range(start, epochs):
             t0 = time.time()
             self.recipe.before_epoch(self.opt, epoch, epochs)
             lr = self.opt.param_groups[0]["lr"]
             train_loss, train_acc, running = self.train_epoch(epoch)
-            test_loss, test_acc = evaluate(self.net, test_loader, s.device, s.amp, s.channels_last,
+            test_loss, test_acc = evaluate(self.eager, test_loader, s.device, s.amp, s.channels_last,
                                            eval_mode=self.recipe.eval_mode_validation)
             if self.sched is not None:
                 self.sched.step()
