@@ -18,7 +18,9 @@ one run, so it means the same on a busy machine. Writes a JSON file and prints a
 5. the CPU demo's training step (small CNN, Fashion-MNIST size, batch 128) in fp32, bf16, channels-last
    and bf16 + channels-last, side by side, with the choice ``--amp auto`` makes on this CPU;
 6. fp32 feature extraction on the CPU in channels-last vs contiguous memory (the demo's CNN, WRN-40-2),
-   and how far the two layouts' features differ.
+   and how far the two layouts' features differ;
+7. torch.compile in training (the demo's CNN on a CPU, ResNet18 @112 in bf16 on CUDA): the compile time,
+   the compiled vs eager step rate side by side, and the training images after which it pays for itself.
 
     python3 scripts/benchmark.py --json results/benchmark.json [--quick] [--device cuda]
 """
@@ -257,6 +259,77 @@ def bench_cpu_extraction(quick):
     return out
 
 
+def bench_compile(device, model_name, size, batch, in_channels=3, steps=20, amp="off", channels_last=True,
+                  backend="inductor"):
+    """What ``--compile`` costs and saves in training: the seconds torch.compile spends before the first
+    step (the full batch, then the smaller last batch of an epoch, which compiles again), beyond the
+    eager steps on the same shapes; the eager and compiled step rates, timed side by side; and the
+    training images after which the compiled run is ahead (the break-even that --compile auto uses).
+    ``backend="eager"`` (Dynamo's capture alone) is the smoke test of --quick on a CPU."""
+    x = torch.randn(batch, in_channels, size, size, device=device)
+    y = torch.randint(10, (batch,), device=device)
+    last = max(1, batch // 3)  # an epoch's last batch is smaller
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+
+    def stepper(compiled):
+        torch.manual_seed(0)
+        model = models.build_model(model_name, 10, in_channels).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        net = torch.compile(model, backend=backend) if compiled else model
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(n=batch):
+            with accel.autocast(device, amp):
+                loss = F.cross_entropy(net(x[:n]).float(), y[:n])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    warm = stepper(False)  # the device's own first-call costs (CUDA context, kernel selection), untimed
+    warm(), warm(last)
+    first = {}
+    for compiled in (False, True):
+        step = stepper(compiled)
+        sync(device)
+        t0 = time.perf_counter()
+        step(), step(last)
+        sync(device)
+        first[compiled] = time.perf_counter() - t0, step
+    eager, comp = first[False][1], first[True][1]
+
+    def run(step):
+        return lambda: [step() for _ in range(steps)]
+    t_eager, t_comp = timed_pair(run(eager), run(comp), repeats=2)
+    r_eager, r_comp = batch * steps / t_eager, batch * steps / t_comp
+    compile_s = max(0.0, first[True][0] - first[False][0])
+    saved = 1 / r_eager - 1 / r_comp  # seconds saved per training image
+    return {"model": model_name, "input_size": size, "batch_size": batch, "amp": amp, "backend": backend,
+            "compile_s": compile_s,
+            "eager_img_s": r_eager, "compiled_img_s": r_comp, "speedup": r_comp / r_eager,
+            "break_even_images": compile_s / saved if saved > 0 else None}
+
+
+def compile_figures(device, quick):
+    """Part 7 on ``device``: the demo's CNN at 28 px and batch 128 in fp32 on a CPU (its --amp auto
+    there without native bf16), ResNet18 at 112 px and batch 128 in bf16 on CUDA."""
+    if device.type == "cuda":
+        return bench_compile(device, "resnet18", 112, 128, amp="bf16", steps=10 if quick else 50)
+    amp = accel.amp_mode("auto", device, True)[0]
+    return bench_compile(device, "cnn", 28, 16 if quick else 128, in_channels=1, steps=2 if quick else 20, amp=amp,
+                         backend="eager" if quick else "inductor")
+
+
+def print_compile(c):
+    even = (f"pays for itself after {c['break_even_images']:,.0f} training images" if c["break_even_images"]
+            else "never pays for itself (no faster than eager)")
+    print(f"7. --compile ({c['backend']}), training {c['model']}@{c['input_size']} ({c['amp']}): compiling took {c['compile_s']:.1f} s; "
+          f"{c['compiled_img_s']:.0f} img/s compiled vs {c['eager_img_s']:.0f} eager ({c['speedup']:.2f}x); {even}")
+
+
 def print_scoring(s):
     line = f"2. six scores vs one from the cache: {s['six_scores_s']:.2f} s vs {s['one_score_s']:.2f} s " \
            f"(ratio {s['ratio_scoring_only']:.2f})"
@@ -294,6 +367,9 @@ def main():
                    help="only part 2 without its backbone-pass ratios: scoring from the cache and the intervals")
     p.add_argument("--cpu_extraction_only", action="store_true",
                    help="only part 6: fp32 extraction on the CPU in channels-last vs contiguous memory")
+    p.add_argument("--compile_only", action="store_true",
+                   help="only part 7: what torch.compile costs and saves in training the demo's CNN on the CPU "
+                        "(ResNet18 @112 with --device cuda)")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -306,6 +382,12 @@ def main():
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
         print_cpu_extraction(res["cpu_extraction"])
+        return
+    if a.compile_only:
+        res["compile"] = compile_figures(device, a.quick)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+        print_compile(res["compile"])
         return
     if a.scoring_only:
         res["scoring"] = bench_scoring(a.quick, None, device)
@@ -332,6 +414,7 @@ def main():
     res["cpu_demo_training"]["auto_choice"] = list(accel.amp_mode("auto", cpu, True))
     res["cpu_demo_training"]["native_bf16"] = accel.cpu_has_native_bf16()
     res["cpu_extraction"] = bench_cpu_extraction(a.quick)
+    res["compile"] = compile_figures(device, a.quick)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
 
@@ -352,6 +435,7 @@ def main():
     print(f"5. CPU training step of the demo CNN (native bf16: {c['native_bf16']}; --amp auto: {c['auto_choice'][0]}): "
           + ", ".join(f"{k} {v:.0f} img/s ({c['speedup'][k]:.2f}x)" for k, v in c["img_s"].items()))
     print_cpu_extraction(res["cpu_extraction"])
+    print_compile(res["compile"])
     print(f"written to {a.json}")
 
 

@@ -3,7 +3,8 @@
 
 It measures, in one run and on one card:
 1. training throughput, side by side: ResNet18 @112 in the reference's setting (fp32, contiguous) vs this
-   project's (bf16 + channels-last) vs + torch.compile; ResNet34 @112 and WRN-40-2 @64 in bf16 +
+   project's (bf16 + channels-last) vs + torch.compile, and the compilation's own time and break-even
+   (what --compile auto assumes); ResNet34 @112 and WRN-40-2 @64 in bf16 +
    channels-last; feature extraction through the pipeline vs the bare forward on the same tensors;
 2. the input pipeline: the training loader alone (Fashion-MNIST, Resize + AutoAugment + flip on CPU
    workers) at 112 and 64 px against the rate the GPU consumes images, and, for comparison, a loader that
@@ -89,7 +90,7 @@ def throughput(device, quick):
         ext = benchmark.bench_extraction(device, "resnet18", 112, 4096, 256, min(16, os.cpu_count() or 1))
     return {"training_resnet18": r18, "training_bf16": {"resnet18": r18["img_s"]["bf16+channels_last"],
                                                         **{m: r["img_s"]["bf16+channels_last"] for m, r in others.items()}},
-            "extraction_resnet18": ext}
+            "extraction_resnet18": ext, "compile_resnet18": benchmark.compile_figures(device, quick)}
 
 
 def loader_rates(data, device, quick, gpu_rates):
@@ -226,6 +227,13 @@ def markdown(res):
         e = t["extraction_resnet18"]
         lines += [f"Extraction ResNet18 @112: pipeline {e['pipeline_img_s']:.0f} img/s vs bare forward "
                   f"{e['bare_img_s']:.0f} img/s (ratio {e['ratio']:.3f})", ""]
+        c = t.get("compile_resnet18")
+        if c:
+            even = f"{c['break_even_images']:,.0f}" if c["break_even_images"] else "never"
+            lines += [f"torch.compile ({c['backend']}), training {c['model']} @{c['input_size']} batch {c['batch_size']} "
+                      f"({c['amp']}): compiling {c['compile_s']:.1f} s, {c['compiled_img_s']:.0f} vs {c['eager_img_s']:.0f} "
+                      f"img/s eager ({c['speedup']:.2f}x); pays for itself after {even} training images "
+                      f"(--compile auto assumes {accel.COMPILE_BREAK_EVEN_IMAGES:,})", ""]
     if "cpu_autoaugment_112px_img_s" in res.get("loader", {}):
         lo = res["loader"]
         lines += ["## Input pipeline", "", "| | 112 px | 64 px |", "|---|---|---|",

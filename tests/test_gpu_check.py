@@ -25,6 +25,8 @@ def test_gpu_check_quick_on_cpu(tmp_path):
     for name in ("throughput", "loader", "real_data", "scale", "cpu_step"):
         assert "error" not in res[name] and "skipped" not in res[name], (name, res[name])
     assert set(res["throughput"]["training_bf16"]) == {"resnet18", "resnet34", "wrn"}
+    c = res["throughput"]["compile_resnet18"]
+    assert c["compile_s"] >= 0 and c["eager_img_s"] > 0 and c["compiled_img_s"] > 0
     runs = {k: v for k, v in res["real_data"].items() if k != "seconds"}
     assert set(runs) == {"resnet18", "wrn", "resnet18_near_ood"}
     assert all(0 <= r["test_acc"] <= 1 and "| RecLag |" in r["table"] for r in runs.values())
@@ -33,4 +35,4 @@ def test_gpu_check_quick_on_cpu(tmp_path):
     assert {"KNN", "Mahalanobis", "RMD"} <= set(res["scale"])
     assert res["gpu_hours"]["one_seed_hours_with_loader"] > 0
     md = (tmp_path / "out/gpu_check.md").read_text()
-    assert md.startswith("# GPU check: cpu") and "GPU-hours" in md
+    assert md.startswith("# GPU check: cpu") and "GPU-hours" in md and "torch.compile (eager)" in md
