@@ -123,8 +123,10 @@ def runs(tmp_path_factory):
     # one protocol each; the dry-run tests check the plans of every protocol.
     procs = {
         "cifar10": start("reproduce_cifar10.sh", "--dataset_path", data, "--out", out, "--no-verify", *CIFAR_ARGS),
+        # CIFAR-100 through the launcher: each seed's chain a job of submitit's local executor, then the
+        # aggregation (the same commands as the sequential run: test_launcher_runs_the_sequential_commands)
         "cifar100": start("reproduce_cifar100.sh", "--dataset_path", data, "--out", out, "--no-verify", *CIFAR_ARGS,
-                          "--protocols", "full"),
+                          "--protocols", "full", "--launcher", "local"),
         "imagenet": start("reproduce_imagenet.sh", "--dataset_path", data, "--out", out, "--no-verify",
                           "--model", "tv:resnet18", "--checkpoint", base / "tv_resnet18.pt", "--seeds", "1", "2",
                           "--protocols", "sampled", "--eval-args", "--repeats 3", "--resize_val", "32",
@@ -180,6 +182,31 @@ def test_cifar_script_end_to_end_two_seeds(runs, dataset, protocols):
                                                       for ext in ("md", "csv", "tex")]:
         assert (agg_dir / name).stat().st_size > 100, name
     assert (agg_dir / "aggregate.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_launcher_ran_each_seed_as_a_job(runs):
+    rc, log = runs["res"]["cifar100"]
+    assert rc == 0, log[-3000:]
+    jobs = runs["out"] / "jobs/cifar100"
+    assert {p.name for p in jobs.iterdir() if p.is_dir()} >= {"cifar100-seed1-wrn", "cifar100-seed2-wrn", "aggregate"}
+    for k in (1, 2):  # every step of a finished job has its marker: a resubmission would skip them
+        assert len(list((jobs / f"cifar100-seed{k}-wrn/done").iterdir())) == 3
+    assert "cifar100-seed1-wrn: finished" in log and "aggregate: finished" in log
+
+
+@pytest.mark.parametrize("script,args", [("reproduce_cifar10.sh", ["--seeds", "1", "2", "--models", "wrn", "resnet18"]),
+                                         ("reproduce_imagenet.sh", ["--seeds", "1", "2"])])
+def test_launcher_runs_the_sequential_commands(tmp_path, script, args):
+    """The launcher's jobs hold exactly the commands of the sequential run, in its order: its results
+    are the sequential run's."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    common = [*args, "--out", tmp_path, "--dataset_path", tmp_path / "data", "--dry-run"]
+    seq = sh(script, *common, env=env)
+    jobs = sh(script, *common, "--launcher", "slurm", env=env)
+    assert seq.returncode == 0 and jobs.returncode == 0, seq.stderr + jobs.stderr
+    in_jobs = [line.strip() for line in jobs.stdout.splitlines() if not line.startswith("job ")]
+    assert in_jobs == seq.stdout.splitlines() and len(in_jobs) > 4
+    assert sum(line.startswith("job ") for line in jobs.stdout.splitlines()) == (5 if "cifar" in script else 3)
 
 
 def test_imagenet_script_and_entry_points_end_to_end(runs):
