@@ -46,10 +46,15 @@ COMMON=(--dataset fashionmnist --model "$MODEL" --dataset_path "$DATA" --subset 
         --checkpoint "$OUT/checkpoints/fashionmnist/$NAME.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
 OODS=(Digits Photos Faces GaussianNoise UniformNoise)
 start=$(date +%s)
+t=$start
+lap() { local now; now=$(date +%s); LAPS+="$1 $(( now - t )) s, "; t=$now; }
+LAPS=""
 "$PYTHON" "$REPO/train_model.py" "${COMMON[@]}" "${DOWNLOAD[@]}" --epochs "$EPOCHS" --lr 0.1 --augment flip \
   --batch_size 128 --resume "$@"
+lap training
 "$PYTHON" "$REPO/generate_stored_pattern.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
   --stored_pattern_dir "$OUT/stored_pattern" --batch_size 500 "$@"
+lap "features and stored patterns"
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score all \
   --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME" --batch_size 500 \
   --save_scores --plot "$@"
@@ -57,4 +62,5 @@ start=$(date +%s)
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
   --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME/extended" \
   --batch_size 500 "$@"
-echo "demo finished in $(( $(date +%s) - start )) s"
+lap scoring
+echo "demo finished in $(( $(date +%s) - start )) s (${LAPS%, })"
