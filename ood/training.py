@@ -303,8 +303,11 @@ class Trainer:
         if start >= epochs:
             self.say(f"{self.path} is already trained for {epochs} epochs; nothing to do.")
             return log
-        compiled, compile_reason = accel.compile_mode(s.compile, s.device, True,
-                                                      images=len(self.train_ds) * (epochs - start) // self.world)
+        if s.recipe == "reference" and s.compile == "auto":  # as the authors ran it, unless asked otherwise
+            compiled, compile_reason = False, "the reference recipe trains eager"
+        else:
+            compiled, compile_reason = accel.compile_mode(s.compile, s.device, True,
+                                                          images=len(self.train_ds) * (epochs - start) // self.world)
         if compiled:  # the training step only: validation runs eager (one more compilation would not pay)
             self.net = torch.compile(self.eager)
         shard = Subset(self.test_ds, range(self.rank, len(self.test_ds), self.world))

@@ -50,9 +50,10 @@ def log_rows(path):
         return list(csv.DictReader(f))
 
 
-def test_reference_recipe_trains_at_64_with_its_schedulers(fmnist):
+def test_reference_recipe_trains_at_64_with_its_schedulers(fmnist, capsys):
     tiny_models.SEEN_SIZES.clear()
     train_model.main(fmnist + ["--recipe", "reference", "--epochs", "8"])
+    assert "compile off (the reference recipe trains eager)" in capsys.readouterr().out
     assert set(tiny_models.SEEN_SIZES) == {(64, 64)}  # training and validation at the parser default 64
     ck = torch.load("checkpoints/fashionmnist/tiny_models_recording_net-reference.pt", weights_only=True)
     assert ck["meta"]["input_size"] == 16 and ck["meta"]["train_input_size"] == 64 and ck["recipe"] == "reference"
