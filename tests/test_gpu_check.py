@@ -36,3 +36,24 @@ def test_gpu_check_quick_on_cpu(tmp_path):
     assert res["gpu_hours"]["one_seed_hours_with_loader"] > 0
     md = (tmp_path / "out/gpu_check.md").read_text()
     assert md.startswith("# GPU check: cpu") and "GPU-hours" in md and "torch.compile (eager)" in md
+
+
+def test_gpu_hours_count_the_compiled_rates_and_the_compilation(monkeypatch):
+    """The grid's 100-epoch runs compile (--compile auto): its hours use the compiled rates plus the
+    measured compilation, and the eager rates when the compiled ones were not measured."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import gpu_check
+    eager = {"resnet18": 5000.0, "resnet34": 3000.0, "wrn": 10000.0}
+    compiled = {m: 2 * v for m, v in eager.items()}
+    t = {"training_bf16": eager, "training_compiled": compiled, "extraction_resnet18": {"pipeline_img_s": 8000.0},
+         "compile_resnet18": {"compile_s": 36.0}}
+    g = gpu_check.GRID
+    h = gpu_check.gpu_hours({"throughput": t, "loader": {}})
+    assert h["compiled"]
+    for m, rate in compiled.items():
+        ext = 8000.0 * rate / compiled["resnet18"]
+        expect = (g["epochs"] * g["train"] / rate + 36.0 + (g["epochs"] * g["test"] + g["extracted"]) / ext) / 3600
+        assert h["per_backbone"][m]["hours_per_dataset_and_seed_gpu_bound"] == pytest.approx(expect)
+    plain = gpu_check.gpu_hours({"throughput": {**t, "training_compiled": {}}, "loader": {}})
+    assert not plain["compiled"] and plain["one_seed_hours_gpu_bound"] > h["one_seed_hours_gpu_bound"]
+    assert plain["per_backbone"]["wrn"]["train_img_s"] == 10000.0
