@@ -58,19 +58,24 @@ def use_channels_last(flag, device):
 # apart, but its throughput section took 51.5 s, 17.2 s of it timed steps, so compiling took at most
 # 34 s, and at most 69 s with the recompilation for an epoch's smaller last batch: the compiled run is
 # ahead after at most 1.7 million images. 2 million is 40 epochs of CIFAR: a run of the default 100
-# epochs compiles, the demo's 2 epochs do not. scripts/benchmark.py part 7 and scripts/gpu_check.py time
+# epochs compiles, the demo's 2 epochs do not. (A faster backbone gains fewer seconds per image: WRN-40-2
+# @64, eager at 10,127 img/s, would need about 3 million at the same 1.3x, so its runs of 2-3 million
+# images may compile at a small loss; it was not measured compiled.) scripts/benchmark.py part 7 and scripts/gpu_check.py time
 # the compilation itself (compile_s, break_even_images).
 COMPILE_BREAK_EVEN_IMAGES = 2_000_000
 COMPILE_CHOICES = ("auto", "on", "off")
 
 
 def compile_mode(flag, device, training, images=0):
-    """(compile?, why) for ``--compile flag``; ``images``: the training images this run still has to see
-    (per process). auto compiles only training on CUDA, for runs of at least COMPILE_BREAK_EVEN_IMAGES:
+    """(compile?, why) for ``--compile flag``; ``images``: the training images of the whole run (epochs x
+    images per epoch, per process; a resumed run decides as the uninterrupted one, so it resumes exactly).
+    auto compiles only training on CUDA, for runs of at least COMPILE_BREAK_EVEN_IMAGES:
     on a CPU the compiled training step of the demo's CNN ran at 0.93x the eager one after 37 s of
     compiling (scripts/benchmark.py part 7, AVX2), and extraction is one pass, shorter than the compilation."""
     if flag in ("on", "off"):
         return flag == "on", "--compile"
+    if flag != "auto":
+        raise ValueError(f"--compile: auto, on or off, not {flag!r}")
     if device.type != "cuda":
         return False, f"auto: not on {device.type}, where it was measured slower"
     if not training:

@@ -135,7 +135,8 @@ def add_common(p):
     g.add_argument("--no-channels_last", dest="channels_last", action="store_false", default=None,
                    help=argparse.SUPPRESS)  # the spelling of earlier versions (argparse.BooleanOptionalAction)
     g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, default="auto",
-                   help="torch.compile the model (--compile alone: on). auto: in training on CUDA for runs of at "
-                        f"least {COMPILE_BREAK_EVEN_IMAGES:,} training images (epochs x images), where compiling "
-                        "pays for itself; off on CPUs (measured slower) and for extraction (one pass)")
+                   help="torch.compile the model (--compile alone: on). auto: the training step on CUDA for runs "
+                        f"of at least {COMPILE_BREAK_EVEN_IMAGES:,} training images (epochs x images, per process), "
+                        "where compiling pays for itself; off on CPUs (measured slower), for extraction (one pass) "
+                        "and for --recipe reference (trained eager, as the authors ran it)")
     return p

@@ -306,8 +306,9 @@ class Trainer:
         if s.recipe == "reference" and s.compile == "auto":  # as the authors ran it, unless asked otherwise
             compiled, compile_reason = False, "the reference recipe trains eager"
         else:
+            # on the whole run's images, not those left: a resumed run decides as the uninterrupted one did
             compiled, compile_reason = accel.compile_mode(s.compile, s.device, True,
-                                                          images=len(self.train_ds) * (epochs - start) // self.world)
+                                                          images=len(self.train_ds) * epochs // self.world)
         if compiled:  # the training step only: validation runs eager (one more compilation would not pay)
             self.net = torch.compile(self.eager)
         shard = Subset(self.test_ds, range(self.rank, len(self.test_ds), self.world))

@@ -2,8 +2,6 @@
 enough to win back the compilation, never on a CPU or for extraction; a compiled training run gives
 the eager run's weights. The CPUs here run torch.compile through its "eager" backend (Dynamo's graph
 capture without Inductor's code generation, which takes a minute on a CPU and is slower there)."""
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,6 @@ from ood import accel
 from ood.checkpoints import read_checkpoint
 from ood.cli import add_common, parser
 
-ROOT = Path(__file__).resolve().parents[1]
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 N = accel.COMPILE_BREAK_EVEN_IMAGES
 
@@ -33,32 +30,42 @@ def test_auto_compiles_long_training_runs_on_cuda_only(monkeypatch):
     assert not on and "Triton" in why
 
 
-def test_the_flag(tmp_path):
+def test_the_flag(capsys):
     p = parser("x")
     add_common(p)
     assert p.parse_args([]).compile == "auto"
     assert p.parse_args(["--compile"]).compile == "on"  # the spelling of earlier versions
     assert p.parse_args(["--compile", "off"]).compile == "off"
-    proc = subprocess.run([sys.executable, str(ROOT / "train_model.py"), "--dataset", "fashionmnist", "--compile",
-                           "yes"], capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 2 and "--compile: invalid choice: 'yes'" in proc.stderr
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--compile", "yes"])
+    assert e.value.code == 2 and "--compile: invalid choice: 'yes'" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        accel.compile_mode(True, CUDA, True, images=N)  # never read as auto
 
 
 def test_a_compiled_run_trains_the_eager_runs_weights(small_fmnist, monkeypatch, capsys):
-    compiled = []
+    compiled, graph_calls = [], []
     real = torch.compile
 
-    def eager_backend(model, **kw):
-        compiled.append(model)
-        return real(model, backend="eager", **kw)
+    def counting_backend(gm, example_inputs):  # Dynamo's captured graph, run as it is, counted
+        def run(*args):
+            graph_calls.append(len(args))
+            return gm.forward(*args)
+        return run
 
-    monkeypatch.setattr(torch, "compile", eager_backend)
+    def compile_counted(model, **kw):
+        compiled.append(model)
+        return real(model, backend=counting_backend, **kw)
+
+    monkeypatch.setattr(torch, "compile", compile_counted)
     base = ["--dataset", "fashionmnist", "--model", "cnn", "--dataset_path", str(small_fmnist), "--epochs", "2",
             "--batch_size", "16", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
     train_model.main(base + ["--checkpoint", "eager.pt"])
     assert not compiled and "compile off (auto: not on cpu" in capsys.readouterr().out
     train_model.main(base + ["--checkpoint", "compiled.pt", "--compile"])
     assert len(compiled) == 1 and "compile on (--compile)" in capsys.readouterr().out
+    # one graph, run for each training batch of both epochs (validation runs eager)
+    assert len(graph_calls) == 2 * -(-60 // 16), len(graph_calls)
     a, b = read_checkpoint(Path("eager.pt")), read_checkpoint(Path("compiled.pt"))
     assert a["model"].keys() == b["model"].keys() and not any("_orig_mod" in k for k in b["model"])
     for k, v in a["model"].items():
