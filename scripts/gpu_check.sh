@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared check for a GPU machine (about 8 minutes on one H100 or H200): throughput side by side, the input
+# The prepared check for a GPU machine (about 9 minutes on one H100 or H200): throughput side by side, the input
 # pipeline, Fashion-MNIST at the paper's resolutions through the project's scripts, ImageNet-scale
 # scoring, the CPU demo's training step and the GPU-hours of the reproduction grid (scripts/gpu_check.py).
 #   bash scripts/gpu_check.sh [OUT_DIR] [extra options of gpu_check.py]
