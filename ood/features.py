@@ -239,13 +239,14 @@ class FeatureStore:
             return
         stale = []
         for spec in dict.fromkeys(specs):
-            key, path = self.key(spec), self.path(spec)
+            key = self.key(spec)
             if key in self._loaded:
                 continue
-            fp = self._set(spec)[1]
-            cached = self._read(path)
-            if cached is None or cached.get("fingerprint") != fp or not self._intact(cached, path):
+            cached = self._current(spec)
+            if cached is None:
                 stale.append(spec)
+            else:
+                self._loaded[key] = cached
         if len(stale) < 2:
             return
         sets = [self._set(spec)[0] for spec in stale]
@@ -280,12 +281,19 @@ class FeatureStore:
             self._loaded[key] = self._features(spec)
         return self._loaded[key]
 
-    def _features(self, spec):
-        ds, fp = self._set(spec)
+    def _current(self, spec):
+        """The cache of ``spec`` when it holds what this run would extract (its fingerprint, intact); else None."""
         path = self.path(spec)
         cached = self._read(path)
-        if cached is not None and cached.get("fingerprint") == fp and self._intact(cached, path):
+        if cached is not None and cached.get("fingerprint") == self._set(spec)[1] and self._intact(cached, path):
             return cached
+        return None
+
+    def _features(self, spec):
+        cached = self._current(spec)
+        if cached is not None:
+            return cached
+        ds = self._set(spec)[0]
         # under torchrun, process r extracts images r, r + W, ...; the parts are gathered in order
         shard = ds if self.world == 1 else Subset(ds, range(self.rank, len(ds), self.world))
         s = self.setup
