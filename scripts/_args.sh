@@ -22,17 +22,18 @@ step() {
   echo "+ $(show "$@")"
   "$@"
 }
-# the launcher's options, for the scripts' option loops: echoes how many words it took (0: not one of them)
+# the launcher's options, for the scripts' option loops: kept (and true) when $1 is one of them, which
+# then take two words
 launch_option() {
   case "$1" in
-    --launcher) need_value "$@"; LAUNCHER=$2; echo 2 ;;
-    --partition|--account|--gpus|--cpus|--time|--retries) need_value "$@"; echo 2 ;;
-    *) echo 0 ;;
+    --launcher) need_value "$@"; [[ "$2" =~ ^(slurm|local)$ ]] || die "--launcher: slurm or local, not '$2'"
+                LAUNCHER=$2 ;;
+    --partition|--account|--gpus|--cpus|--time|--retries) need_value "$@"; LAUNCH_ARGS+=("$1" "$2") ;;
+    *) return 1 ;;
   esac
 }
 start_plan() {  # $1: the jobs folder (submitit's logs, each job's markers of finished steps)
   [ -n "$LAUNCHER" ] || return 0
-  [[ "$LAUNCHER" =~ ^(slurm|local)$ ]] || die "--launcher: slurm or local, not '$LAUNCHER'"
   JOBS_DIR=$1
   if [ "$DRY" = 1 ]; then PLAN=$(mktemp); else mkdir -p "$JOBS_DIR"; PLAN="$JOBS_DIR/.plan.txt.tmp"; fi
   printf '# cwd %s\n' "$(pwd)" > "$PLAN"  # the jobs run where the script was started, as its paths assume
@@ -42,6 +43,9 @@ launch() {
   [ -n "$PLAN" ] || return 0
   local dry=() plan="$PLAN"
   if [ "$DRY" = 1 ]; then dry=(--dry_run); else plan="$JOBS_DIR/plan.txt"; mv "$PLAN" "$plan"; fi
+  local status=0
   PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.launch "$plan" --launcher "$LAUNCHER" \
-    --jobs_dir "$JOBS_DIR" "${LAUNCH_ARGS[@]}" "${dry[@]}"
+    --jobs_dir "$JOBS_DIR" "${LAUNCH_ARGS[@]}" "${dry[@]}" || status=$?
+  [ "$DRY" != 1 ] || rm -f "$plan"  # a dry run's plan was a temporary file
+  return "$status"
 }

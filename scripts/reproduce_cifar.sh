@@ -92,8 +92,7 @@ EXTRA=()
 source "$(dirname "${BASH_SOURCE[0]}")/_args.sh"
 
 while [ $# -gt 0 ]; do
-  took=$(launch_option "$@")
-  if [ "$took" = 2 ]; then [ "$1" = --launcher ] && LAUNCHER=$2 || LAUNCH_ARGS+=("$1" "$2"); shift 2; continue; fi
+  if launch_option "$@"; then shift 2; continue; fi
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --dataset_path) need_value "$@"; DATA=$2; shift 2 ;;

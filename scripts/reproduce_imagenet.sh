@@ -37,7 +37,7 @@ options (defaults in brackets):
   --no-verify          skip the data check (verify_data.py) at the start
   --score-args "..."   extra options for both Python scripts (score hyper-parameters)
   --eval-args "..."    extra options for test_score_ood_detection_imagenet.py only
-  --dry-run            print the commands, one per line, and run nothing
+  --dry-run            print the commands, one per line (with --launcher: the jobs), and run nothing
   --launcher L         slurm or local: each seed's steps one job through submitit (pip install submitit),
                        the aggregation a job after them; see reproduce_cifar.sh --help. Logs in OUT/jobs/imagenet/
   --partition P, --account A, --gpus N [1], --cpus N, --time MINUTES [1440], --retries N [1]
@@ -71,8 +71,7 @@ EXTRA=()
 source "$(dirname "${BASH_SOURCE[0]}")/_args.sh"
 
 while [ $# -gt 0 ]; do
-  took=$(launch_option "$@")
-  if [ "$took" = 2 ]; then [ "$1" = --launcher ] && LAUNCHER=$2 || LAUNCH_ARGS+=("$1" "$2"); shift 2; continue; fi
+  if launch_option "$@"; then shift 2; continue; fi
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --dataset_path) need_value "$@"; DATA=$2; shift 2 ;;
