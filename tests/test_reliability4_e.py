@@ -1,0 +1,87 @@
+"""Reliability round 4 (e): progress without a terminal, the sweep's table on stdout, one style per score.
+
+Under nohup or SLURM stderr is a file, tqdm's bars are off, and training, extraction and sweeps printed
+nothing until they ended. These tests run the scripts with stderr captured (not a terminal) and the
+interval between progress lines lowered (``ood.progress.EVERY``), and look for the plain lines."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import test_score_ood_detection
+import train_model
+from ood import progress
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
+        "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off"]
+TRAIN = ["--epochs", "2", "--lr", "0.05", "--augment", "none", "--resize_val", "16"]
+RATE_ETA = r", [\d.]+ images/s, ETA \d+:\d\d:\d\d$"
+
+
+def lines(text, start):
+    return [x for x in text.splitlines() if x.startswith(start)]
+
+
+def test_training_prints_progress_lines_without_a_terminal(small_fmnist, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "EVERY", 0.0)  # a line after every batch
+    train_model.main(TINY + TRAIN + ["--dataset_path", str(small_fmnist)])
+    out, err = capsys.readouterr()
+    first = lines(err, "training epoch 1/2: ")
+    assert [x.split(": ")[1].split(" ")[0] for x in first] == ["20/60", "40/60", "60/60"], err
+    assert all(re.search(RATE_ETA, x) for x in first), err
+    assert first[-1].startswith("training epoch 1/2: 60/60 images (100%), ") and first[-1].endswith("ETA 0:00:00")
+    assert lines(err, "training epoch 2/2: 60/60 images (100%)")
+    assert "images/s" not in out  # stdout keeps the run's own lines (the epochs' summaries)
+    assert "epoch 2/2  lr" in out
+
+
+def test_progress_lines_come_at_the_interval_and_at_each_epochs_end(small_fmnist, capsys):
+    train_model.main(TINY + TRAIN + ["--dataset_path", str(small_fmnist)])
+    err = capsys.readouterr().err
+    # the default interval (30 s) is longer than this run: one line at the end of each epoch
+    assert [x.split(" images")[0] for x in lines(err, "training epoch")] == [
+        "training epoch 1/2: 60/60", "training epoch 2/2: 60/60"], err
+    train_model.main(TINY + TRAIN + ["--dataset_path", str(small_fmnist), "--quiet", "--overwrite"])
+    assert "images/s" not in capsys.readouterr().err  # --quiet: none
+
+
+def test_extraction_prints_progress_lines_without_a_terminal(fmnist_run, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    test_score_ood_detection.main(TINY + ["--dataset_path", "data", "--ood", "iSUN", "mine=data/mine", "--score", "ReAct",
+                                          "--results_dir", "r"])
+    err = capsys.readouterr().err
+    train = lines(err, "features train: ")
+    assert len(train) == 5 and train[-1].startswith("features train: 100/100 images (100%)"), err
+    assert all(re.search(RATE_ETA, x) for x in train), err
+    # the evaluation sets, in one pass of one loader: 40 test, 10 iSUN and 8 "mine" images
+    evaluation = lines(err, "features test, iSUN, custom-mine-")
+    assert [x.split(": ")[1].split(" ")[0] for x in evaluation] == ["20/58", "40/58", "58/58"], err
+    assert all(re.search(RATE_ETA, x) for x in evaluation), err
+
+
+def test_a_terminal_keeps_its_tqdm_bar(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert list(progress.track(range(4), "work", 4, size=lambda _: 1, unit="items")) == [0, 1, 2, 3]
+    err = capsys.readouterr().err
+    assert "\r" in err and "items/s, ETA" not in err  # tqdm's bar, not the plain lines
+
+
+@pytest.mark.slow
+def test_training_under_nohup_writes_progress_to_its_log(small_fmnist, tmp_path):
+    """As nohup or SLURM run it: stderr is a file. The interval is lowered in the child."""
+    log = tmp_path / "train.err"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ood import progress; progress.EVERY = 0.0; "
+            "import train_model; train_model.main(sys.argv[2:])")
+    with open(log, "w") as err:
+        subprocess.run([sys.executable, "-c", code, str(ROOT), *TINY, *TRAIN, "--epochs", "1",
+                        "--dataset_path", str(small_fmnist)], stderr=err, stdout=subprocess.DEVNULL, check=True,
+                       cwd=tmp_path)
+    text = log.read_text()
+    assert "\r" not in text  # no bar redrawn in the log
+    assert [x.split(" images")[0] for x in lines(text, "training epoch 1/1: ")] == [
+        "training epoch 1/1: 20/60", "training epoch 1/1: 40/60", "training epoch 1/1: 60/60"], text
+    assert all(re.search(RATE_ETA, x) for x in lines(text, "training epoch")), text
