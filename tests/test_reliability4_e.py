@@ -3,6 +3,7 @@
 Under nohup or SLURM stderr is a file, tqdm's bars are off, and training, extraction and sweeps printed
 nothing until they ended. These tests run the scripts with stderr captured (not a terminal) and the
 interval between progress lines lowered (``ood.progress.EVERY``), and look for the plain lines."""
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import sweep_scores
 import test_score_ood_detection
 import train_model
 from ood import progress
@@ -85,3 +87,32 @@ def test_training_under_nohup_writes_progress_to_its_log(small_fmnist, tmp_path)
     assert [x.split(" images")[0] for x in lines(text, "training epoch 1/1: ")] == [
         "training epoch 1/1: 20/60", "training epoch 1/1: 40/60", "training epoch 1/1: 60/60"], text
     assert all(re.search(RATE_ETA, x) for x in lines(text, "training epoch")), text
+
+
+# ----------------------------------------------------------------------------------------------------
+# the sweep: its progress, and its table on stdout
+# ----------------------------------------------------------------------------------------------------
+SWEEP = ["--dataset_path", "data", "--ood", "iSUN", "mine=data/mine", "GaussianNoise", "--grid", "Energy:T=0.5,1,2"]
+
+
+def test_sweep_prints_progress_and_its_selected_table(fmnist_run, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    rows = sweep_scores.main(TINY + SWEEP + ["--select_on", "GaussianNoise", "--results_dir", "sw"])
+    out, err = capsys.readouterr()
+    points = lines(err, "sweep: ")
+    assert [x.split(" grid")[0] for x in points] == ["sweep: 1/3", "sweep: 2/3", "sweep: 3/3"], err
+    assert all(re.search(r", [\d.]+ grid points/s, ETA \d+:\d\d:\d\d$", x) for x in points), err
+    # stdout: the table of the selected settings (as selected.md), then the summary line
+    selected = Path("sw/selected.md").read_text()
+    assert selected.startswith("settings chosen on GaussianNoise only") and selected in out
+    chosen = json.loads(Path("sw/selected.json").read_text())["selection"]["Energy"]["label"]
+    assert re.search(rf"^\| {re.escape(chosen)} \| [*\d.]+ \| [*\d.]+ \| [*\d.]+ \| [*\d.]+ \|", out, re.M), out
+    assert out.index(selected) < out.index(f"{len(rows)} rows, 3 grid points")
+
+
+def test_sweep_without_a_selection_prints_every_grid_point(fmnist_run, capsys):
+    sweep_scores.main(TINY + SWEEP + ["--results_dir", "sw", "--quiet"])
+    out, err = capsys.readouterr()
+    assert Path("sw/sweep.md").read_text() in out
+    assert sum(x.startswith("| Energy") for x in out.splitlines()) == 3
+    assert "grid points/s" not in err and "images/s" not in err  # --quiet
