@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from matplotlib.container import BarContainer
 
+import aggregate_results
+import scores
 import sweep_scores
 import test_score_ood_detection
 import train_model
-from ood import progress
+from ood import progress, reports
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -116,3 +119,63 @@ def test_sweep_without_a_selection_prints_every_grid_point(fmnist_run, capsys):
     assert Path("sw/sweep.md").read_text() in out
     assert sum(x.startswith("| Energy") for x in out.splitlines()) == 3
     assert "grid points/s" not in err and "images/s" not in err  # --quiet
+
+
+# ----------------------------------------------------------------------------------------------------
+# one style per score in every figure
+# ----------------------------------------------------------------------------------------------------
+def test_every_registered_score_has_a_style_of_its_own():
+    names = scores.names()
+    assert len(names) >= 19
+    looks = reports.styles(names)
+    assert len(set(looks.values())) == len(names)
+    assert looks["MSP"] != looks["ASH-S"] and looks["RecLag"] != looks["KNN"]
+    # and the labels of a figure with more variants than the registry has scores
+    many = [f"{n} ({k})" for n in names for k in "ab"]
+    assert len(set(reports.styles(many).values())) == len(many)
+
+
+def _row(score, ood, auroc):
+    return {"id_dataset": "cifar10", "model": "wrn", "score": score, "ood_dataset": ood, "protocol": "full",
+            "repeats": 1, "seed": None, "n_id": 100, "n_ood": 50, "auroc": auroc, "aupr_in": auroc,
+            "aupr_out": auroc, "fpr95": 1 - auroc, "auroc_std": 0.0, "fpr95_std": 0.0}
+
+
+def test_the_aggregate_plot_draws_every_score_apart(tmp_path, monkeypatch):
+    names = scores.names()
+    rows = [_row(n, o, 0.6 + 0.01 * i) for i, n in enumerate(names) for o in ("SVHN", "iSUN")]
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res/results.json").write_text(json.dumps({"rows": rows}))
+    figures = []
+    save = reports.save_figure
+    monkeypatch.setattr(reports, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    aggregate_results.main([str(tmp_path / "res"), "--out", str(tmp_path / "agg"), "--quiet"])
+    [fig] = figures
+    for ax in fig.axes[:2]:  # the FPR95 and the AUROC panel
+        looks = {c.get_label(): (tuple(c.patches[0].get_facecolor()), c.patches[0].get_hatch() or "")
+                 for c in ax.containers if isinstance(c, BarContainer)}
+        assert set(looks) == set(names) and len(set(looks.values())) == len(names), looks
+    assert len(fig.legends[0].get_texts()) == len(names)
+    assert (tmp_path / "agg/aggregate.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_score_keeps_its_style_in_every_panel_and_the_legend_lists_all(tmp_path, monkeypatch):
+    """Two tables (backbones) with other scores: the one legend must hold for both panels' bars."""
+    for model, names in (("wrn", ("MSP", "Energy")), ("resnet18", ("Energy", "RecLag", "KNN"))):
+        (tmp_path / model).mkdir()
+        rows = [{**_row(n, o, 0.7), "model": model} for n in names for o in ("SVHN", "iSUN")]
+        (tmp_path / model / "results.json").write_text(json.dumps({"rows": rows}))
+    figures = []
+    save = reports.save_figure
+    monkeypatch.setattr(reports, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    aggregate_results.main([str(tmp_path / "wrn"), str(tmp_path / "resnet18"), "--out", str(tmp_path / "agg"),
+                            "--quiet"])
+    [fig] = figures
+    seen = {}
+    for ax in fig.axes:
+        for c in ax.containers:
+            if isinstance(c, BarContainer):
+                seen.setdefault(c.get_label(), set()).add(tuple(c.patches[0].get_facecolor()))
+    assert set(seen) == {"MSP", "Energy", "RecLag", "KNN"} and all(len(v) == 1 for v in seen.values()), seen
+    assert len({next(iter(v)) for v in seen.values()}) == 4
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == sorted(seen)
