@@ -11,7 +11,8 @@ each grid point is fitted once per seed and reported as mean ± std with the see
 Writes into --results_dir (default results/<dataset>/<model>/sweep/): sweep.json (the rows, with the
 results.json schema and each grid point's settings; the grid; the costs), sweep.md (a table per score),
 and per score a heat map (two swept settings, mean AUROC over the test OOD sets) or a line plot (one
-setting, one line per OOD set): sweep_<score>.png.
+setting, one line per OOD set): sweep_<score>.png. At the end it prints its table: selected.md's with
+--select_on (below), else sweep.md's.
 
 --select_on NAME... picks each score's setting on those validation OOD sets only (best mean AUROC, then
 lower mean FPR95) and writes the test table with the chosen settings over the other sets: selected.md
@@ -49,6 +50,7 @@ from ood.errors import UserError, cli_main
 from ood.features import TRAIN
 from ood.io import write_text
 from ood.params import ParamError
+from ood.progress import track
 from ood.results import SWEEP_FILES, VARIANT_NOTES, assign_labels
 from ood.run import open_run, script_parser
 from ood.scoring import compute, rows_for
@@ -175,7 +177,8 @@ def main(argv=None):
         sets = run.feature_sets()
         pair = run.validation_sets() if run.val_oods else None  # --select_on val: the ID val split and val OOD
         rows, val_rows, states, cost = [], [], {}, {"points": {}, "fits": {}}
-        for (cls, _), objs in zip(points, run.score_runs):
+        for (cls, _), objs in track(list(zip(points, run.score_runs)), "sweep", len(points),
+                                    run.setup.quiet or run.rank != 0, size=lambda _: 1, unit="grid points"):
             t0 = time.perf_counter()
             fitted = []
             for s in objs:
@@ -200,9 +203,10 @@ def main(argv=None):
         selection = _select(val_rows or rows, grid, validation) if validation else None
         with transaction(out, SWEEP_FILES) as t:  # a folder holds one sweep: an earlier one is kept aside
             moved = t.archive()
-            _write(t.stage, rows, grid, summary, selection, names, validation, val_rows)
+            table = _write(t.stage, rows, grid, summary, selection, names, validation, val_rows)
             if args.operating_point:
                 _operating_point(t.stage, store, sets, head, run.ctx, run.setup, selection, args)
+    print(table, end="")
     if moved:
         print(f"note: {out} held an earlier sweep; it was moved to {moved}/")
     print(f"{len(rows)} rows, {sum(len(v) for v in cost['points'].values())} grid points; "
@@ -258,7 +262,9 @@ def _select(rows, grid, validation):
 
 def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
     """sweep.json, sweep.md and the figures; with a selection, selected.md and selected.json. ``val_rows``:
-    the rows of the benchmark's validation pair (--select_on val), which chose the settings."""
+    the rows of the benchmark's validation pair (--select_on val), which chose the settings. Returns the
+    table the sweep prints when it ends: selected.md's (the settings chosen per score and their metrics),
+    or without a selection sweep.md's (every grid point)."""
     out = Path(out)
     sweep = {"grid": _plain_grid(grid), "cost": summary, "selection": selection, "rows": rows}
     if val_rows:
@@ -271,7 +277,8 @@ def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
                      f" ({summary['seconds_per_point_by_score'][cls.name]:.2f} s per grid point)\n\n" +
                      reports.markdown(mine))
         _figure(cls, axes, mine, [n for n in names if n not in validation], out / f"sweep_{cls.key()}.png")
-    write_text(f"{_convention(rows)}\n\n" + "\n".join(parts), out / "sweep.md")
+    table = f"{_convention(rows)}\n\n" + "\n".join(parts)
+    write_text(table, out / "sweep.md")
     if selection:
         test_sets = [n for n in names if n not in validation]
         on = {"ood": list(validation), "id_split": "val" if val_rows else "test"}
@@ -282,10 +289,12 @@ def _write(out, rows, grid, summary, selection, names, validation, val_rows=()):
         caption = (f"settings chosen on {where} only (best mean AUROC): " +
                    "; ".join(f"{k}: {v['label']}" for k, v in selection.items()) +
                    f". Test sets: {', '.join(test_sets)}; {_convention(picked)}")
-        write_text(f"{caption}\n\n{reports.markdown(picked)}", out / "selected.md")
+        table = f"{caption}\n\n{reports.markdown(picked)}"
+        write_text(table, out / "selected.md")
         write_text(json.dumps({"validation": validation, "validation_id_split": "val" if val_rows else "test",
                                "test": test_sets, "selection": selection, "rows": picked}, indent=1) + "\n",
                    out / "selected.json")
+    return table
 
 
 def _convention(rows):

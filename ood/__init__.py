@@ -3,7 +3,8 @@
 - **running a script**: ``run`` (the one way every entry point opens a run: ``open_run``,
   ``script_parser``), ``setup`` (the immutable Setup built once from the arguments), ``cli`` (shared
   options), ``params`` (declared settings and their flags), ``plugins`` (``package.module:Class`` names),
-  ``errors`` (one-line errors, exit status 2), ``device`` (which device, and what produced the numbers),
+  ``errors`` (one-line errors, exit status 2), ``progress`` (progress lines where no terminal shows
+  a bar), ``device`` (which device, and what produced the numbers),
   ``accel`` (precision, memory layout, torchrun);
 - **data sets and benchmarks**: ``data`` (every ID and OOD set declared once, with its layout on disk),
   ``package_sets`` (the offline sets shipped inside Python packages), ``verify`` (the data checker,

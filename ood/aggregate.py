@@ -460,14 +460,13 @@ def group_name(group):
 
 def plot(agg, path):
     """Grouped bars per OOD set (one bar per score, ± std as error bars): FPR95 and AUROC side by side,
-    one row of panels per (id_dataset, model, protocol)."""
-    import matplotlib
-
+    one row of panels per (id_dataset, model, protocol). A score has one style (ood.reports.styles) in
+    every panel, so the one legend holds for all of them."""
     groups = agg["groups"]
     ncols_max = max(len(_table(agg, g)[1]) for g in groups)
     fig = reports.figure(figsize=(max(8, 1.1 * ncols_max * 2 + 2), 3.2 * len(groups)))
     axes = fig.subplots(len(groups), 2, squeeze=False)
-    colors = matplotlib.colormaps["tab10"].colors
+    looks = reports.styles(s for g in groups for s in _table(agg, g)[0])
     for (ax_f, ax_a), g in zip(axes, groups):
         scores, cols, cell, _ = _table(agg, g)
         x = np.arange(len(cols))
@@ -479,8 +478,10 @@ def plot(agg, path):
             a = [v[2] if v else np.nan for v in vals]
             as_ = [v[3] if v else 0 for v in vals]
             off = x - 0.4 + width * (j + 0.5)
-            ax_f.bar(off, f, width, yerr=fs, label=s, color=colors[j % 10], capsize=1.5, error_kw={"lw": 0.7})
-            ax_a.bar(off, a, width, yerr=as_, label=s, color=colors[j % 10], capsize=1.5, error_kw={"lw": 0.7})
+            look = {"color": looks[s].color, "hatch": looks[s].hatch, "edgecolor": "white", "linewidth": 0,
+                    "capsize": 1.5, "error_kw": {"lw": 0.7}}
+            ax_f.bar(off, f, width, yerr=fs, label=s, **look)
+            ax_a.bar(off, a, width, yerr=as_, label=s, **look)
         for ax, name in ((ax_f, "FPR95 % (lower is better)"), (ax_a, "AUROC % (higher is better)")):
             ax.set_xticks(x)
             ax.set_xticklabels(cols, rotation=30, ha="right", fontsize=8)
@@ -493,7 +494,11 @@ def plot(agg, path):
         n = g["max_runs"]
         title = f"{g['id_dataset']} · {g['model']} · {g['protocol']} ({n} run{'s' if n > 1 else ''})"
         ax_f.set_title(title, fontsize=9, loc="left")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend = {}  # every score once, also those missing from the first panel
+    for ax in axes[:, 0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    labels, handles = list(legend), list(legend.values())
     height = fig.get_figheight()
     fig.legend(handles, labels, loc="upper center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))

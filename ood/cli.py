@@ -5,6 +5,7 @@ import sys
 
 import models
 
+from . import progress
 from .accel import AMP_CHOICES, COMPILE_BREAK_EVEN_IMAGES, COMPILE_CHOICES
 from .params import Param, add_params, argparse_type
 
@@ -124,7 +125,9 @@ def add_common(p):
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     g.add_argument("--seed", type=nonnegative_int, default=None,
                    help="seed of training, of the scores' fits and of the sampled protocol's draws (default 1)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress output (tqdm bars on a terminal; elsewhere a line on stderr every "
+                        f"{progress.EVERY:g} s and at the end of each epoch or pass)")
     g.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                    help="autocast precision. auto: for training bf16 on CUDA and on CPUs with native bf16 "
                         "(AVX512-BF16/AMX), fp32 elsewhere; feature extraction in fp32")

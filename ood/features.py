@@ -12,7 +12,6 @@ lists the training images (names, sizes, modification times; no image is decoded
 training images are noticed by the scoring script too, and the features and patterns are redone.
 """
 import math
-import sys
 import time
 import warnings
 from collections import OrderedDict
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Subset
-from tqdm import tqdm
 
 from . import accel
 from . import data as D
@@ -31,6 +29,7 @@ from .errors import UserError
 from .fingerprint import digest, fingerprint, source_digest, tensor_digest
 from .io import check_writable_dir, load_torch, save_torch
 from .plugins import describe_score, plugin_code, running
+from .progress import track
 
 TRAIN, TEST, VAL = "train", "test", "val"  # the ID splits, by role (VAL: OpenOOD's ID validation list)
 ID_SPLITS = (TRAIN, TEST, VAL)
@@ -56,9 +55,8 @@ def extract(model, dataset, batch_size, device, workers=0, desc="", quiet=False,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0),
                         **loader_options(workers, device))
     feats, logits, labels = [], [], []
-    bar = tqdm(loader, desc=desc, leave=False, disable=quiet or not sys.stderr.isatty())
     try:
-        for x, y in bar:
+        for x, y in track(loader, desc or "features", len(dataset), quiet, size=lambda batch: len(batch[1])):
             x = accel.to_input(x, device, channels_last)
             with accel.autocast(device, amp):
                 f = features_fn(x)

@@ -17,6 +17,33 @@ from .uncertainty import paired, percentile_interval
 
 GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
 
+# The look of the scores in a figure. Ten colours alone repeat after ten scores (of the 19 registered,
+# MSP and ASH-S, RecLag and KNN were drawn alike), so each colour is paired with a mark: the k-th ten
+# scores get the k-th marker, line style and bar hatch, which keeps 60 scores apart.
+COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+           "tab:olive", "tab:cyan")
+MARKS = (("o", "-", ""), ("s", "--", "//"), ("^", ":", ".."), ("D", "-.", "xx"),
+         ("v", (0, (5, 1, 1, 1, 1, 1)), "\\\\"), ("P", (0, (1, 3)), "++"))  # (marker, line style, hatch)
+
+
+class Style(NamedTuple):
+    """How one score is drawn: its colour, and the marker (points), line style (lines) or hatch (bars)
+    that tells it from the scores sharing the colour."""
+    color: str
+    marker: str
+    linestyle: str | tuple
+    hatch: str
+
+
+def styles(labels):
+    """{label: Style} for the scores (or table labels) of one figure, in their order, all distinct for up
+    to len(COLOURS) * len(MARKS) labels; every figure that draws scores takes its styles from here."""
+    out = {}
+    for i, label in enumerate(dict.fromkeys(labels)):
+        marker, linestyle, hatch = MARKS[i // len(COLOURS) % len(MARKS)]
+        out[label] = Style(COLOURS[i % len(COLOURS)], marker, linestyle, hatch)
+    return out
+
 
 def columns(rows):
     """(columns, averages): the OOD sets in first-seen order, then "Average" over them; for a benchmark's

@@ -9,7 +9,6 @@ resumed run ends with the same weights as an uninterrupted one; resuming with ot
 import csv
 import io
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +20,6 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset, get_worker_info
 from torch.utils.data._utils.worker import _generate_state  # how a DataLoader seeds numpy in its workers
-from tqdm import tqdm
 
 from . import accel
 from . import data as D
@@ -30,6 +28,7 @@ from .device import describe
 from .errors import UserError
 from .features import loader_options
 from .io import check_writable_file, save_torch, write_text
+from .progress import track
 from .recipes import RECIPES, running_loss
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
@@ -271,9 +270,10 @@ class Trainer:
         loader = self.loader.epoch(epoch)
         self.net.train()
         total, correct, n, running = 0.0, 0, 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.hyper['epochs']}", leave=False,
-                   disable=s.quiet or self.rank != 0 or not sys.stderr.isatty())
-        for x, y in bar:
+        # rank 0 reports for all processes: its shard times their number, each batch as many times
+        batches = track(loader, f"training epoch {epoch + 1}/{self.hyper['epochs']}", len(self.sampler) * self.world,
+                        s.quiet or self.rank != 0, size=lambda batch: len(batch[1]) * self.world)
+        for x, y in batches:
             x, y = accel.to_input(x, s.device, s.channels_last), y.to(s.device, non_blocking=True)
             with accel.autocast(s.device, s.amp):
                 out = self.net(x)
