@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import aggregate_results
 import test_score_ood_detection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,3 +88,34 @@ def test_unreadable_scores_npz_is_refused_not_overwritten(run_dir, capsys):
                    "--score", "MSP", "--results_dir", "res", "--save_scores"]
     exits_2(test_score_ood_detection.main, argv, capsys, "res/scores.npz", "cannot be read", "move it away")
     assert snapshot("res") == before and not list(Path("res").glob(".staging-*"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Item 5: a folder named to aggregate_results.py that holds no results
+# ----------------------------------------------------------------------------------------------------
+def _results(folder, auroc, rows=True):
+    folder.mkdir(parents=True)
+    row = {"id_dataset": "cifar10", "model": "wrn", "protocol": "full", "score": "MSP", "ood_dataset": "SVHN",
+           "fpr95": 1 - auroc, "auroc": auroc, "fpr95_std": 0.0, "auroc_std": 0.0, "checkpoint": str(folder)}
+    (folder / "results.json").write_text(json.dumps({"rows": [row] if rows else []}))
+
+
+def test_aggregate_refuses_a_named_folder_without_results(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _results(tmp_path / "seed1", 0.9)
+    _results(tmp_path / "seed2", 0.8)
+    (tmp_path / "seed3").mkdir()  # a seed whose run failed
+    (tmp_path / "seed4/previous/20260101-000000").mkdir(parents=True)  # only an archive: not a run either
+    (tmp_path / "seed4/previous/20260101-000000/results.json").write_text("{}")
+    args = ["seed1", "seed2", "seed3", "--out", "agg", "--no_plot"]
+    err = exits_2(aggregate_results.main, args, capsys, "no results.json under seed3 ", "leave it out")
+    assert "seed1" not in err and "seed2" not in err
+    err = exits_2(aggregate_results.main, ["seed3", "seed1", "seed4", "--out", "agg"], capsys,
+                  "no results.json under seed3, seed4 ", "leave them out")
+    assert not Path("agg/aggregate.md").exists()
+    # a results.json without rows holds no results either
+    _results(tmp_path / "seed5", 0.7, rows=False)
+    exits_2(aggregate_results.main, ["seed1", "seed5", "--out", "agg"], capsys, "seed5/results.json holds no rows")
+    assert not Path("agg/aggregate.md").exists()
+    agg = aggregate_results.main(["seed1", "seed2", "--out", "agg", "--no_plot", "--quiet"])
+    assert agg["groups"][0]["runs"] == ["seed1", "seed2"]
