@@ -148,6 +148,10 @@ def caption(rows):
         fits = max(len(x.get("replicate_metrics") or []) for x in rows)
         text += f"; {', '.join(replicated)}: mean " + ("" if boot else "± std ") + f"over {fits} fits"
     text += "; FPR95 and AUROC in %"
+    if any(x.get("id_accuracy") is not None for x in rows):
+        text += ", ID Acc.: the backbone's ID test accuracy in %"
+    chance = reports.chance_note(rows)  # first, where a reader of the table cannot miss it
+    text = f"WARNING: {chance}. {text}" if chance else text
     if not boot:
         return text
     pct = f"{100 * boot['level']:g} %"

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import aggregate_results
 import test_score_ood_detection
+from ood.reports import CHANCE_MARGIN
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -119,3 +121,62 @@ def test_aggregate_refuses_a_named_folder_without_results(tmp_path, capsys, monk
     assert not Path("agg/aggregate.md").exists()
     agg = aggregate_results.main(["seed1", "seed2", "--out", "agg", "--no_plot", "--quiet"])
     assert agg["groups"][0]["runs"] == ["seed1", "seed2"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Item 6: the ID test accuracy in every table, a warning when it is near chance
+# ----------------------------------------------------------------------------------------------------
+def _accuracy(store):
+    test = torch.load(store / "features/test.pt", weights_only=True)
+    return float((test["logits"].argmax(1) == test["labels"]).double().mean())
+
+
+def _row_of(md, label):
+    return next(ln for ln in md.splitlines() if ln.startswith(f"| {label} |"))
+
+
+def _with_head(checkpoint, weight, bias, dest):
+    ck = torch.load(checkpoint, weights_only=True)
+    ck["model"]["fc.weight"], ck["model"]["fc.bias"] = weight, bias
+    torch.save(ck, dest)
+
+
+def test_tables_show_the_id_accuracy(run_dir, capsys):
+    """The session's tiny backbone (three epochs on 100 images) is near chance; its head replaced by the
+    nearest class mean of its own ID features classifies them: the tables show that accuracy, no warning."""
+    score(run_dir, "--ood", "iSUN", "--score", "MSP", "--results_dir", "first")
+    test = torch.load(run_dir / "stored_pattern/fashionmnist/wrn/features/test.pt", weights_only=True)
+    mu = torch.stack([test["features"][test["labels"] == k].mean(0) for k in range(10)])
+    _with_head("checkpoints/fashionmnist/wrn.pt", mu, -0.5 * (mu ** 2).sum(1), "learned.pt")
+    capsys.readouterr()
+    score(run_dir, "--ood", "iSUN", "--score", "MSP", "Energy", "--results_dir", "res", "--checkpoint", "learned.pt",
+          "--stored_pattern_dir", "sp")
+    out, err = capsys.readouterr()
+    acc = _accuracy(run_dir / "sp/fashionmnist/wrn")
+    assert acc >= CHANCE_MARGIN / 10  # learned: no warning
+    assert "near chance" not in out + err + Path("res/results.md").read_text()
+    for md in (Path("res/results.md").read_text(), out):
+        assert "| ID Acc. |" in md and "ID Acc.: the backbone's ID test accuracy in %" in md
+        for label in ("MSP", "Energy"):
+            assert _row_of(md, label).endswith(f" | {100 * acc:.2f} |")
+    assert "ID_accuracy" in Path("res/results.csv").read_text().splitlines()[0]
+    assert "& ID Acc." in Path("res/results.tex").read_text()
+    rows = json.loads(Path("res/results.json").read_text())["rows"]
+    assert all(r["id_accuracy"] == pytest.approx(acc, abs=1e-12) and r["num_classes"] == 10 for r in rows)
+
+
+def test_near_chance_backbone_is_warned_in_the_caption_and_on_stderr(run_dir, capsys):
+    """A head that always answers class 0: 10 % on the balanced test set, chance for 10 classes."""
+    ck = torch.load("checkpoints/fashionmnist/wrn.pt", weights_only=True)["model"]
+    _with_head("checkpoints/fashionmnist/wrn.pt", torch.zeros_like(ck["fc.weight"]),
+               torch.eye(10)[0] * 5.0, "chance.pt")
+    score(run_dir, "--ood", "iSUN", "--score", "MSP", "--results_dir", "res", "--checkpoint", "chance.pt",
+          "--stored_pattern_dir", "sp")
+    out, err = capsys.readouterr()
+    warning = "the backbone's ID test accuracy, 10.00 %, is near chance (10.00 % for 10 classes; near: below 1.5"
+    assert f"warning: {warning}" in err
+    md = Path("res/results.md").read_text()
+    for text in (md, out):  # the caption's first words
+        assert any(line.startswith(f"WARNING: {warning}") for line in text.splitlines()), text
+        assert _row_of(text, "MSP").endswith(" | 10.00 |")
+    assert r"WARNING: the backbone's ID test accuracy, 10.00 \%, is near chance" in Path("res/results.tex").read_text()
