@@ -3,6 +3,8 @@ scores of the rows it keeps; aggregate_results.py refuses a named folder without
 of the scoring script shows the backbone's ID test accuracy and warns when it is near chance; the demo
 gives each EPOCHS / SUBSET setting its own checkpoint, caches and results."""
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,60 @@ def test_near_chance_backbone_is_warned_in_the_caption_and_on_stderr(run_dir, ca
         assert any(line.startswith(f"WARNING: {warning}") for line in text.splitlines()), text
         assert _row_of(text, "MSP").endswith(" | 10.00 |")
     assert r"WARNING: the backbone's ID test accuracy, 10.00 \%, is near chance" in Path("res/results.tex").read_text()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Item 6: each demo setting its own checkpoint, caches and results
+# ----------------------------------------------------------------------------------------------------
+def _demo_calls(tmp_path, **env):
+    """The script calls scripts/demo.sh makes, with a stand-in for Python that records its arguments:
+    [(script name, {option: value})]."""
+    log = tmp_path / "calls.log"
+    log.unlink(missing_ok=True)
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    data = tmp_path / "data"
+    (data / "FashionMNIST/raw").mkdir(parents=True, exist_ok=True)
+    (data / "FashionMNIST/raw/train-images-idx3-ubyte").write_bytes(b"")  # found: nothing to install
+    base = {k: v for k, v in os.environ.items() if k not in ("EPOCHS", "SUBSET")}
+    proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh")], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env={**base, "PYTHON": str(fake), "CALLS": str(log), "DATA": str(data),
+                                             "OUT": "out", **env})
+    assert proc.returncode == 0, proc.stderr
+    calls = []
+    for line in log.read_text().splitlines():
+        if line.startswith("-c "):
+            continue
+        script, *args = line.split()
+        calls.append((Path(script).name, {a: b for a, b in zip(args, args[1:] + [""]) if a.startswith("--")}))
+    assert [s for s, _ in calls] == ["train_model.py", "generate_stored_pattern.py"] + \
+        ["test_score_ood_detection.py"] * 2
+    return calls
+
+
+def _paths(calls):
+    """{option: the values the demo's scripts were given} of its output options."""
+    out = {}
+    for _, args in calls:
+        for k in ("--checkpoint", "--stored_pattern_dir", "--results_dir"):
+            if k in args:
+                out.setdefault(k, set()).add(args[k])
+    return out
+
+
+def test_demo_settings_have_their_own_checkpoint_caches_and_results(tmp_path):
+    full = _paths(_demo_calls(tmp_path))
+    quick = _paths(_demo_calls(tmp_path, EPOCHS="1", SUBSET="600"))
+    other = _paths(_demo_calls(tmp_path, EPOCHS="1", SUBSET="300"))
+    # the full demo keeps the names the documentation gives; each run one checkpoint and one cache
+    assert full == {"--checkpoint": {"out/checkpoints/fashionmnist/cnn.pt"},
+                    "--stored_pattern_dir": {"out/stored_pattern"},
+                    "--results_dir": {"out/results/fashionmnist/cnn", "out/results/fashionmnist/cnn/extended"}}
+    assert quick == {"--checkpoint": {"out/checkpoints/fashionmnist/cnn_epochs1_subset600.pt"},
+                     "--stored_pattern_dir": {"out/stored_pattern_epochs1_subset600"},
+                     "--results_dir": {"out/results/fashionmnist/cnn_epochs1_subset600",
+                                       "out/results/fashionmnist/cnn_epochs1_subset600/extended"}}
+    for a, b in ((full, quick), (quick, other), (full, other)):
+        for k in a:
+            assert a[k].isdisjoint(b[k]), (k, a[k], b[k])
