@@ -73,6 +73,7 @@ def find_results(paths):
         else:
             raise UserError(f"{p} does not exist: give results.json files or folders that hold them.")
     if empty:
+        empty = list(dict.fromkeys(empty))  # a folder named twice is named once
         raise UserError(f"no results.json under {', '.join(empty)} (nor a sweep's selected.json). Run "
                         f"test_score_ood_detection.py there first (it writes results.json into its --results_dir), "
                         f"or leave {'it' if len(empty) == 1 else 'them'} out.")
