@@ -14,6 +14,7 @@ import scores
 from ood.comparisons import against
 from ood.errors import UserError, cli_main
 from ood.evaluation import mc_note
+from ood.reports import chance_note
 from ood.results import RESULTS_FILES, ResultsFolder, variant_of
 from ood.run import open_run, script_parser
 from ood.scoring import compute, replicate_name, rows_for
@@ -64,6 +65,9 @@ def main(argv=None):
         note = mc_note(rows) if run.evaluation.intervals else None
         if note:
             print(note)
+        chance = chance_note(rows)
+        if chance:
+            print(f"warning: {chance}.", file=sys.stderr, flush=True)
         md = out.write(rows, order={c.name: c.order for c in scores.registered()}, per_sample=per_sample,
                        save_scores=args.save_scores, plot=args.plot, dists=dists, reference=reference)
     print(md, end="")

@@ -54,8 +54,10 @@ def find_results(paths):
     """The runs among ``paths``, each file once, sorted: the results.json files under each folder (searched
     recursively), or, in a folder that holds none, the sweeps' selected.json files (the rows of the
     settings each sweep chose; OpenOOD's way: one sweep per training run); a file named is read as given.
-    A sweep inside a results folder is therefore never taken for another run of that folder's scores."""
-    found = []
+    A sweep inside a results folder is therefore never taken for another run of that folder's scores.
+    A folder named that holds no run is refused, naming it: skipped, the table would be labelled from
+    the other runs only, as if the user had not named it (e.g. a seed whose run failed)."""
+    found, empty = [], []
     for p in map(Path, paths):
         if p.is_dir():  # results moved aside by a later run, or staged by a run (ood/commit.py), are not runs
             for name in RUN_FILES:
@@ -64,10 +66,17 @@ def find_results(paths):
                 if files:
                     found += files
                     break
+            else:
+                empty.append(str(p))
         elif p.is_file():
             found.append(p)
         else:
             raise UserError(f"{p} does not exist: give results.json files or folders that hold them.")
+    if empty:
+        empty = list(dict.fromkeys(empty))  # a folder named twice is named once
+        raise UserError(f"no results.json under {', '.join(empty)} (nor a sweep's selected.json). Run "
+                        f"test_score_ood_detection.py there first (it writes results.json into its --results_dir), "
+                        f"or leave {'it' if len(empty) == 1 else 'them'} out.")
     seen, out = set(), []
     for f in found:
         key = f.resolve()
@@ -82,8 +91,9 @@ def find_results(paths):
 
 def load_runs(files):
     """[(path, rows)] of the results.json files; a row whose bootstrap distribution is in the folder's
-    bootstrap.npz holds it (in memory only) under "_dist", for the averages' test-sample variation."""
-    runs = []
+    bootstrap.npz holds it (in memory only) under "_dist", for the averages' test-sample variation. A
+    file without rows is refused, as a folder without results is (find_results)."""
+    runs, empty = [], []
     for f in files:
         try:
             rows = json.loads(Path(f).read_text(encoding="utf-8"))["rows"]
@@ -92,11 +102,18 @@ def load_runs(files):
                     r[k]  # noqa: B018 (KeyError if missing)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{f} is not a results.json of test_score_ood_detection.py ({type(e).__name__}: {e}).") from None
+        if not rows:
+            empty.append(str(f))
+            continue
         dists = read_dists(Path(f).parent / "bootstrap.npz")
         for r in rows:
             if r.get("bootstrap") and dist_key(r) in dists:
                 r["_dist"] = dists[dist_key(r)].astype(np.float64)
         runs.append((Path(f), rows))
+    if empty:
+        raise UserError(f"{', '.join(empty)} hold{'s' if len(empty) == 1 else ''} no rows: no results to "
+                        f"aggregate. Score into {'its folder' if len(empty) == 1 else 'their folders'} again, or "
+                        f"leave {'it' if len(empty) == 1 else 'them'} out.")
     return runs
 
 

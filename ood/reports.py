@@ -45,6 +45,27 @@ def styles(labels):
     return out
 
 
+# The one rule of "near chance": an ID test accuracy below CHANCE_MARGIN times chance (1 / classes), e.g.
+# 15 % for 10 classes. Such a backbone has not learned its classes (a one-epoch demo on few images), so
+# its scores' OOD numbers, and which of them is in bold, say nothing about the scores.
+CHANCE_MARGIN = 1.5
+
+
+def chance_note(rows):
+    """What a table's caption and the scoring script's warning say when the rows' ID test accuracy
+    (``id_accuracy``, of ``num_classes`` classes) is near chance by the rule of CHANCE_MARGIN; "" when it
+    is not, or the rows do not say (rows of an earlier version)."""
+    near = sorted((r["id_accuracy"], r["num_classes"]) for r in rows
+                  if r.get("id_accuracy") is not None and r.get("num_classes")
+                  and r["id_accuracy"] < CHANCE_MARGIN / r["num_classes"])
+    if not near:
+        return ""
+    acc, n = near[0]
+    return (f"the backbone's ID test accuracy, {100 * acc:.2f} %, is near chance ({100 / n:.2f} % for {n} "
+            f"classes; near: below {CHANCE_MARGIN:g} x chance): it has not learned its classes, so these OOD "
+            f"numbers and the values in bold say nothing about the scores")
+
+
 def columns(rows):
     """(columns, averages): the OOD sets in first-seen order, then "Average" over them; for a benchmark's
     rows (``ood_group`` near / far, OpenOOD v1.5) its layout instead: the near sets, their average

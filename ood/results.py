@@ -148,6 +148,10 @@ def caption(rows):
         fits = max(len(x.get("replicate_metrics") or []) for x in rows)
         text += f"; {', '.join(replicated)}: mean " + ("" if boot else "± std ") + f"over {fits} fits"
     text += "; FPR95 and AUROC in %"
+    if any(x.get("id_accuracy") is not None for x in rows):
+        text += ", ID Acc.: the backbone's ID test accuracy in %"
+    chance = reports.chance_note(rows)  # first, where a reader of the table cannot miss it
+    text = f"WARNING: {chance}. {text}" if chance else text
     if not boot:
         return text
     pct = f"{100 * boot['level']:g} %"
@@ -238,17 +242,25 @@ class ResultsFolder:
         """scores.npz (written to ``dest``): '<label>/<set>' -> per-sample scores in input order
         ('<label>@<seed>/<set>' per replicate of a replicated score), and '__index__', which says what
         each key is so that entries of rows kept from earlier runs are kept (``keep``: the folder's
-        scores.npz is not being archived), re-keyed when their label changes."""
+        scores.npz is not being archived), re-keyed when their label changes. Entries are merged per
+        image set, as rows are merged per OOD set: a run of MSP against one new set replaces MSP's
+        entries of that set (and of the ID test set, which every run scores) and keeps those of the
+        sets it did not score, whose rows the folder keeps."""
         f = self.path / "scores.npz"
         entries = {}  # (score, variant, set, replicate) -> array
         if keep and f.exists():
-            with np.load(f) as old:
-                index = json.loads(str(old["__index__"])) if "__index__" in old.files else {}
-                entries = {tuple(v): old[k] for k, v in index.items() if k in old.files}
+            try:
+                with np.load(f) as old:
+                    index = json.loads(str(old["__index__"])) if "__index__" in old.files else {}
+                    entries = {tuple(v): old[k] for k, v in index.items() if k in old.files}
+            except Exception as e:  # a truncated or foreign file: refused, as writing over it would lose it
+                raise UserError(f"{f} exists but cannot be read ({type(e).__name__}); move it away (its "
+                                f"per-sample scores would otherwise be lost) and run again.") from None
         current = {(r["score"], variant_of(r)): r["label"] for r in merged}
         entries = {k: v for k, v in entries.items() if (k[0], k[1]) in current}
         for (score, variant), sets in (per_sample or {}).items():
-            entries = {k: v for k, v in entries.items() if (k[0], k[1]) != (score, variant)}
+            entries = {k: v for k, v in entries.items() if (k[0], k[1], k[2]) not in
+                       {(score, variant, name) for name in sets}}
             for name, values in sets.items():
                 for rep, v in (values.items() if isinstance(values, dict) else [("", values)]):
                     entries[(score, variant, name, rep)] = np.asarray(v)

@@ -132,9 +132,11 @@ def make_row(setup, objs, ood_name, metrics, id_features):
         row["replicates"] = replicate
     row.update(checkpoint=setup.checkpoint_id, id_features=id_features["digest"], environment=setup.environment,
                train_environment=dict(setup.train_environment) or None)
-    if setup.id_set.benchmark:  # a benchmark's rows say which, the OOD set's group and the ID accuracy
-        row.update(benchmark=setup.id_set.benchmark, ood_group=group_of(setup.id_set, ood_name),
-                   id_accuracy=accuracy(id_features))
+    # the backbone's ID test accuracy, in every row: a table of a backbone near chance says nothing about
+    # its scores, and its caption says so (ood.reports.chance_note)
+    row.update(id_accuracy=accuracy(id_features), num_classes=setup.id_set.num_classes)
+    if setup.id_set.benchmark:  # a benchmark's rows say which and the OOD set's group
+        row.update(benchmark=setup.id_set.benchmark, ood_group=group_of(setup.id_set, ood_name))
     return row
 
 

@@ -4,10 +4,13 @@
 # SHE, RecLag) against OOD sets of real images that ship inside Python packages (handwritten digits,
 # photo crops, faces) and two noise sets, then every registered score from the same cache. Prints the
 # tables and writes results/fashionmnist/<model>/ (results.{json,csv,md,tex}, scores.npz, plots/) and
-# results/fashionmnist/<model>/extended/.
+# results/fashionmnist/<model>/extended/. Another EPOCHS or SUBSET than the defaults is another run with
+# its own checkpoint, caches and results, named after it (checkpoints/fashionmnist/<model>_epochs1_subset600.pt,
+# stored_pattern_epochs1_subset600/, results/fashionmnist/<model>_epochs1_subset600/): a quick run neither
+# blocks the full one (a checkpoint resumes only with its own settings) nor mixes its rows with it.
 #
 #   bash scripts/demo.sh                     # the full demo (about 8 minutes on 2 CPU cores)
-#   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images
+#   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images (its backbone is near chance)
 #   MODEL=timm:resnet10t bash scripts/demo.sh --resize_val 28   # another backbone, e.g. one of timm's
 #
 # Environment: DATA (data root, default ./data), OUT (output root, default .), MODEL (cnn), EPOCHS (2),
@@ -18,10 +21,17 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-./data}
 OUT=${OUT:-.}
-EPOCHS=${EPOCHS:-2}
-SUBSET=${SUBSET:-0}
+FULL_EPOCHS=2 FULL_SUBSET=0  # the full demo's settings
+EPOCHS=${EPOCHS:-$FULL_EPOCHS}
+SUBSET=${SUBSET:-$FULL_SUBSET}
 MODEL=${MODEL:-cnn}
 NAME=${MODEL//[^A-Za-z0-9_.-]/_}  # the folder name of its checkpoint and results (tv:resnet50 -> tv_resnet50)
+# the run's settings in the names of its checkpoint, caches and results, unless they are the full demo's
+TAG=""
+if [ "$EPOCHS" != "$FULL_EPOCHS" ] || [ "$SUBSET" != "$FULL_SUBSET" ]; then
+  TAG="_epochs${EPOCHS}_subset${SUBSET}"
+  TAG=${TAG//[^A-Za-z0-9_.-]/_}
+fi
 
 # Python packages (the locked versions of requirements-lock.txt), unless they are already importable.
 if ! "$PYTHON" -c "import torch, torchvision, sklearn, skimage, tqdm, matplotlib" 2>/dev/null; then
@@ -43,7 +53,7 @@ if [ ! -f "$DATA/FashionMNIST/raw/train-images-idx3-ubyte" ] && [ ! -d /usr/shar
 fi
 
 COMMON=(--dataset fashionmnist --model "$MODEL" --dataset_path "$DATA" --subset "$SUBSET"
-        --checkpoint "$OUT/checkpoints/fashionmnist/$NAME.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
+        --checkpoint "$OUT/checkpoints/fashionmnist/$NAME$TAG.pt" --workers 2 ${DEVICE:+--device "$DEVICE"})
 OODS=(Digits Photos Faces GaussianNoise UniformNoise)
 start=$(date +%s)
 t=$start
@@ -53,14 +63,14 @@ LAPS=""
   --batch_size 128 --resume "$@"
 lap training
 "$PYTHON" "$REPO/generate_stored_pattern.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
-  --stored_pattern_dir "$OUT/stored_pattern" --batch_size 500 "$@"
+  --stored_pattern_dir "$OUT/stored_pattern$TAG" --batch_size 500 "$@"
 lap "features and stored patterns"
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score all \
-  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME" --batch_size 500 \
+  --stored_pattern_dir "$OUT/stored_pattern$TAG" --results_dir "$OUT/results/fashionmnist/$NAME$TAG" --batch_size 500 \
   --save_scores --plot "$@"
 # the same cached features, every registered score (the paper's six and the later post-hoc scores)
 "$PYTHON" "$REPO/test_score_ood_detection.py" "${COMMON[@]}" --ood "${OODS[@]}" --score extended \
-  --stored_pattern_dir "$OUT/stored_pattern" --results_dir "$OUT/results/fashionmnist/$NAME/extended" \
+  --stored_pattern_dir "$OUT/stored_pattern$TAG" --results_dir "$OUT/results/fashionmnist/$NAME$TAG/extended" \
   --batch_size 500 "$@"
 lap scoring
 echo "demo finished in $(( $(date +%s) - start )) s (${LAPS%, })"

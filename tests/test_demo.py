@@ -22,16 +22,19 @@ def test_demo_script_shortened(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "scripts/demo.sh"), "--quiet", "--amp", "off"],
                           env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "demo finished" in proc.stdout and "| RecLag |" in proc.stdout
+    assert "demo finished" in proc.stdout and "| RecLag |" in proc.stdout and "| ID Acc. |" in proc.stdout
     out = tmp_path / "out"
-    assert (out / "checkpoints/fashionmnist/cnn.pt").exists()
-    rows = json.loads((out / "results/fashionmnist/cnn/results.json").read_text())["rows"]
+    # a shortened demo's checkpoint, caches and results are its own: never those of the full demo
+    assert (out / "checkpoints/fashionmnist/cnn_epochs1_subset300.pt").exists()
+    assert not (out / "checkpoints/fashionmnist/cnn.pt").exists() and not (out / "results/fashionmnist/cnn").exists()
+    res = out / "results/fashionmnist/cnn_epochs1_subset300"
+    rows = json.loads((res / "results.json").read_text())["rows"]
     assert {r["score"] for r in rows} == {c.name for c in scores.paper_scores()}
     assert {r["ood_dataset"] for r in rows} == {"Digits", "Photos", "Faces", "GaussianNoise", "UniformNoise"}
     assert all(r["n_id"] == 100 for r in rows)
     assert {r["ood_dataset"]: r["n_ood"] for r in rows}["Faces"] == 200
-    assert (out / "results/fashionmnist/cnn/plots/hist_RecLag.png").exists()
-    assert (out / "results/fashionmnist/cnn/scores.npz").exists()
+    assert (res / "plots/hist_RecLag.png").exists()
+    assert (res / "scores.npz").exists()
     assert not (tmp_path / "checkpoints").exists()  # everything went under OUT
-    extended = json.loads((out / "results/fashionmnist/cnn/extended/results.json").read_text())["rows"]
+    extended = json.loads((res / "extended/results.json").read_text())["rows"]
     assert [r["score"] for r in extended if r["ood_dataset"] == "Digits"] == scores.names()

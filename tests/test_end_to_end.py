@@ -46,7 +46,7 @@ def test_train_generate_score(data, workdir):
             "auroc", "aupr_in", "aupr_out", "fpr95", "auroc_std", "fpr95_std", "fpr_variant", "input_size",
             "feature_precision", "train_precision", "environment", "train_environment", "subset", "recipe", "settings",
             "checkpoint", "id_features", "label", "preprocessing", "bootstrap", "auroc_ci_mc_error",
-            "auroc_delong_se", "auroc_delong_ci"} | {f"{m}_{k}" for m in ("fpr95", "auroc", "aupr_in", "aupr_out")
+            "auroc_delong_se", "auroc_delong_ci", "id_accuracy", "num_classes"} | {f"{m}_{k}" for m in ("fpr95", "auroc", "aupr_in", "aupr_out")
                                                    for k in ("ci", "se")}
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
