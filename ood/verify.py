@@ -2,8 +2,9 @@
 holds against the count of the reference protocol (docs/method.md, "Data"), and the md5 sums of the files
 torchvision verifies (CIFAR pickles, the SVHN .mat) and of any downloaded archive lying in the root
 (e.g. ``<root>/LSUN.tar.gz``). Images are counted without decoding them: CIFAR from the pickles' label
-lists, SVHN from the .mat header, Fashion-MNIST from the idx headers, ImageFolder trees from the file
-listing (files with an image extension in class sub-folders, as ImageFolder counts them).
+lists (only of the pickles whose md5 is torchvision's: unpickling can run code), SVHN from the .mat
+header, Fashion-MNIST from the idx headers, ImageFolder trees from the file listing (files with an image
+extension in class sub-folders, as ImageFolder counts them).
 
 Nothing here names a data set: the rows, their counts, archives and hints, and the ``--for`` targets
 derive from the declarations in ood/data.py (each set's ``Layout`` counts, checks and fetches it).
