@@ -326,12 +326,13 @@ class TorchvisionLayout(Layout):
 
 class _CountingUnpickler(pickle.Unpickler):
     """Reads a CIFAR pickle's dict and lists without building its image array: the only globals it admits
-    are numpy's array-rebuilding functions, each replaced by a stub returning an inert placeholder, so
-    that nothing the file names is ever called. Only files whose md5 matched are read at all (the
-    checksum is the guard; this keeps counting from executing anything even then)."""
+    are those that rebuild the array (numpy's, and the bytes of a pickle written by Python 3 at protocol
+    2), each replaced by an inert placeholder, so that nothing the file names is ever called. Only files
+    whose md5 matched are read at all (the checksum is the guard; this keeps counting from executing
+    anything even then)."""
     ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                      ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-                     ("numpy", "ndarray"), ("numpy", "dtype")}
+                     ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     class Placeholder:
         def __init__(self, *args, **kwargs):
