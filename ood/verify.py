@@ -268,7 +268,7 @@ def _check_row(entry, root, needed, expected, md5_cache):
     if row.count is None:
         row.status = "missing"
     else:
-        if row.count == 0:
+        if row.count == 0 and not problem:  # a problem that left nothing to count says what is wrong
             problems.append("empty")
         elif expected and row.count < expected:
             problems.append(f"too few images ({row.count:,} of {expected:,})")

@@ -12,10 +12,16 @@ import pytest
 import torch
 import torchvision
 
+import datagen
+import generate_stored_pattern
 import models
+import test_score_ood_detection
 import train_model
 import verify_data
+from ood import data as D
+from ood import verify as V
 from ood.errors import UserError
+from ood.openood import ImageList
 
 CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
               "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off",
@@ -90,7 +96,7 @@ def test_cached_torchvision_weights_are_read_weights_only(tmp_path, monkeypatch)
     cached = tmp_path / "hub" / "checkpoints" / os.path.basename(weights.url)
     cached.parent.mkdir(parents=True)
     marker = tmp_path / "pwned"
-    cached.write_bytes(pickle.dumps({"fc.weight": _Creates(marker)}))
+    cached.write_bytes(pickle.dumps({"fc.weight": _Creates(marker)}, protocol=2))
     with pytest.raises(UserError) as e:
         models.build_model("tv:resnet18", 1000, pretrained=True)
     assert not marker.exists()
@@ -103,3 +109,123 @@ def test_cached_torchvision_weights_are_read_weights_only(tmp_path, monkeypatch)
     torch.save(state, cached)
     model = models.build_model("tv:resnet18", 1000, pretrained=True)
     assert torch.equal(model.fc.weight, state["fc.weight"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. OpenOOD image lists: labels, encodings and counts, checked where a list is read and verified
+# ----------------------------------------------------------------------------------------------------
+OPENOOD = ["--benchmark", "openood", "--dataset", "cifar10", "--model", "openood_resnet18_32x32", "--workers", "0",
+           "--device", "cpu", "--amp", "off", "--quiet", "--batch_size", "16"]
+
+
+@pytest.fixture
+def openood(tmp_path, monkeypatch):
+    """OpenOOD's layout in small for CIFAR-10 (8 train, 4 test, 4 val ID images, 2 per OOD set), a seeded
+    openood_resnet18_32x32 state dict, and tmp_path as the working directory; returns (root, checkpoint)."""
+    datagen.write_openood(tmp_path / "data", "cifar10", n_id=(8, 4, 4), n_ood=2)
+    torch.manual_seed(0)
+    torch.save(models.build_model("openood_resnet18_32x32", 10).state_dict(), tmp_path / "c10.ckpt")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "data", tmp_path / "c10.ckpt"
+
+
+def id_list(root, split="test"):
+    return root / "benchmark_imglist" / "cifar10" / f"{split}_cifar10.txt"
+
+
+def verify_openood(root, capsys):
+    """(exit status, the summary's lines naming a set) of verify_data.py --benchmark openood --for cifar10."""
+    rc = verify_data.main(["--dataset_path", str(root), "--benchmark", "openood", "--for", "cifar10"])
+    out = capsys.readouterr().out
+    return rc, out
+
+
+def with_label(path, number, label):
+    """Rewrite line ``number`` (1-based) of list ``path`` with ``label`` after its image path (None: none)."""
+    lines = path.read_text().splitlines()
+    name = lines[number - 1].split(" ", 1)[0]
+    lines[number - 1] = name if label is None else f"{name} {label}"
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("label, says", [(None, "no label"), ("10", "label 10 is out of range"),
+                                         ("-5", "label -5 is out of range"), ("0.0", "label '0.0' is not an integer"),
+                                         ('{"label": 0}', """label '{"label": 0}' is not an integer""")])
+def test_a_bad_id_label_is_refused_by_the_verifier_and_the_scripts(openood, capsys, label, says):
+    """An ID list's label is the image's class: a line without one, or one that is not an integer class of
+    the ID set, is named (file and line) by the verifier, which reports the root as not ready, and stops
+    the scoring script before any extraction (it used to be read as -1 or as the bogus class, and the ID
+    accuracy came out silently wrong)."""
+    root, ckpt = openood
+    with_label(id_list(root), 2, label)
+    rc, out = verify_openood(root, capsys)
+    where = f"image list {id_list(root)}, line 2: {says}"
+    assert rc == 1 and where in out and "NOT READY: 1 of the 10 sets" in out, out
+    exits_2(test_score_ood_detection.main, OPENOOD + ["--checkpoint", str(ckpt), "--dataset_path", str(root),
+                                                      "--score", "MSP", "--results_dir", "r"], capsys, where)
+    assert not (root.parent / "r").exists() and not (root.parent / "stored_pattern").exists()
+
+
+def test_a_training_label_out_of_range_is_refused_before_fitting(openood, capsys):
+    """generate_stored_pattern.py fits class-conditional patterns on the ID training list: a label that is
+    not a class stops it before any extraction, naming the list and the line."""
+    root, ckpt = openood
+    with_label(id_list(root, "train"), 5, "10")
+    exits_2(generate_stored_pattern.main, OPENOOD + ["--checkpoint", str(ckpt), "--dataset_path", str(root),
+                                                     "--score", "HE"], capsys,
+            f"image list {id_list(root, 'train')}, line 5: label 10 is out of range", "0..9")
+    assert not (root.parent / "stored_pattern").exists()
+
+
+def test_ood_lists_take_any_label(openood, capsys):
+    """An OOD list's label is not used (OpenOOD writes -1, or a dict of extras): none, or any text, is fine."""
+    root, _ = openood
+    for name, label in (("test_svhn.txt", None), ("test_mnist.txt", '{"sc_label": 3}'), ("test_tin.txt", "0.5")):
+        with_label(root / "benchmark_imglist" / "cifar10" / name, 1, label)
+    rc, out = verify_openood(root, capsys)
+    assert rc == 0, out
+
+
+def test_encodings_of_an_image_list(openood, capsys):
+    """A UTF-8 byte order mark (some editors write one) is read past, so the first image is found; bytes
+    that are not UTF-8, or a list in UTF-16, are one clear line naming the list (and the line) in the
+    verifier and in the scripts, instead of a traceback."""
+    root, ckpt = openood
+    path = id_list(root)
+    text = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + text)
+    rc, out = verify_openood(root, capsys)
+    assert rc == 0, out
+    first = text.split(b" ", 1)[0].decode()
+    assert ImageList("images_classic").read(D.get_id_set("cifar10", None, "openood"), root, "test")[0][0] == \
+        str(root / "images_classic" / first)
+
+    lines = text.split(b"\n")
+    lines[2] = lines[2].replace(b".jpg", b"\xe9.jpg")  # latin-1 bytes
+    path.write_bytes(b"\n".join(lines))
+    rc, out = verify_openood(root, capsys)
+    assert rc == 1 and f"image list {path}, line 3: byte 0xe9 at column" in out and "is not UTF-8" in out, out
+    args = OPENOOD + ["--checkpoint", str(ckpt), "--dataset_path", str(root), "--score", "MSP", "--results_dir", "r"]
+    exits_2(test_score_ood_detection.main, args, capsys, f"image list {path}, line 3: byte 0xe9")
+
+    path.write_bytes(text.decode().encode("utf-16"))
+    rc, out = verify_openood(root, capsys)
+    assert rc == 1 and f"image list {path} is UTF-16 text" in out, out
+    exits_2(test_score_ood_detection.main, args, capsys, f"image list {path} is UTF-16 text")
+
+
+def test_the_verifier_counts_the_listed_images_present(openood, capsys):
+    """A partial download (images missing that a list names) is too few images: the images column is the
+    number present, the notes the number the list names, and the status how many are missing."""
+    root, _ = openood
+    names = [line.split(" ", 1)[0] for line in id_list(root).read_text().splitlines()]
+    for name in names[:3]:
+        (root / "images_classic" / name).unlink()
+    report = V.check(root, "cifar10", benchmark="openood")
+    row = next(r for r in report.rows if r.entry.key == "cifar10/test")
+    assert (row.count, row.ok) == (1, False)
+    assert row.note == "4 listed, under images_classic/"
+    assert row.status == f"3 of the 4 listed images missing (e.g. images_classic/{names[0]})"
+    rc, out = verify_openood(root, capsys)
+    assert rc == 1 and "NOT READY: 1 of the 10 sets" in out
+
