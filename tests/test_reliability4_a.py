@@ -3,6 +3,10 @@
 - A data file is never unpickled before its checksum is verified: a CIFAR batch that would run code when
   unpickled is refused by md5 in verify_data.py and in the training script, and never runs; torchvision's
   pretrained weights found in torch's hub cache are read with torch's restricted unpickler.
+- OpenOOD image lists: an ID list's labels must be classes of the ID set (an OOD list's may be anything),
+  a list must be UTF-8 (a byte order mark is read past), and the verifier counts the listed images
+  present; the scripts and the verifier apply the same rule and name the file and the line.
+- The scoring and generating scripts name every missing OOD set in their one line, as the verifier does.
 """
 import os
 import pickle
@@ -26,6 +30,8 @@ from ood.openood import ImageList
 CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
               "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off",
               "--quiet"]
+FMNIST = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
+          "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
 
 
 def one_line(code, err, *phrases):
@@ -229,3 +235,20 @@ def test_the_verifier_counts_the_listed_images_present(openood, capsys):
     rc, out = verify_openood(root, capsys)
     assert rc == 1 and "NOT READY: 1 of the 10 sets" in out
 
+
+# ----------------------------------------------------------------------------------------------------
+# 9a. The scripts name every missing OOD set at once
+# ----------------------------------------------------------------------------------------------------
+def test_every_missing_ood_set_is_named_in_one_line(fmnist_run, capsys):
+    run_dir = fmnist_run
+    """A user who fixes the one missing set a run names and runs again must not learn of the next one
+    then: the scoring and generating scripts name all of them in their one line, before any extraction."""
+    args = FMNIST + ["--dataset_path", str(run_dir / "data"), "--ood", "iSUN", "LSUN_C", "Places",
+                     f"Mine={run_dir / 'nowhere'}"]
+    for script in (test_score_ood_detection, generate_stored_pattern):
+        line = exits_2(script.main, args + ["--score", "MSP" if script is test_score_ood_detection else "HE"],
+                       capsys, "3 image sets this run needs are missing or unreadable (LSUN_C, Places, Mine)",
+                       "OOD set LSUN_C was not found", str(run_dir / "data" / "Places"), str(run_dir / "nowhere"),
+                       D.OOD_SETS["places"].md5)
+        assert line.count("Pass --dataset_path for another data root") == 1  # said once, at the end
+    assert not list(run_dir.glob("stored_pattern/**/features/*.pt")) and not (run_dir / "results").exists()
