@@ -48,7 +48,7 @@ class ListRule:
     def label(self, text):
         """The label of a line's ``text`` after its path: (label, "") or (-1, what is wrong with it)."""
         text = text.strip()
-        integer = re.fullmatch(r"-?[0-9]+", text) is not None  # not int(): it takes "1_0", " 1", "١"
+        integer = re.fullmatch(r"[+-]?[0-9]+", text) is not None  # not int(): it also takes "1_0" and "١"
         if not self.classes:
             return (int(text) if integer else -1), ""
         if not text:
@@ -87,26 +87,32 @@ class ImageListDataset(torch.utils.data.Dataset):
 
 def read_image_list(list_path, image_dir, rule=ANY_LABEL):
     """[(image path, label)] of an image list, in its order, its labels checked by ``rule``. It is UTF-8
-    text, as OpenOOD writes it (a byte order mark at its start is read past; UTF-16 or bytes that are not
+    text, as OpenOOD writes it (a byte order mark starting a line is read past; UTF-16 or bytes that are not
     UTF-8 are refused, naming the line). A malformed line is one clear error, naming the file and the
     first bad line (and how many more there are); an unreadable file is an OSError."""
     data = Path(list_path).read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UserError(f"image list {list_path} is UTF-16 text; OpenOOD's lists are UTF-8: save it as UTF-8 "
                         f"(or download it again).")
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, which some editors add
     out, bad = [], []
     for number, raw in enumerate(data.split(b"\n"), 1):
         try:
-            line = raw.decode("utf-8").strip()
+            # a UTF-8 byte order mark, which some editors add (at the start of each list concatenated)
+            line = raw.decode("utf-8").strip().lstrip("\ufeff")
         except UnicodeDecodeError as e:
             bad.append(f"line {number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8 text "
                        f"(OpenOOD's lists are UTF-8: download it again or save it as UTF-8)")
             continue
         if not line:
             continue
+        if "\0" in line:
+            bad.append(f"line {number}: holds NUL bytes (is the list UTF-16, or not a text file?)")
+            continue
         name, _, extra = line.partition(" ")
-        if name.startswith("/") or ".." in Path(name).parts or "\0" in name:
+        if "\t" in name:
+            bad.append(f"line {number}: holds a tab; a list separates the path and the label with a space")
+            continue
+        if name.startswith("/") or ".." in Path(name).parts:
             bad.append(f"line {number}: {name!r} must be a path relative to {image_dir}")
             continue
         label, wrong = rule.label(extra)

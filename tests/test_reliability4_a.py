@@ -10,6 +10,7 @@
 """
 import os
 import pickle
+import re
 import shutil
 
 import pytest
@@ -25,7 +26,7 @@ import verify_data
 from ood import data as D
 from ood import verify as V
 from ood.errors import UserError
-from ood.openood import ImageList
+from ood.openood import ImageList, ListRule, read_image_list
 
 CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
               "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off",
@@ -218,6 +219,29 @@ def test_encodings_of_an_image_list(openood, capsys):
     rc, out = verify_openood(root, capsys)
     assert rc == 1 and f"image list {path} is UTF-16 text" in out, out
     exits_2(test_score_ood_detection.main, args, capsys, f"image list {path} is UTF-16 text")
+
+
+@pytest.mark.parametrize("data, read", [
+    (b"a/x.png 3\r\nb/y.png +4\r\n\n", [("a/x.png", 3), ("b/y.png", 4)]),  # CRLF, a sign, a blank line
+    (b"a/x.png 3\n\xef\xbb\xbfb/y.png 4\n", [("a/x.png", 3), ("b/y.png", 4)]),  # two lists concatenated
+    (b"a/x.png 1_0\n", "line 1: label '1_0' is not an integer"),  # int() would read 10
+    (b"a/x.png 3\nb/y.png\t4\n", "line 2: holds a tab"),
+    ("a/x.png 3\n".encode("utf-16-le"), "line 1: holds NUL bytes (is the list UTF-16"),
+    (b"a/x.png 3\n/etc/y.png 4\nc/z.png 12\n", "line 2: '/etc/y.png' must be a path relative to"),
+    (b"a/x.png 3\nb/y.png 12\nc/z.png x\n", "line 2: label 12 is out of range (an ID list gives each image its "
+                                          "class after a space, an integer in 0..9) (1 more bad line)."),
+])
+def test_image_list_lines(tmp_path, data, read):
+    """Lines as OpenOOD's lists and an editor may leave them, read or refused by the one reader; a refusal
+    names the first bad line (and counts the others)."""
+    path = tmp_path / "list.txt"
+    path.write_bytes(data)
+    rule = ListRule(classes=10)
+    if isinstance(read, list):
+        assert read_image_list(path, tmp_path, rule) == [(str(tmp_path / p), y) for p, y in read]
+    else:
+        with pytest.raises(UserError, match=re.escape(f"image list {path}, {read}")):
+            read_image_list(path, tmp_path, rule)
 
 
 def test_the_verifier_counts_the_listed_images_present(openood, capsys):
