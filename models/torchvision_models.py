@@ -4,6 +4,10 @@ other torchvision classifier by name (``--model tv:<name>``).
 The model's last ``nn.Linear`` becomes the head ``fc``; everything before it (with the head replaced by
 an identity) computes the penultimate feature phi(x).
 """
+import contextlib
+import os
+import pickle
+
 import torch
 import torch.nn as nn
 import torchvision
@@ -66,9 +70,35 @@ class TorchvisionBackbone(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def _load_weights(name, weights):
+@contextlib.contextmanager
+def _weights_only_loads():
+    """While the block runs, every torch.load reads with its restricted unpickler (tensors and plain
+    containers; nothing in the file is called). torchvision's builders read their weights with
+    torch.load(weights_only=False), and a file already in torch's hub cache (where the message below
+    asks an offline user to copy one) is read without its hash being checked: only a download is. The
+    environment variable is torch's own switch for this; the user's setting is restored afterwards."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")  # both set: torch refuses
+    saved = {n: os.environ.pop(n, None) for n in names}
+    os.environ[names[0]] = "1"
     try:
-        return torchvision.models.get_model(name, weights=weights)
+        yield
+    finally:
+        for n, v in saved.items():
+            os.environ.pop(n, None)
+            if v is not None:
+                os.environ[n] = v
+
+
+def _load_weights(name, weights):
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    try:
+        with _weights_only_loads():
+            return torchvision.models.get_model(name, weights=weights)
+    except pickle.UnpicklingError:
+        raise UserError(f"the pretrained weights of torchvision's {name} at {cached} are not a plain weights "
+                        f"file (reading it could run code it holds, so it was refused); delete it and run again "
+                        f"to download {weights.url} (torchvision checks its hash), or pass --checkpoint with a "
+                        f"trained state dict instead of --pretrained.") from None
     except Exception as e:  # network, proxy or checksum failure while fetching the weights
         raise UserError(
             f"could not load the pretrained weights {weights} of torchvision's {name} ({type(e).__name__}: "

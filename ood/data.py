@@ -40,7 +40,7 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .errors import UserError
-from .io import atomic_path, safe_name
+from .io import atomic_path, file_digest, safe_name
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -288,8 +288,23 @@ class TorchvisionLayout(Layout):
             return self.cls(root, train=train, transform=transform)
         except RuntimeError:
             raise UserError(f"the {split} split of {spec.name} was not found or is corrupted under "
-                            f"{os.path.join(root, self.location(spec))}{self.what}; {self.get_it(spec)}. Pass "
-                            f"--dataset_path to use another data root.") from None
+                            f"{os.path.join(root, self.location(spec))}{self.what}{self.damage(spec, root, split)}; "
+                            f"{self.get_it(spec)}. Pass --dataset_path to use another data root.") from None
+
+    def damage(self, spec, root, split):
+        """Which of the files torchvision verifies are missing or fail its md5, as " (...)" for the message
+        of a split torchvision refused (it says only that something is wrong); "" when none is declared.
+        Hashed here, on the error path only: torchvision hashed them before refusing."""
+        missing, bad = [], []
+        for path, md5 in self.files(spec, root, split):
+            if not path.is_file():
+                missing.append(path.name)
+            elif file_digest(path, "md5") != md5:
+                bad.append(path.name)
+        parts = [f"missing: {', '.join(missing)}"] if missing else []
+        if bad:
+            parts.append(f"md5 mismatch (not read): {', '.join(bad)}")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def prepare(self, spec, root):
         """Anything to do before torchvision looks (unpacking a local copy)."""
@@ -309,9 +324,41 @@ class TorchvisionLayout(Layout):
         return f"torchvision downloads it (--download) from {spec.url}{md5} into <root>/{self.location(spec)}{also}."
 
 
+class _CountingUnpickler(pickle.Unpickler):
+    """Reads a CIFAR pickle's dict and lists without building its image array: the only globals it admits
+    are those that rebuild the array (numpy's, and the bytes of a pickle written by Python 3 at protocol
+    2), each replaced by an inert placeholder, so that nothing the file names is ever called. Only files
+    whose md5 matched are read at all (the checksum is the guard; this keeps counting from executing
+    anything even then)."""
+    ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                     ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    class Placeholder:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __setstate__(self, state):
+            pass
+
+    def find_class(self, module, name):
+        if (module, name) in self.ARRAY_GLOBALS:
+            return self.Placeholder
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR batch")
+
+
+def cifar_labels(path):
+    """The number of labels in a CIFAR batch file (``labels``, or CIFAR-100's ``fine_labels``)."""
+    with open(path, "rb") as f:
+        entry = _CountingUnpickler(f, encoding="latin1").load()
+    return len(entry["labels"] if "labels" in entry else entry["fine_labels"])
+
+
 class CifarPickles(TorchvisionLayout):
     """torchvision's CIFAR10 / CIFAR100 folder of python pickles (<root>/<base_folder>/), counted from the
-    pickles' label lists; torchvision verifies every pickle's md5."""
+    pickles' label lists; torchvision verifies every pickle's md5. A pickle can run code when read, so
+    ``count`` reads only the files whose md5 is torchvision's (the files it would load), and those with a
+    reader that admits nothing but the format's types; the others are reported, not counted."""
     what = ""
 
     def location(self, spec, split=None):
@@ -322,21 +369,23 @@ class CifarPickles(TorchvisionLayout):
 
     def count(self, spec, root, split=None):
         base = Path(root) / self.cls.base_folder
-        names = [n for n, _ in self._names(spec, split)]
-        if not base.is_dir() or not any((base / n).exists() for n in names):
+        names = self._names(spec, split)
+        if not base.is_dir() or not any((base / n).exists() for n, _ in names):
             return None, "", ""
-        total, missing = 0, []
-        for n in names:
+        total, missing, unverified = 0, [], []
+        for n, md5 in names:
             if not (base / n).exists():
                 missing.append(n)
                 continue
             try:
-                with open(base / n, "rb") as f:
-                    entry = pickle.load(f, encoding="latin1")
-                total += len(entry["labels"] if "labels" in entry else entry["fine_labels"])
-            except Exception as e:  # truncated or foreign file
+                if file_digest(base / n, "md5") != md5:
+                    unverified.append(n)
+                    continue
+                total += cifar_labels(base / n)
+            except Exception as e:  # unreadable, or a file of torchvision's sum that is not a CIFAR batch
                 return total, "", f"{n} unreadable ({type(e).__name__})"
-        return total, "", (f"missing {', '.join(missing)}" if missing else "")
+        info = f"not counted (md5 mismatch, not read): {', '.join(unverified)}" if unverified else ""
+        return total, info, (f"missing {', '.join(missing)}" if missing else "")
 
     def files(self, spec, root, split=None):
         base, cls = Path(root) / self.cls.base_folder, self.cls

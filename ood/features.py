@@ -83,6 +83,20 @@ def check_finite(out, what):
                             f"diverged (see its .log.csv)?")
 
 
+def several_errors(errors):
+    """One line for the errors of several image sets ({set: message}): how many and which first, then each
+    message; a last sentence they all end with (where to pass another data root) comes once, at the end."""
+    if len(errors) == 1:
+        return next(iter(errors.values()))
+    messages = list(errors.values())
+    last = {m.rsplit(". ", 1)[-1] for m in messages}
+    common = last.pop() if len(last) == 1 and all(". " in m for m in messages) else ""
+    if common:
+        messages = [m[:-len(common)].rstrip() for m in messages]
+    return (f"{len(errors)} image sets this run needs are missing or unreadable ({', '.join(errors)}): "
+            f"{' '.join(messages)}{' ' + common if common else ''}")
+
+
 class FeatureStore:
     """The cached artefacts of one backbone (a ``Setup``): features per image set, the head, and the
     stored patterns of the scores."""
@@ -196,12 +210,18 @@ class FeatureStore:
         """Build every image set's dataset and fingerprint now, so that a missing set or an empty
         image file stops the run before any extraction, and check that the cache files the run will
         (re)write, and only those, can be written: a complete cache is only read, so it may be read-only."""
-        writes = []
+        writes, errors = [], {}
         for spec in specs:
-            fp = self._set(spec)[1]
+            try:
+                fp = self._set(spec)[1]
+            except UserError as e:  # every set is looked at: one run tells of all that are missing
+                errors[f"{self.setup.id_set.name} {spec}" if spec in ID_SPLITS else spec.name] = str(e)
+                continue
             cached = self._read(self.path(spec))
             if cached is None or cached.get("fingerprint") != fp:
                 writes.append(self.path(spec))
+        if errors:
+            raise UserError(several_errors(errors))
         if self._cached_head() is None:
             writes.append(self.root / "head.pt")
         self._check_writable(writes)

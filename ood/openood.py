@@ -22,6 +22,7 @@ paper's (``IDSet``, ``OODSet``, ood/data.py) and read through one layout, ``Imag
 openood selects them (``BENCHMARKS["openood"]``).
 """
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +35,42 @@ LISTS = "benchmark_imglist"
 CLASSIC, LARGESCALE = "images_classic", "images_largescale"
 
 
+@dataclass(frozen=True)
+class ListRule:
+    """What the lines of an image list must hold, declared with the list (``_declare``) and applied where
+    it is read (``ImageList.load``) and where it is verified (``ImageList.count``), so that a list the
+    verifier passes is one the scripts read as it says. ``classes`` > 0: an ID list, whose every line has
+    a label, an integer class in [0, classes) (a line without one, "0.0", -5 or 10 of 10 classes would
+    score or fit a class that is not the image's); 0: an OOD list, whose label is not used (OpenOOD writes
+    -1 or a dict of extras there): anything, or nothing."""
+    classes: int = 0
+
+    def label(self, text):
+        """The label of a line's ``text`` after its path: (label, "") or (-1, what is wrong with it)."""
+        text = text.strip()
+        integer = re.fullmatch(r"[+-]?[0-9]+", text) is not None  # not int(): it also takes "1_0" and "١"
+        if not self.classes:
+            return (int(text) if integer else -1), ""
+        if not text:
+            return -1, "no label"
+        if not integer:
+            return -1, f"label {text!r} is not an integer"
+        if not 0 <= int(text) < self.classes:
+            return -1, f"label {int(text)} is out of range"
+        return int(text), ""
+
+
+ANY_LABEL = ListRule()
+
+
 class ImageListDataset(torch.utils.data.Dataset):
-    """The images an OpenOOD image list names, with their labels. A line is ``path label``; a label that
-    is not an integer (OpenOOD allows a dict of extras there) reads as -1, which only OOD lists use.
+    """The images an OpenOOD image list names, with their labels (read as ``rule`` says: see ListRule).
     ``source_files`` tells the cache fingerprint (ood.fingerprint) which files the set reads: the list and
     every image, so that a rewritten list or image is noticed."""
 
-    def __init__(self, list_path, image_dir, transform=None):
+    def __init__(self, list_path, image_dir, transform=None, rule=ANY_LABEL):
         self.list_path, self.image_dir, self.transform = Path(list_path), Path(image_dir), transform
-        self.samples = read_image_list(self.list_path, self.image_dir)
+        self.samples = read_image_list(self.list_path, self.image_dir, rule)
         self.targets = [y for _, y in self.samples]
 
     def __len__(self):
@@ -57,38 +85,65 @@ class ImageListDataset(torch.utils.data.Dataset):
         return [str(self.list_path)] + [p for p, _ in self.samples]
 
 
-def read_image_list(list_path, image_dir):
-    """[(image path, label)] of an image list, in its order; a malformed line is one clear error."""
-    out = []
-    with open(list_path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip("\n").strip()
-            if not line:
-                continue
-            name, _, extra = line.partition(" ")
-            if name.startswith("/") or ".." in Path(name).parts:
-                raise UserError(f"image list {list_path}, line {number}: {name!r} must be a path relative to "
-                                f"{image_dir}.")
-            try:
-                label = int(extra.strip())
-            except ValueError:
-                label = -1
-            out.append((str(Path(image_dir) / name), label))
+def read_image_list(list_path, image_dir, rule=ANY_LABEL):
+    """[(image path, label)] of an image list, in its order, its labels checked by ``rule``. It is UTF-8
+    text, as OpenOOD writes it (a byte order mark starting a line is read past; UTF-16 or bytes that are not
+    UTF-8 are refused, naming the line). A malformed line is one clear error, naming the file and the
+    first bad line (and how many more there are); an unreadable file is an OSError."""
+    data = Path(list_path).read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"image list {list_path} is UTF-16 text; OpenOOD's lists are UTF-8: save it as UTF-8 "
+                        f"(or download it again).")
+    out, bad = [], []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            # a UTF-8 byte order mark, which some editors add (at the start of each list concatenated)
+            line = raw.decode("utf-8").strip().lstrip("\ufeff")
+        except UnicodeDecodeError as e:
+            bad.append(f"line {number}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8 text "
+                       f"(OpenOOD's lists are UTF-8: download it again or save it as UTF-8)")
+            continue
+        if not line:
+            continue
+        if "\0" in line:
+            bad.append(f"line {number}: holds NUL bytes (is the list UTF-16, or not a text file?)")
+            continue
+        name, _, extra = line.partition(" ")
+        if "\t" in name:
+            bad.append(f"line {number}: holds a tab; a list separates the path and the label with a space")
+            continue
+        if name.startswith("/") or ".." in Path(name).parts:
+            bad.append(f"line {number}: {name!r} must be a path relative to {image_dir}")
+            continue
+        label, wrong = rule.label(extra)
+        if wrong:
+            bad.append(f"line {number}: {wrong} (an ID list gives each image its class after a space, an integer "
+                       f"in 0..{rule.classes - 1})")
+            continue
+        out.append((str(Path(image_dir) / name), label))
+    if bad:
+        more = f" ({len(bad) - 1} more bad line{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise UserError(f"image list {list_path}, {bad[0]}{more}.")
     return out
 
 
 class ImageList(D.Layout):
-    """An OpenOOD image list (``benchmark_imglist/...``) and the image folder its paths are relative to.
+    """An OpenOOD image list (``benchmark_imglist/...``), the image folder its paths are relative to and
+    the rule its lines follow (``ListRule``: an ID list's labels are classes, an OOD list's anything).
     For an ID set the list of split ``s`` is ``<folder>/<s>_<name>.txt``; for an OOD set its ``folder`` is
-    the list itself. Counted from the list (no image decoded); a listed image that is missing is a
-    problem the verifier reports."""
+    the list itself. Counted from the list (no image decoded): the images it names that are present, so
+    that a partial download is too few images; a bad line is a problem the verifier reports."""
     what = "an OpenOOD image list"
 
-    def __init__(self, image_dir):
-        self.image_dir = image_dir
+    def __init__(self, image_dir, rule=ANY_LABEL):
+        self.image_dir, self.rule = image_dir, rule
 
     def __repr__(self):
-        return f"ImageList({self.image_dir!r})"
+        return f"ImageList({self.image_dir!r}, {self.rule!r})"
+
+    def read(self, spec, root, split=None):
+        """[(image path, label)] of the list, read by its rule."""
+        return read_image_list(Path(root) / self.list_path(spec, split), Path(root) / self.image_dir, self.rule)
 
     def list_path(self, spec, split=None):
         return f"{spec.folder}/{split}_{spec.name}.txt" if split else spec.folder
@@ -102,23 +157,30 @@ class ImageList(D.Layout):
             what = f"{spec.label} {split}" if split else f"OOD set {spec.name}"
             raise UserError(f"{what} of OpenOOD v1.5 was not found: expected the image list {path}. "
                             f"{self.howto(spec, split)} Pass --dataset_path for another data root.")
-        return ImageListDataset(path, Path(root) / self.image_dir, transform)
+        try:
+            return ImageListDataset(path, Path(root) / self.image_dir, transform, self.rule)
+        except OSError as e:
+            raise UserError(f"image list {path} cannot be read ({e.strerror}).") from None
 
     def count(self, spec, root, split=None):
+        """(images present, info, problem): the images the list names that are there, against the number
+        it names (the verifier compares the count with the declared one too, when one is declared)."""
         path = Path(root) / self.list_path(spec, split)
         if not path.is_file():
             return None, "", ""
         try:
-            samples = read_image_list(path, Path(root) / self.image_dir)
-        except (UserError, OSError, UnicodeDecodeError) as e:
-            return 0, "", f"unreadable image list ({e})"
+            samples = self.read(spec, root, split)
+        except UserError as e:
+            return 0, "", str(e).rstrip(".")
+        except OSError as e:
+            return 0, "", f"image list {path} cannot be read ({e.strerror})"
         missing = [p for p, _ in samples if not os.path.isfile(p)]
-        info = f"images under {self.image_dir}/"
+        info = f"{len(samples):,} listed, under {self.image_dir}/"
         problem = ""
         if missing:
-            problem = (f"{len(missing)} of {len(samples)} listed images missing (e.g. "
+            problem = (f"{len(missing):,} of the {len(samples):,} listed images missing (e.g. "
                        f"{os.path.relpath(missing[0], root)})")
-        return len(samples), info, problem
+        return len(samples) - len(missing), info, problem
 
     def howto(self, spec, split=None):
         by_hand = spec.fetched_by_hand(split) if split else ""
@@ -187,16 +249,18 @@ TABLE = (
 
 
 def _declare(row):
-    """The IDSet, its OOD sets (validation first, then near, then far) and the archives they need."""
+    """The IDSet, its OOD sets (validation first, then near, then far) and the archives they need. Each
+    list's rule is declared with it: the ID lists' labels are classes of the ID set, the OOD lists' anything."""
     folder = f"{LISTS}/{row.name}"
 
     def ood(name, archive, group, split="test"):
         return D.OODSet(name if group != "val" else f"val_{name}", f"{folder}/{split}_{name}.txt", 0,
-                        layout=ImageList(_FOLDER[archive]), group=group)
+                        layout=ImageList(_FOLDER[archive], ANY_LABEL), group=group)
     oods = [ood(*row.val, "val", "val")] + [ood(n, a, "near") for n, a in row.near] + \
         [ood(n, a, "far") for n, a in row.far]
     id_set = D.IDSet(row.name, row.classes, *row.stats, "openood", tuple(o.name for o in oods if o.group != "val"),
-                     layout=ImageList(_FOLDER[row.images]), folder=folder, label=row.label,
+                     layout=ImageList(_FOLDER[row.images], ListRule(classes=row.classes)), folder=folder,
+                     label=row.label,
                      splits=(("train", 0), ("test", 0), ("val", 0)), url="https://github.com/Jingkang50/OpenOOD",
                      benchmark="openood", resize=row.resize, input_size=row.size, by_hand=row.by_hand)
     needed = (LISTS, row.images, row.val[1], *(a for _, a in row.near), *(a for _, a in row.far))

@@ -2,8 +2,9 @@
 holds against the count of the reference protocol (docs/method.md, "Data"), and the md5 sums of the files
 torchvision verifies (CIFAR pickles, the SVHN .mat) and of any downloaded archive lying in the root
 (e.g. ``<root>/LSUN.tar.gz``). Images are counted without decoding them: CIFAR from the pickles' label
-lists, SVHN from the .mat header, Fashion-MNIST from the idx headers, ImageFolder trees from the file
-listing (files with an image extension in class sub-folders, as ImageFolder counts them).
+lists (only of the pickles whose md5 is torchvision's: unpickling can run code), SVHN from the .mat
+header, Fashion-MNIST from the idx headers, ImageFolder trees from the file listing (files with an image
+extension in class sub-folders, as ImageFolder counts them).
 
 Nothing here names a data set: the rows, their counts, archives and hints, and the ``--for`` targets
 derive from the declarations in ood/data.py (each set's ``Layout`` counts, checks and fetches it).
@@ -267,7 +268,7 @@ def _check_row(entry, root, needed, expected, md5_cache):
     if row.count is None:
         row.status = "missing"
     else:
-        if row.count == 0:
+        if row.count == 0 and not problem:  # a problem that left nothing to count says what is wrong
             problems.append("empty")
         elif expected and row.count < expected:
             problems.append(f"too few images ({row.count:,} of {expected:,})")

@@ -94,14 +94,16 @@ def test_corrupted_archive_and_files(data, tmp_path, monkeypatch, capsys):
     assert verify_data.main(["--dataset_path", str(root), "--for", "cifar10", *EXPECT]) == 0
     capsys.readouterr()
 
-    # a CIFAR batch with one byte more still unpickles (same count) but fails torchvision's md5
+    # a CIFAR batch with one byte more fails torchvision's md5: it is not read (a pickle can run code), so
+    # not counted either
     with open(root / "cifar-10-batches-py" / "data_batch_2", "ab") as f:
         f.write(b"\0")
     svhn = root / "SVHN" / "test_32x32.mat"
     svhn.write_bytes(svhn.read_bytes()[:200])
     rows = rows_by_key(V.check(root, "cifar10", expected=COUNTS))
-    assert rows["cifar10/train"].count == 100
-    assert rows["cifar10/train"].status == "md5 mismatch: data_batch_2"
+    assert rows["cifar10/train"].count == 80
+    assert rows["cifar10/train"].status == "too few images (80 of 100); md5 mismatch: data_batch_2"
+    assert rows["cifar10/train"].note == "not counted (md5 mismatch, not read): data_batch_2"
     assert rows["cifar10/train"].md5 == "MISMATCH in 1 of 6 files"
     assert rows["cifar10/test"].ok  # its own files are intact
     assert not rows["SVHN"].ok and "md5 mismatch: test_32x32.mat" in rows["SVHN"].status
