@@ -123,8 +123,22 @@ def pretrained_id(name):
     return weights.id if weights is not None else f"{name}:pretrained"  # a plug-in loads weights of its choosing
 
 
+def option_owners(name):
+    """The registered backbones that declare option ``name``."""
+    return [s.name for s in registered() if any(p.name == name for p in s.options)]
+
+
 def resolve_options(spec, values):
-    """The checked architecture options of ``spec`` from ``values`` ({name: value or None})."""
+    """The checked architecture options of ``spec`` from ``values`` ({name: value or None} of every option
+    flag the command line has). An option of another backbone is refused, not ignored (it would change
+    nothing while the user believes it did)."""
+    mine = {p.name for p in spec.options}
+    for name, value in values.items():
+        if value is not None and name not in mine:
+            flag = next(p.flag() for s in registered() for p in s.options if p.name == name)
+            takes = ", ".join(p.flag() for p in spec.options) or "none"
+            raise UserError(f"{flag} is an option of {', '.join(option_owners(name))}, not of {spec.name} "
+                            f"(its options: {takes}); leave it out.")
     return {p.name: p.resolve(values.get(p.name), flag=p.flag()) for p in spec.options}
 
 

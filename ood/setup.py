@@ -113,7 +113,7 @@ class Setup:
                             f"backbones (OpenOOD's released checkpoints, torchvision's weights, or one trained "
                             f"here on {id_set.name}: pass it with --checkpoint).")
         spec = models.get_spec(args.model)
-        options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
+        options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in models.all_options()})
         if args.pretrained and not models.can_load_pretrained(spec):
             raise UserError(f"--pretrained: backbone {spec.name!r} declares no pretrained weights (those that do: "
                             f"{', '.join(s.name for s in models.registered() if s.pretrained)}, tv:<name>, "

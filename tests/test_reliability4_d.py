@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import test_score_ood_detection
+import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--dataset", "fashionmnist", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet",
@@ -133,3 +134,22 @@ def test_every_script_help_shows_each_default_once_and_whole_sentences(monkeypat
             if group.description and (_cut_off(group.description) or not group.description.rstrip().endswith(".")):
                 problems.append(f"{name} group {group.title!r}: description cut off: {group.description[-60:]!r}")
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------------------------------
+# 9. Messages: an option of another backbone
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,flag,owner", [
+    (["--model", "timm:resnet10t", "--layers", "16"], "--layers", "wrn"),
+    (["--model", "resnet18", "--widen_factor", "2"], "--widen_factor", "wrn"),
+    (["--model", "resnet18", "--widen-factor", "2"], "--widen_factor", "wrn"),  # the older spelling too
+])
+def test_an_option_of_another_backbone_is_refused(argv, flag, owner, small_fmnist, capsys):
+    """It would change nothing while the user believes it did: one line naming it and its backbones,
+    in training and in scoring, before anything is written."""
+    model = argv[1]
+    exits_2(train_model.main, RUN + TRAIN + argv, capsys, f"{flag} is an option of {owner}, not of {model}")
+    exits_2(test_score_ood_detection.main, RUN + argv + ["--ood", "iSUN", "--score", "MSP"], capsys,
+            f"{flag} is an option of {owner}")
+    assert not Path("checkpoints").exists() and not Path("results").exists()
