@@ -45,6 +45,14 @@ def ranged(kind, bounds):
     return argparse_type(Param("value", kind, bounds=bounds))
 
 
+def model_arg(text):
+    """An argparse type for ``--model_arg KEY=VALUE`` (parsed by the registry, which checks it per backbone)."""
+    try:
+        return models.parse_model_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 positive_int = ranged(int, "[1, inf)")
 nonnegative_int = ranged(int, "[0, inf)")
 positive_float = ranged(float, "(0, inf)")
@@ -129,7 +137,14 @@ def add_common(p):
                         "with (torchvision's weights.transforms(), timm's data config); dataset, the data "
                         "set's (see --resize_val); auto: backbone for --pretrained weights used as they are, "
                         "dataset otherwise")
-    add_params(p.add_argument_group("backbone options"), models.all_options())
+    b = p.add_argument_group("backbone options")
+    add_params(b, models.all_options())
+    b.add_argument("--model_arg", action="append", type=model_arg, metavar="KEY=VALUE",
+                   help="an argument of the backbone's constructor, repeated for several: tv:<name> and "
+                        "timm:<name> pass it to torchvision.models.get_model / timm.create_model (e.g. "
+                        "drop_path_rate=0.1), a builder of one's own takes the keywords it names; part of the "
+                        "caches' fingerprints. A backbone built for one input size (a ViT) is built at "
+                        "--resize_val without it")
     g.add_argument("--subset", type=nonnegative_int, default=0,
                    help="use at most this many images of each image set (evenly spaced; 0 = all), for quick trials")
     g = p.add_argument_group("execution")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 
 import test_score_ood_detection
 import train_model
@@ -144,6 +145,7 @@ def test_every_script_help_shows_each_default_once_and_whole_sentences(monkeypat
     (["--model", "timm:resnet10t", "--layers", "16"], "--layers", "wrn"),
     (["--model", "resnet18", "--widen_factor", "2"], "--widen_factor", "wrn"),
     (["--model", "resnet18", "--widen-factor", "2"], "--widen_factor", "wrn"),  # the older spelling too
+    (["--model", f"{ME}:fixed_net", "--droprate", "0.1"], "--droprate", "wrn"),
 ])
 def test_an_option_of_another_backbone_is_refused(argv, flag, owner, small_fmnist, capsys):
     """It would change nothing while the user believes it did: one line naming it and its backbones,
@@ -153,3 +155,99 @@ def test_an_option_of_another_backbone_is_refused(argv, flag, owner, small_fmnis
     exits_2(test_score_ood_detection.main, RUN + argv + ["--ood", "iSUN", "--score", "MSP"], capsys,
             f"{flag} is an option of {owner}")
     assert not Path("checkpoints").exists() and not Path("results").exists()
+
+class FixedNet(nn.Module):
+    """A backbone built for one input size, as a ViT is: its head reads the flattened feature map."""
+
+    def __init__(self, num_classes, in_channels, size):
+        super().__init__()
+        self.body = nn.Conv2d(in_channels, 2, 4, stride=4)
+        self.feature_dim = 2 * (size // 4) ** 2
+        self.fc = nn.Linear(self.feature_dim, num_classes)
+
+    def forward_features(self, x):
+        return torch.flatten(torch.relu(self.body(x)), 1)
+
+    def forward(self, x):
+        return self.fc(self.forward_features(x))
+
+
+def fixed_net(num_classes=10, in_channels=3, size=16, **_):
+    """Its ``size`` is a keyword it names, so ``--model_arg size=...`` reaches it."""
+    return FixedNet(num_classes, in_channels, size)
+
+
+fixed_net.input_size = 16
+
+
+def unnamed_net(num_classes=10, in_channels=3, **_):
+    """It names no keyword of its own: ``--model_arg`` has nothing to set."""
+    return FixedNet(num_classes, in_channels, 16)
+
+
+unnamed_net.input_size = 16
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# 7. Backbones built for one input size; --model_arg
+# ----------------------------------------------------------------------------------------------------
+
+def test_a_size_the_backbone_cannot_take_is_one_line_before_training(small_fmnist, capsys):
+    """A backbone built for 16 px asked to train at 32: one line before any epoch, no checkpoint; its own
+    keyword (--model_arg size=32) builds it at 32, and the checkpoint records the argument."""
+    model = ["--model", f"{ME}:fixed_net", "--resize_val", "32"]
+    exits_2(train_model.main, RUN + TRAIN + model, capsys, f"--model {ME}:fixed_net does not run on 32x32 inputs",
+            "--model_arg")
+    assert not Path("checkpoints").exists()
+    train_model.main(RUN + TRAIN + model + ["--model_arg", "size=32"])
+    ck = torch.load(f"checkpoints/fashionmnist/{ME}_fixed_net.pt", weights_only=True)
+    assert ck["meta"]["options"] == {"size": 32} and ck["meta"]["input_size"] == 32
+    assert ck["model"]["fc.weight"].shape == (10, 2 * 8 * 8)
+
+
+@pytest.mark.parametrize("argv,phrases", [
+    (["--model", f"{ME}:fixed_net", "--model_arg", "width=3"], ["--model_arg width=3", "has no keyword width"]),
+    (["--model", f"{ME}:unnamed_net", "--model_arg", "size=32"], ["takes no constructor arguments"]),
+    (["--model", "resnet18", "--model_arg", "size=32"], ["resnet18 takes no constructor arguments"]),
+    (["--model", "wrn", "--model_arg", "layers=16"], ["layers is an option of wrn: use --layers"]),
+    (["--model", f"{ME}:fixed_net", "--model_arg", "size=32", "--model_arg", "size=64"], ["size is given twice"]),
+    (["--model", f"{ME}:fixed_net", "--model_arg", "num_classes=3"], ["the run sets num_classes itself"]),
+    (["--model", f"{ME}:fixed_net", "--model_arg", "size"], ["--model_arg", "expected KEY=VALUE"]),
+    (["--model", f"{ME}:fixed_net", "--model_arg", "=3"], ["--model_arg", "expected KEY=VALUE"]),
+    (["--model", f"{ME}:fixed_net", "--model_arg", "size={1: 2}"], ["--model_arg", "must be a number"]),
+])
+def test_bad_model_args_are_one_line(argv, phrases, small_fmnist, capsys):
+    exits_2(train_model.main, RUN + TRAIN + argv, capsys, *phrases)
+    assert not Path("checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_timm_vit_trains_and_scores_at_another_size(small_fmnist, capsys):
+    """timm's ViT (test_vit, 160 px by its config) at --resize_val 32: built with img_size=32, trained,
+    then extracted at the size its checkpoint records; a size its patches do not divide is one line."""
+    model = ["--model", "timm:test_vit", "--resize_val", "32"]
+    train_model.main(RUN + TRAIN + model)
+    ck = torch.load("checkpoints/fashionmnist/timm_test_vit.pt", weights_only=True)
+    assert ck["meta"]["input_size"] == 32 and ck["model"]["model.pos_embed"].shape[1] == 1 + 2 * 2
+    rows = test_score_ood_detection.main(RUN + ["--model", "timm:test_vit", "--ood", "iSUN", "--score", "MSP"])
+    assert [r["score"] for r in rows] == ["MSP"]
+    capsys.readouterr()
+    exits_2(train_model.main, RUN + TRAIN + ["--model", "timm:test_vit", "--resize_val", "40", "--overwrite"],
+            capsys, "does not run on 40x40 inputs", "divisible by patch size")
+
+
+@pytest.mark.slow
+def test_torchvision_vit_trains_at_another_size(small_fmnist, capsys):
+    """torchvision's vit_b_16 at --resize_val 32 is built with image_size=32; at 40 (not a multiple of its
+    16 px patches) torchvision's refusal is one line, before training; so is the reference recipe, which
+    would train at one size and record another."""
+    base = RUN + TRAIN + ["--model", "tv:vit_b_16", "--subset", "4", "--batch_size", "4"]
+    exits_2(train_model.main, base + ["--resize_val", "40"], capsys, "torchvision could not build vit_b_16 with "
+            "image_size=40", "Input shape indivisible by patch size")
+    exits_2(train_model.main, base + ["--resize_val", "32", "--recipe", "reference"], capsys,
+            "tv:vit_b_16 is built for one input size")
+    assert not Path("checkpoints").exists()
+    train_model.main(base + ["--resize_val", "32"])
+    ck = torch.load("checkpoints/fashionmnist/tv_vit_b_16.pt", weights_only=True)
+    assert ck["meta"]["input_size"] == 32 and ck["model"]["body.encoder.pos_embedding"].shape == (1, 1 + 2 * 2, 768)
