@@ -24,7 +24,7 @@ def _own(g):
 
 def build_parser(argv=None):
     return script_parser(__doc__, argv, "stored patterns", own=_own, score=(
-        "extended", "scores whose stored patterns to fit (default: every registered score that has one)"))
+        "extended", "scores whose stored patterns to fit (extended: every registered score that has one)"))
 
 
 @cli_main

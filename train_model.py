@@ -23,10 +23,10 @@ def build_parser():
     p = cli.parser(__doc__)
     cli.add_common(p)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=cli.positive_int, default=100)
+    g.add_argument("--epochs", type=cli.positive_int, default=100, help="training epochs")
     g.add_argument("--lr", type=cli.positive_float, default=0.2, help="initial learning rate (RecLag code 0.2, SHE code 0.1)")
-    g.add_argument("--momentum", type=cli.nonnegative_float, default=0.9)
-    g.add_argument("--weight_decay", type=cli.nonnegative_float, default=5e-4)
+    g.add_argument("--momentum", type=cli.nonnegative_float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight_decay", type=cli.nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
     g.add_argument("--augment", choices=["autoaugment", "flip", "none"], default="autoaugment",
                    help="autoaugment: AutoAugment (CIFAR-10 policy) + flip, as the reference")
     g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")

@@ -6,8 +6,8 @@ one line below; torchvision's classifiers are ``tv:<name>``, timm's ``timm:<name
 one's own ``package.module:function``.
 """
 from .registry import (ModelSpec, Weights, all_options, build_model, can_load_pretrained,  # noqa: F401
-                       get_spec, model_names, pretrained_id, register, register_backbone, register_family,
-                       registered, resolve_options)
+                       check_runs, get_spec, model_names, parse_model_arg, pretrained_id, register,
+                       register_backbone, register_family, registered, resolve_options)
 
 # the modules that register backbones (one line each)
 from . import resnet  # noqa: E402,F401  resnet18, resnet34

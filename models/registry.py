@@ -10,12 +10,22 @@ class count, and the preprocessing they were trained with). As timm's ``_registr
 registered where it is defined (``@register_backbone(...)`` on its builder); a family of backbones named
 by prefix (``tv:<name>``, ``timm:<name>``) registers one resolver (``register_family``). A builder of
 one's own, ``package.module:function``, declares the same facts as attributes of the function.
+
+Constructor arguments that are not declared options (timm's ``drop_path_rate``, torchvision's
+``image_size``) reach a library's backbone through ``--model_arg KEY=VALUE``: a backbone declares whose
+constructor takes them (``ModelSpec.model_args``), and one that declares none refuses them. A backbone
+built for one input size (a ViT: its position embeddings) declares how to build it at another
+(``ModelSpec.sized``), so that ``--resize_val`` builds it at the size it is run at.
 """
+import ast
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from ood.errors import UserError
-from ood.plugins import is_plugin_name, load_object
+from ood.plugins import debugging, is_plugin_name, load_object
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class ModelSpec:
     he_beta: float                    # default beta of the HE score (SHE code: 0.01 for ResNets, 0.2 for WRN)
     options: tuple = ()               # Params of the builder's architecture options (flags, fingerprints)
     pretrained: Callable | None = None  # () -> Weights that --pretrained loads; None: it has none
+    model_args: str = ""              # whose constructor --model_arg KEY=VALUE reaches; "": it takes none
+    sized: Callable | None = None     # size -> the builder's keywords that build it for that input size
 
     def weights(self):
         """The Weights of ``--pretrained``, or None when the backbone declares none."""
@@ -106,7 +118,8 @@ def get_spec(name):
     if is_plugin_name(name):
         builder = load_object(name, "model builder")
         return ModelSpec(name, builder, getattr(builder, "input_size", 32), getattr(builder, "he_beta", 0.01),
-                         tuple(getattr(builder, "options", ())), getattr(builder, "pretrained", None))
+                         tuple(getattr(builder, "options", ())), getattr(builder, "pretrained", None),
+                         f"the builder {name}" if _keyword_names(builder) else "")
     raise UserError(f"unknown model {name!r}. Choose one of: {', '.join(model_names())} "
                     f"(or register a builder: models/registry.py).")
 
@@ -123,15 +136,105 @@ def pretrained_id(name):
     return weights.id if weights is not None else f"{name}:pretrained"  # a plug-in loads weights of its choosing
 
 
-def resolve_options(spec, values):
-    """The checked architecture options of ``spec`` from ``values`` ({name: value or None})."""
-    return {p.name: p.resolve(values.get(p.name), flag=p.flag()) for p in spec.options}
+RUN_ARGS = ("num_classes", "in_channels", "pretrained")  # what the run gives every builder itself
 
 
-def build_model(name, num_classes, in_channels=3, pretrained=False, **options):
-    """Build backbone ``name``; ``options`` go to the builder (e.g. layers/widen_factor/droprate for wrn)."""
+def _keyword_names(builder):
+    """The keywords a builder of one's own names in its signature, beyond those the run passes: what its
+    ``--model_arg`` may set (a ``**kwargs`` catch-all accepts anything and so declares nothing)."""
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and p.name not in RUN_ARGS)
+
+
+def parse_model_arg(text):
+    """``KEY=VALUE`` of ``--model_arg`` as (key, value): the value a Python literal (``32``, ``0.1``,
+    ``True``, ``(7, 7)``, ``None``) or else the text itself (``global_pool=avg``). Raises ValueError."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key.isidentifier():
+        raise ValueError(f"{text!r}: expected KEY=VALUE, KEY a Python name (e.g. drop_path_rate=0.1)")
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return key, value.strip()
+    if isinstance(parsed, list):
+        parsed = tuple(parsed)
+    if not isinstance(parsed, (int, float, str, tuple, type(None))):
+        raise ValueError(f"{text!r}: the value must be a number, True/False, None, a text or a tuple")
+    return key, parsed
+
+
+def option_owners(name):
+    """The registered backbones that declare option ``name``."""
+    return [s.name for s in registered() if any(p.name == name for p in s.options)]
+
+
+def resolve_options(spec, values, model_args=()):
+    """The checked architecture options of ``spec`` from ``values`` ({name: value or None} of every option
+    flag the command line has) and its ``model_args`` ((key, value), ... of --model_arg), as one dict
+    for the builder. An option of another backbone is refused, not ignored (it would change nothing
+    while the user believes it did), and so is a --model_arg for a backbone that declares no constructor
+    to take it, or one that repeats a key, an option or what the run sets itself."""
+    mine = {p.name for p in spec.options}
+    for name, value in values.items():
+        if value is not None and name not in mine:
+            flag = next(p.flag() for s in registered() for p in s.options if p.name == name)
+            takes = ", ".join(p.flag() for p in spec.options) or "none"
+            raise UserError(f"{flag} is an option of {', '.join(option_owners(name))}, not of {spec.name} "
+                            f"(its options: {takes}); leave it out.")
+    options = {p.name: p.resolve(values.get(p.name), flag=p.flag()) for p in spec.options}
+    for key, value in model_args:
+        said = f"--model_arg {key}={value!r}"
+        if key in mine:
+            raise UserError(f"{said}: {key} is an option of {spec.name}: use "
+                            f"{next(p.flag() for p in spec.options if p.name == key)}.")
+        if not spec.model_args:  # a registered backbone: its options are declared Params
+            raise UserError(f"{said}: {spec.name} takes no constructor arguments (its options are flags: "
+                            f"{', '.join(p.flag() for p in spec.options) or 'none'}); --model_arg is for "
+                            f"tv:<name>, timm:<name> and builders of one's own that name the keyword.")
+        if key in options:
+            raise UserError(f"{said}: {key} is given twice.")
+        if key in RUN_ARGS:
+            raise UserError(f"{said}: the run sets {key} itself (from the data set and --pretrained).")
+        if spec.name.partition(":")[0] not in _FAMILIES and key not in _keyword_names(spec.builder):
+            raise UserError(f"{said}: {spec.model_args} has no keyword {key} (it names: "
+                            f"{', '.join(_keyword_names(spec.builder))}).")
+        options[key] = value
+    return options
+
+
+def build_model(name, num_classes, in_channels=3, pretrained=False, input_size=None, **options):
+    """Build backbone ``name``; ``options`` go to the builder (e.g. layers/widen_factor/droprate for wrn, a
+    library's constructor arguments). A backbone built for one input size (``ModelSpec.sized``) is built
+    for ``input_size`` where that differs from its default (an explicit --model_arg of the same keyword
+    wins, and ``check_runs`` then says that the two disagree)."""
     spec = get_spec(name)
     if pretrained and not can_load_pretrained(spec):
         raise UserError(f"--pretrained: backbone {name!r} declares no pretrained weights (the backbones with "
                         f"some: {', '.join(s.name for s in registered() if s.pretrained)}, tv:<name>, timm:<name>).")
+    if spec.sized is not None and input_size and input_size != spec.input_size:
+        options = {**spec.sized(input_size), **options}
     return spec.builder(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained, **options)
+
+
+def check_runs(model, spec, in_channels, size):
+    """Run ``model`` once on a blank ``size`` x ``size`` image, so that a backbone that cannot take that
+    size (built for one size that its library cannot change, or too small an input for its strides and
+    kernels) is refused with one line before any training or extraction, not by a traceback mid-epoch."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, size, size))
+    except Exception as e:  # the library's assertion or shape error, whatever its type
+        if debugging():
+            raise
+        raise UserError(f"--model {spec.name} does not run on {size}x{size} inputs ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}); choose another --resize_val, --model_arg or "
+                        f"--model.") from None
+    finally:
+        model.train(was_training)

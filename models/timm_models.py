@@ -11,6 +11,11 @@ A model whose classifier is not one ``nn.Linear`` has no linear head for the sco
 line offline), and ``--preprocessing backbone`` (the default with ``--pretrained``) evaluates them with
 timm's own resolved data config (``timm.data.resolve_data_config`` / ``create_transform``: its input size,
 crop, interpolation and statistics).
+
+A model timm's config marks ``fixed_input_size`` (ViT, DeiT, Swin: position embeddings or windows sized
+for one input) is built at the run's input size with ``img_size`` (``ModelSpec.sized``), and
+``--model_arg KEY=VALUE`` passes any other argument of its constructor (``drop_path_rate=0.1``) to
+``timm.create_model``, which checks it.
 """
 import torch.nn as nn
 
@@ -53,13 +58,19 @@ class TimmBackbone(nn.Module):
         return self.fc(self.forward_features(x))
 
 
-def timm_model(name, num_classes=1000, in_channels=3, pretrained=False, **_):
+def timm_model(name, num_classes=1000, in_channels=3, pretrained=False, **kwargs):
     """timm's ``name`` with a head of ``num_classes`` (timm keeps a pretrained head only when its size is
-    the weights'; ``--pretrained`` on another class count is refused before this, in ood/setup.py)."""
+    the weights'; ``--pretrained`` on another class count is refused before this, in ood/setup.py);
+    ``kwargs`` (``img_size``, --model_arg) go to its constructor."""
     timm = _timm()
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels)
-    except Exception as e:  # hub unreachable, offline mode, missing weights file, ...
+        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels,
+                                  **kwargs)
+    except Exception as e:  # an argument the constructor refuses; hub unreachable, offline mode, ...
+        if kwargs:
+            said = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise UserError(f"timm could not build {name} with {said} ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:200]}); check --model_arg and --resize_val.") from None
         if not pretrained:
             raise
         raise UserError(f"could not load timm's pretrained weights of {name} ({type(e).__name__}: "
@@ -91,9 +102,11 @@ def _timm_spec(name):
                         f"{'; close: ' + ', '.join(close) if close else ''} (timm.list_models() lists them).")
     cfg = timm.models.get_pretrained_cfg(name)
     size = cfg.input_size[-1] if cfg is not None and cfg.input_size else 224
-    return ModelSpec(f"timm:{name}", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
-                     timm_model(name, num_classes, in_channels, pretrained), size, 0.01,
-                     pretrained=(lambda: timm_weights(name)) if cfg is not None else None)
+    return ModelSpec(f"timm:{name}", lambda num_classes=1000, in_channels=3, pretrained=False, **kwargs:
+                     timm_model(name, num_classes, in_channels, pretrained, **kwargs), size, 0.01,
+                     pretrained=(lambda: timm_weights(name)) if cfg is not None else None,
+                     model_args="timm.create_model",
+                     sized=(lambda s: {"img_size": s}) if cfg is not None and cfg.fixed_input_size else None)
 
 
 register_family("timm", _timm_spec, "timm:<timm model name>")

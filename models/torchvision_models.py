@@ -3,6 +3,9 @@ other torchvision classifier by name (``--model tv:<name>``).
 
 The model's last ``nn.Linear`` becomes the head ``fc``; everything before it (with the head replaced by
 an identity) computes the penultimate feature phi(x).
+
+``--model_arg KEY=VALUE`` passes an argument to torchvision's builder (``torchvision.models.get_model``,
+which checks it), and the classifiers built for one input size (``SIZED``) are built at the run's.
 """
 import contextlib
 import os
@@ -89,11 +92,37 @@ def _weights_only_loads():
                 os.environ[n] = v
 
 
-def _load_weights(name, weights):
+# torchvision's classifiers built for one input size (their forward asserts it), by name prefix, and the
+# builder keywords that build one for another size: ViT's position embeddings, MaxViT's partitions
+SIZED = {"vit_": lambda size: {"image_size": size}, "maxvit_": lambda size: {"input_size": (size, size)}}
+
+
+def _sized(name):
+    return next((kwargs for prefix, kwargs in SIZED.items() if name.startswith(prefix)), None)
+
+
+def _get_model(name, **kwargs):
+    """torchvision's ``get_model``; an argument it refuses (a --model_arg, or a size that pretrained weights
+    fix: torchvision refuses an ``image_size`` other than the weights') is one line naming it."""
+    given = {k: v for k, v in kwargs.items() if k not in ("weights", "num_classes", "aux_logits", "init_weights")}
+    try:
+        return torchvision.models.get_model(name, **kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        if not given:
+            raise
+        said = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise UserError(f"torchvision could not build {name} with {said} ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}); check --model_arg and --resize_val"
+                        f"{' (its pretrained weights fix the input size)' if kwargs.get('weights') else ''}.") from None
+
+
+def _load_weights(name, weights, **kwargs):
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
     try:
         with _weights_only_loads():
-            return torchvision.models.get_model(name, weights=weights)
+            return _get_model(name, weights=weights, **kwargs)
+    except UserError:  # an argument torchvision refuses, named as such, not as a failed download
+        raise
     except pickle.UnpicklingError:
         raise UserError(f"the pretrained weights of torchvision's {name} at {cached} are not a plain weights "
                         f"file (reading it could run code it holds, so it was refused); delete it and run again "
@@ -119,18 +148,18 @@ def pretrained_weights(name):
     return getattr(enum, PINNED_WEIGHTS[name]) if name in PINNED_WEIGHTS else enum.DEFAULT
 
 
-def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, **_):
+def torchvision_model(name, num_classes=1000, in_channels=3, pretrained=False, **kwargs):
     """Build torchvision's ``name``. With ``pretrained``, load its ImageNet weights (``PINNED_WEIGHTS``, IMAGENET1K_V1 for
     resnet50, torchvision's DEFAULT otherwise) and, when ``num_classes`` differs from 1000, put a fresh
-    head on top for fine-tuning."""
+    head on top for fine-tuning. ``kwargs`` (a size of ``SIZED``, --model_arg) go to torchvision's builder."""
     if name not in torchvision.models.list_models(torchvision.models):
         known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
         raise UserError(f"torchvision has no classification model named {name!r}. Known: {known}.")
     if pretrained:
-        model = _load_weights(name, pretrained_weights(name))
+        model = _load_weights(name, pretrained_weights(name), **kwargs)
     else:
-        kwargs = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
-        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        own = {"aux_logits": False, "init_weights": True} if name in ("inception_v3", "googlenet") else {}
+        model = _get_model(name, weights=None, num_classes=num_classes, **{**own, **kwargs})
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UserError(f"torchvision's {name} has no final nn.Linear layer, so it has no penultimate "
@@ -157,9 +186,10 @@ def _torchvision_spec(name):
         known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
         raise UserError(f"unknown model 'tv:{name}': torchvision has no classification model named {name!r}. "
                         f"Known: {known}.")
-    return ModelSpec(f"tv:{name}", lambda num_classes=1000, in_channels=3, pretrained=False, **_:
-                     torchvision_model(name, num_classes, in_channels, pretrained), 224, 0.01,
-                     pretrained=lambda: torchvision_weights(name))
+    return ModelSpec(f"tv:{name}", lambda num_classes=1000, in_channels=3, pretrained=False, **kwargs:
+                     torchvision_model(name, num_classes, in_channels, pretrained, **kwargs), 224, 0.01,
+                     pretrained=lambda: torchvision_weights(name), model_args="torchvision.models.get_model",
+                     sized=_sized(name))
 
 
 register_family("tv", _torchvision_spec, "tv:<torchvision model name>")

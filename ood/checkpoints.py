@@ -23,7 +23,16 @@ def clean_state_dict(state):
     return out
 
 
+# torch.save's legacy format (before torch 1.6, or _use_new_zipfile_serialization=False) opens with its magic
+# number 0x1950a86a20f9469cfc6c pickled as a long, after the pickle protocol's header; the current one is a zip
+LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
 def _require(path):
+    """``path`` as a file this module can read, else one line saying what is wrong with it: torch.load's
+    own error for an empty file or the legacy format is about memory-mapping, which the user never asked
+    for. Only the first bytes are read (nothing is unpickled here)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"checkpoint {path} is a directory; --checkpoint takes the .pt file written by "
@@ -31,6 +40,18 @@ def _require(path):
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist. Train one with train_model.py (it writes "
                         f"checkpoints/<dataset>/<model>.pt) or pass --checkpoint PATH.")
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if not head:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): a copy or a save that did not finish. Copy "
+                        f"it again, or train again with train_model.py --overwrite.")
+    if not head.startswith(ZIP_MAGIC) and LEGACY_MAGIC in head:
+        raise UserError(f"checkpoint {path} is in torch.save's legacy format (torch < 1.6, or "
+                        f"_use_new_zipfile_serialization=False), which this project does not read: re-save "
+                        f"it with a current torch (torch.save(torch.load(path, weights_only=True), path)).")
+    if not head.startswith(ZIP_MAGIC):
+        raise UserError(f"checkpoint {path} is not a file torch.save wrote (that is a zip archive; this one "
+                        f"begins {head[:8]!r}). Pass the .pt file written by train_model.py, or a state dict.")
     return path
 
 

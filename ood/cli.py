@@ -1,5 +1,6 @@
 """Command-line options shared by the scripts. Bad values end with one line and exit status 2."""
 import argparse
+import copy
 import os
 import sys
 
@@ -11,7 +12,21 @@ from .params import Param, add_params, argparse_type
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """--help with every default once: argparse adds "(default: X)" to an option that takes a value and
+    has one (a list shown as the values one types); an option whose default depends on the run defaults to
+    None and its help says the default in words, and a flag gets none (it is off unless given, and
+    "--no_plot (default: True)" would read as the opposite of what it means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+    def _expand_help(self, action):
+        if isinstance(action.default, (list, tuple)):
+            action = copy.copy(action)
+            action.default = " ".join(map(str, action.default))
+        return super()._expand_help(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,6 +44,14 @@ def parser(description):
 def ranged(kind, bounds):
     """An argparse type for the scripts' plain numbers, checked (and worded) as a ``Param``'s."""
     return argparse_type(Param("value", kind, bounds=bounds))
+
+
+def model_arg(text):
+    """An argparse type for ``--model_arg KEY=VALUE`` (parsed by the registry, which checks it per backbone)."""
+    try:
+        return models.parse_model_arg(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 positive_int = ranged(int, "[1, inf)")
@@ -115,13 +138,22 @@ def add_common(p):
                         "with (torchvision's weights.transforms(), timm's data config); dataset, the data "
                         "set's (see --resize_val); auto: backbone for --pretrained weights used as they are, "
                         "dataset otherwise")
-    add_params(p.add_argument_group("backbone options"), models.all_options())
+    b = p.add_argument_group("backbone options")
+    add_params(b, models.all_options())
+    b.add_argument("--model_arg", action="append", type=model_arg, metavar="KEY=VALUE",
+                   help="an argument of the backbone's constructor, repeated for several: tv:<name> and "
+                        "timm:<name> pass it to torchvision.models.get_model / timm.create_model (e.g. "
+                        "drop_path_rate=0.1), a builder of one's own takes the keywords it names; part of the "
+                        "caches' fingerprints. A backbone built for one input size (a ViT) is built at "
+                        "--resize_val without it")
     g.add_argument("--subset", type=nonnegative_int, default=0,
                    help="use at most this many images of each image set (evenly spaced; 0 = all), for quick trials")
     g = p.add_argument_group("execution")
-    g.add_argument("--batch_size", type=positive_int, default=128)
+    g.add_argument("--batch_size", type=positive_int, default=128,
+                   help="images per batch, in training (the total over all processes under torchrun) and "
+                        "extraction")
     g.add_argument("--workers", type=nonnegative_int, default=default_workers(),
-                   help="DataLoader worker processes (default: the CPUs available, at most 8)")
+                   help="DataLoader worker processes (default: %(default)s, the CPUs available, at most 8)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     g.add_argument("--seed", type=nonnegative_int, default=None,
                    help="seed of training, of the scores' fits and of the sampled protocol's draws (default 1)")

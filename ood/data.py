@@ -733,7 +733,7 @@ def benchmark_help():
     """``--benchmark``'s help: the paper's, and each registered benchmark's ID sets and FPR95 convention."""
     others = "".join(f"; {b.name}: {b.label} (ID sets {_either((s.name for s in b.id_sets), 'and')}, with their "
                      f"validation, near and far OOD sets; FPR95 variant {b.fpr_variant})" for b in BENCHMARKS.values())
-    return f"{PAPER}: the paper's protocol (its ID sets and far-OOD sets; the default){others}"
+    return f"{PAPER}: the paper's protocol (its ID sets and far-OOD sets){others}"
 
 
 def dataset_help():

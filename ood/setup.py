@@ -97,9 +97,14 @@ class Setup:
             id_set = dataclasses.replace(id_set, mean=paper.mean, std=paper.std)
         return D.test_transform(id_set, self.input_size)
 
-    def build_model(self):
-        return models.build_model(self.model.name, self.id_set.num_classes, self.id_set.channels,
-                                  pretrained=self.pretrained, **self.options)
+    def build_model(self, run_size=None):
+        """The backbone, built for this run's input size and checked to run at ``run_size`` (default: that
+        size; training under the reference recipe runs at another), so that a size it cannot take is one
+        line before any work starts."""
+        m = models.build_model(self.model.name, self.id_set.num_classes, self.id_set.channels,
+                               pretrained=self.pretrained, input_size=self.input_size, **self.options)
+        models.check_runs(m, self.model, self.id_set.channels, run_size or self.input_size)
+        return m
 
     @classmethod
     def from_args(cls, args, training, device=None):
@@ -113,7 +118,8 @@ class Setup:
                             f"backbones (OpenOOD's released checkpoints, torchvision's weights, or one trained "
                             f"here on {id_set.name}: pass it with --checkpoint).")
         spec = models.get_spec(args.model)
-        options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in spec.options})
+        options = models.resolve_options(spec, {p.name: getattr(args, p.name, None) for p in models.all_options()},
+                                         getattr(args, "model_arg", None) or ())
         if args.pretrained and not models.can_load_pretrained(spec):
             raise UserError(f"--pretrained: backbone {spec.name!r} declares no pretrained weights (those that do: "
                             f"{', '.join(s.name for s in models.registered() if s.pretrained)}, tv:<name>, "

@@ -174,6 +174,9 @@ class Trainer:
         self.meta = {"model": s.model.name, "dataset": s.id_set.name, "num_classes": s.id_set.num_classes,
                      "in_channels": s.id_set.channels, "input_size": self.recipe.recorded_size(s),
                      "train_input_size": self.train_size, "options": s.options, "recipe": s.recipe}
+        if s.model.sized is not None and self.train_size != self.meta["input_size"]:
+            raise UserError(f"--recipe {s.recipe} trains at {self.train_size} px and records {self.meta['input_size']} "
+                            f"px for extraction, but {s.model.name} is built for one input size; use --recipe fixed.")
         self.settings = {"epochs": h["epochs"], "lr": h["lr"], "momentum": h["momentum"],
                          "weight_decay": h["weight_decay"], "augment": h["augment"], "batch_size": s.batch_size,
                          "seed": s.seed, "subset": s.subset, "recipe": s.recipe}
@@ -182,11 +185,11 @@ class Trainer:
 
     def build(self):
         s, h = self.setup, self.hyper
+        model = s.build_model(run_size=self.train_size)  # first: a size it cannot take is refused before the data
         train_ds = D.build_id_dataset(s.id_set, s.data_root, "train",
                                       self.recipe.train_transform(s.id_set, self.train_size, h["augment"]), s.download)
         test_ds = D.build_id_dataset(s.id_set, s.data_root, "test", D.test_transform(s.id_set, self.train_size))
         self.train_ds, self.test_ds = D.subset(train_ds, s.subset), D.subset(test_ds, s.subset)
-        model = s.build_model()
         if self.world > 1 and s.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
         self.model = accel.prepare(model, s.device, s.channels_last)  # the plain module: state dicts, checkpoints

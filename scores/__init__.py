@@ -123,6 +123,13 @@ def resolve_names(requested):
     return sorted(set(wanted), key=lambda c: (c.order, c.name))
 
 
+def summary(doc):
+    """The first paragraph of a score's docstring, as one line without reST markup: the description of its
+    group of flags in --help (the first line alone would stop mid-sentence where the sentence wraps)."""
+    first = (doc or "").strip().split("\n\n")[0]
+    return " ".join(first.replace("``", "").split())
+
+
 def add_score_args(parser):
     """One group of flags per registered score (``--<score>_<setting>``), from its ``params``. A plug-in
     whose setting would make a flag the script already has (a score "batch" with a setting "size" makes
@@ -132,7 +139,7 @@ def add_score_args(parser):
         if cls.params:
             if plugin_origin(cls):
                 _check_flags(parser, cls)
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            doc = summary(cls.__doc__)
             add_params(parser.add_argument_group(f"{cls.name} settings", doc), cls.params, cls.key())
 
 

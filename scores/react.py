@@ -33,7 +33,8 @@ def sorted_element(values, percentile):
 
 class ReAct(Score):
     """Score = T * logsumexp((W min(phi, t) + b) / T), with t the p-th percentile of all scalar entries of
-    phi over the ID training set (under ``--protocol paper``: the reference's sorted element, see above)."""
+    phi over the ID training set (under ``--protocol paper``: the reference's sorted element, see
+    --react_threshold)."""
     name, order, paper = "ReAct", 30, True
     params = (
         Param("percentile", float, Rule(lambda ctx: 98.0 if ctx.protocol == "paper" else 90.0,
