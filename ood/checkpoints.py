@@ -3,6 +3,7 @@ from pathlib import Path
 
 import torch
 
+from . import inputs
 from .errors import UserError
 from .io import safe_name
 
@@ -31,6 +32,7 @@ def _require(path):
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist. Train one with train_model.py (it writes "
                         f"checkpoints/<dataset>/<model>.pt) or pass --checkpoint PATH.")
+    inputs.note(f"checkpoint {path}", [path], contents=True)  # a launcher's step is keyed on its contents
     return path
 
 
