@@ -24,12 +24,13 @@ Examples:
   python verify_data.py --dataset_path ./data --benchmark openood --for cifar10 --download
   python verify_data.py --dataset_path ./data --download --mirror http://lab-server/datasets
 """
+import math
 import sys
 from pathlib import Path
 
 from ood import cli
 from ood.data import BENCHMARKS, OOD_SETS, benchmark_names
-from ood.download import MIRROR_ENV, resolve_mirror
+from ood.download import MIRROR_ENV, TIMEOUT, resolve_mirror
 from ood.errors import UserError, cli_main
 from ood.io import check_writable_dir
 from ood.verify import check, downloadable, resolve_target, target_names
@@ -56,6 +57,9 @@ def build_parser():
                    help=f"with --download: fetch every archive from URL/<its file name> (an http(s):// or "
                         f"file:// URL, or a folder) instead of its own source; default: the environment "
                         f"variable {MIRROR_ENV}, when set")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
+                   help=f"with --download: give up on a URL whose server sends no data for SECONDS (a stalled "
+                        f"mirror) [{TIMEOUT}]")
     p.add_argument("--expect", action="append", default=[], metavar="SET=N",
                    help="expect N images in SET instead of the reference count (e.g. iSUN=8925, "
                         "cifar10/train=50000; under --benchmark openood, keys such as cifar10/val or cifar10/tin); "
@@ -74,6 +78,9 @@ def main(argv=None):
     if args.mirror is not None and not args.download:
         raise UserError("--mirror says where --download fetches the archives from; add --download (or drop "
                         "--mirror to only check the data).")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise UserError(f"--timeout {args.timeout:g}: give the seconds without data after which a download is "
+                        f"given up, a finite number above 0.")
     expected = {}
     for item in args.expect:
         name, _, n = item.partition("=")
@@ -86,7 +93,7 @@ def main(argv=None):
         check_writable_dir(root, "--dataset_path")
         root.mkdir(parents=True, exist_ok=True)
     report = check(root, args.target, args.ood, expected, args.download, benchmark=args.benchmark,
-                   mirror=mirror, quiet=not sys.stderr.isatty())
+                   mirror=mirror, quiet=not sys.stderr.isatty(), timeout=args.timeout)
     bench = f", benchmark '{args.benchmark}'" if args.benchmark != "paper" else ""
     print(f"data root {root.resolve()}, target '{args.target}'{bench}")
     print(report.table())

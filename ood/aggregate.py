@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reports
+from . import inputs, reports
 from .commit import ARCHIVE, STAGING
 from .errors import UserError
 from .evaluation import METRICS
@@ -65,11 +65,13 @@ def find_results(paths):
                                if not any(x == ARCHIVE or x.startswith(STAGING) for x in f.relative_to(p).parts))
                 if files:
                     found += files
+                    inputs.note(f"the results under {p}", files, root=p)  # what a launcher's marker is keyed on
                     break
             else:
                 empty.append(str(p))
         elif p.is_file():
             found.append(p)
+            inputs.note(f"the results file {p}", [p])
         else:
             raise UserError(f"{p} does not exist: give results.json files or folders that hold them.")
     if empty:

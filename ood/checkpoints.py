@@ -3,6 +3,7 @@ from pathlib import Path
 
 import torch
 
+from . import inputs
 from .errors import UserError
 from .io import safe_name
 
@@ -52,6 +53,7 @@ def _require(path):
     if not head.startswith(ZIP_MAGIC):
         raise UserError(f"checkpoint {path} is not a file torch.save wrote (that is a zip archive; this one "
                         f"begins {head[:8]!r}). Pass the .pt file written by train_model.py, or a state dict.")
+    inputs.note(f"checkpoint {path}", [path], contents=True)  # a launcher's step is keyed on its contents
     return path
 
 

@@ -53,10 +53,10 @@ from pathlib import Path
 
 from . import data as D
 from .errors import UserError
-from .io import file_digest, orphans, umask_mode
+from .io import DiskFull, file_digest, is_disk_full, orphans, umask_mode
 
 MIRROR_ENV = "RECLAG_DATA_MIRROR"
-TIMEOUT = 60          # seconds without a byte before a transfer counts as stalled
+TIMEOUT = 60          # seconds without a byte before a URL counts as stalled and is given up (--timeout)
 ATTEMPTS = 3          # transfers of one file per run, each resuming the last, while bytes keep coming
 CHUNK = 1 << 20
 USER_AGENT = "reclag-verify-data (urllib)"
@@ -170,9 +170,11 @@ def _by_hand(archive, root):
 # ----------------------------------------------------------------------------------------------------
 # The whole job for one archive
 # ----------------------------------------------------------------------------------------------------
-def install(archive, root, mirror=None, log=print, quiet=True):
+def install(archive, root, mirror=None, log=print, quiet=True, timeout=TIMEOUT):
     """Fetch ``archive`` (unless its file already lies in the root), check it and unpack it under ``root``.
-    The caller has seen that its destination is absent. Raises DownloadFailed (one line)."""
+    The caller has seen that its destination is absent. Raises DownloadFailed (one line); a full disk
+    while fetching, DiskFull (a UserError: it would stop every other archive too). ``timeout``: seconds
+    without a byte after which a server counts as stalled and its URL is given up."""
     root = Path(root)
     path = file_path(archive, root)
     dest = dest_path(archive, root)
@@ -188,7 +190,7 @@ def install(archive, root, mirror=None, log=print, quiet=True):
                                  f"it with a good copy from {archive.source}"
                                  f"{f' (md5 {archive.md5})' if archive.md5 else ''}.") from None
     else:
-        part = fetch(archive, root, mirror, log, quiet)
+        part = fetch(archive, root, mirror, log, quiet, timeout)
         try:
             check(archive, part)
         except BadArchive as e:
@@ -225,8 +227,9 @@ def empty_dir(path):
 # ----------------------------------------------------------------------------------------------------
 # Fetching
 # ----------------------------------------------------------------------------------------------------
-def fetch(archive, root, mirror=None, log=print, quiet=True):
-    """Download the archive into ``<file>.part`` beside its final place; returns that path once complete."""
+def fetch(archive, root, mirror=None, log=print, quiet=True, timeout=TIMEOUT):
+    """Download the archive into ``<file>.part`` beside its final place; returns that path once complete.
+    When the disk fills up, the partial file is removed (it holds what space is left) and DiskFull raised."""
     path = file_path(archive, root)
     part = path.with_name(path.name + ".part")
     try:
@@ -239,16 +242,24 @@ def fetch(archive, root, mirror=None, log=print, quiet=True):
         if not mirror and not archive.url and archive.drive_id:
             _gdown(archive, url, part, root, log, quiet)
         else:
-            _http(archive, url, part, root, log, quiet)
+            _http(archive, url, part, root, log, quiet, timeout)
     except DownloadFailed:
         with contextlib.suppress(OSError):
             if not existed and part.stat().st_size == 0:  # the empty file this call made, and nothing came
                 part.unlink()
         raise
+    except OSError as e:  # from a write, or from the flush or close of the file (its buffered bytes)
+        if not is_disk_full(e):
+            raise
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise DiskFull(f"{archive.file}: the disk is full (or a quota or file-size limit was reached) while "
+                       f"writing {part}; the partial download was removed. Free some space under {part.parent} "
+                       f"and run again.") from None
     return part
 
 
-def _reason(e):
+def _reason(e, timeout=TIMEOUT):
     """A network error in a few words."""
     if isinstance(e, urllib.error.HTTPError):
         return f"HTTP {e.code} {e.reason}"
@@ -258,7 +269,7 @@ def _reason(e):
     elif isinstance(e, urllib.error.URLError) and inner:
         return str(inner)
     if isinstance(e, (TimeoutError, socket.timeout)):
-        return f"no data for {TIMEOUT} s"
+        return f"no data for {timeout:g} s"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     text = " ".join(str(e).split()) or type(e).__name__
@@ -302,8 +313,9 @@ def _content_range(value):
     return (int(m[1]), None if m[2] == "*" else int(m[2])) if m else None
 
 
-def _http(archive, url, part, root, log, quiet):
-    """urllib, with Range resume of ``part``: a few transfers per run while bytes keep coming."""
+def _http(archive, url, part, root, log, quiet, timeout=TIMEOUT):
+    """urllib, with Range resume of ``part``: a few transfers per run while bytes keep coming; a server
+    that sends nothing for ``timeout`` seconds is given up at once (another try would stall as long)."""
     opener = urllib.request.build_opener()  # proxies from the environment, read now
     last, total = None, None
     for attempt in range(ATTEMPTS):
@@ -321,7 +333,7 @@ def _http(archive, url, part, root, log, quiet):
                 log(f"{archive.file}: fetching {url} into {part}" + (f", resuming after {have:,} bytes" if have else "")
                     + " ...")
             try:
-                resp = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+                resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
             except urllib.error.HTTPError as e:
                 if e.code == 416 and have:  # nothing left to send: complete, or a stale partial file
                     rng = e.headers.get("Content-Range", "")
@@ -333,10 +345,10 @@ def _http(archive, url, part, root, log, quiet):
                     f.truncate(0)
                     continue
                 e.close()
-                raise DownloadFailed(f"{archive.file}: could not fetch {url} ({_reason(e)}). "
+                raise DownloadFailed(f"{archive.file}: could not fetch {url} ({_reason(e, timeout)}). "
                                      f"{_by_hand(archive, root)}") from None
             except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
-                raise DownloadFailed(f"{archive.file}: could not fetch {url} ({_reason(e)}). "
+                raise DownloadFailed(f"{archive.file}: could not fetch {url} ({_reason(e, timeout)}). "
                                      f"{_by_hand(archive, root)}") from None
             with resp:
                 status = getattr(resp, "status", None)
@@ -360,17 +372,20 @@ def _http(archive, url, part, root, log, quiet):
                         have = 0
                     length = resp.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
-                start, last = have, None
+                start, last, stalled = have, None, False
                 try:
                     _copy(resp, f, have, total, archive.file, quiet)
                 except (OSError, http.client.HTTPException, ValueError) as e:
-                    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                        raise DownloadFailed(f"{archive.file}: the disk filled up while writing {part}; free some "
-                                             f"space and run again (the bytes received are kept and resumed)."
-                                             ) from None
-                    last = _reason(e)
+                    if is_disk_full(e):
+                        raise  # fetch() removes the partial file
+                    last, stalled = _reason(e, timeout), isinstance(e, TimeoutError)
                 f.flush()
                 got = f.tell()
+            if stalled:
+                kept = (f" after {got:,}{f' of {total:,}' if total else ''} bytes, kept in {part} for the next run "
+                        f"of verify_data.py --download to resume") if got else ""
+                raise DownloadFailed(f"{archive.file}: {url} sent no data for {timeout:g} s (a stalled server); gave "
+                                     f"up on it{kept}. --timeout SECONDS waits longer. {_by_hand(archive, root)}")
             if total is not None and got >= total:
                 return
             if total is None and last is None:  # no announced length: the stream's end is the file's end
@@ -385,10 +400,13 @@ def _http(archive, url, part, root, log, quiet):
 
 
 def _copy(resp, f, have, total, name, quiet):
+    """Write the body of ``resp`` to ``f`` as it comes: ``read1`` hands over what has arrived, so the
+    bytes received before a stall are kept (a ``read`` of a whole chunk would drop them with the timeout)."""
     done, shown = have, 0.0
     tty = not quiet and sys.stderr.isatty()
+    read = getattr(resp, "read1", resp.read)
     while True:
-        block = resp.read(CHUNK)
+        block = read(CHUNK)
         if not block:
             break
         f.write(block)
@@ -567,7 +585,7 @@ def unpack(archive, path, root, log=print):
                     else:  # an older Python: the members were checked above
                         tar.extractall(staging, members=members)
         except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
-            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            full = is_disk_full(e)
             raise DownloadFailed(f"{archive.file}: unpacking into {dest.parent} failed "
                                  f"({'the disk is full' if full else _reason(e)}); nothing was put at {dest}. "
                                  f"{'Free some space and' if full else 'Fix that and'} run again: the checked "

@@ -5,6 +5,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import inputs
+
 
 class UserError(Exception):
     """Bad input from the user (missing data, wrong path, mismatched checkpoint, unknown name).
@@ -15,12 +17,15 @@ class UserError(Exception):
 
 def cli_main(fn):
     """Decorator for a script's ``main(argv=None)``: turn a UserError into exit status 2, and run it in
-    ``script_run`` (the one place where a run changes interpreter-wide state)."""
+    ``script_run`` (the one place where a run changes interpreter-wide state). A run that a launcher's
+    job started records the code it ran (ood.inputs): the step's marker is keyed on it."""
     @functools.wraps(fn)
     def wrapper(argv=None):
         try:
             with script_run():
-                return fn(argv)
+                result = fn(argv)
+                inputs.note_code()
+                return result
         except UserError as e:
             prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "error"
             print(f"{prog}: error: {e}", file=sys.stderr, flush=True)

@@ -3,13 +3,13 @@ equality), content digests of tensors, and cheap proxies of the images an image 
 (file names, sizes and modification times)."""
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 import torchvision
 from torch.utils.data import Subset
 
+from . import inputs
 from .errors import UserError
 
 CACHE_VERSION = 2
@@ -74,25 +74,35 @@ def source_files(dataset):
     return None
 
 
+def source_root(dataset):
+    """The top folder of an ImageFolder tree behind ``dataset`` (new class folders appear there), else None."""
+    inner = getattr(dataset, "dataset", None)
+    if isinstance(dataset, Subset) or (inner is not None and hasattr(dataset, "indices")):
+        return source_root(inner)
+    return dataset.root if isinstance(dataset, torchvision.datasets.DatasetFolder) else None
+
+
+def note_source(dataset, set_name, files=None):
+    """Tell the launcher running this step (ood.inputs) which image files, and folders, ``dataset`` reads."""
+    files = source_files(dataset) if files is None else files
+    if files is not None:
+        inputs.note(f"the images of image set {set_name}", files, root=source_root(dataset))
+
+
 def source_digest(dataset, set_name):
     """Names, sizes and modification times of the files behind ``dataset``, hashed: replacing images
     by others (even as many, under the same names) changes it. An empty file is an error, found here
-    before any extraction starts."""
+    before any extraction starts. A launcher's step that lists them records them too (ood.inputs):
+    its marker is then keyed on them as this cache is."""
     files = source_files(dataset)
     if files is None:
         return {"files": 0}
-    h = hashlib.sha256()
-    total, empty = 0, []
-    for f in files:
-        try:
-            st = os.stat(f)
-        except OSError as e:
-            raise UserError(f"image set {set_name}: cannot read {f} ({e.strerror}).") from None
-        if st.st_size == 0:
-            empty.append(f)
-        total += st.st_size
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    try:
+        hexdigest, total, empty = inputs.stat_digest(files)
+    except OSError as e:
+        raise UserError(f"image set {set_name}: cannot read {e.filename} ({e.strerror}).") from None
     if empty:
         more = f" (and {len(empty) - 1} more empty files)" if len(empty) > 1 else ""
         raise UserError(f"image set {set_name}: {empty[0]} is an empty file{more}. Remove or replace it.")
-    return {"files": len(files), "bytes": total, "digest": h.hexdigest()}
+    note_source(dataset, set_name, files)
+    return {"files": len(files), "bytes": total, "digest": hexdigest}

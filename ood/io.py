@@ -28,6 +28,11 @@ _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, over quota, over the file-size limit
 
 
+def is_disk_full(error):
+    """Whether ``error`` says the disk is full (or a quota or the file-size limit was reached)."""
+    return isinstance(error, OSError) and error.errno in _FULL
+
+
 def _disk_full(path):
     free = ""
     with contextlib.suppress(OSError):
@@ -104,16 +109,20 @@ def atomic_path(path):
         raise
 
 
+# how torch.save reports a write cut short (a full disk, a quota or a file-size limit): a RuntimeError
+# instead of the OSError underneath, worded by the layer that failed (its zip writer, or the C++ stream)
+_TORCH_WRITE_FAILED = ("unexpected pos", "write failed", "iostream error")
+
+
 def save_torch(obj, path):
-    """``torch.save`` through ``atomic_path``. torch reports a write cut short (a full disk, a quota or a
-    file-size limit) as a RuntimeError ("unexpected pos ...", "file write failed") instead of the
-    OSError underneath; it becomes the same one-line error as any other full disk."""
+    """``torch.save`` through ``atomic_path`` (the temporary file is removed, an earlier file kept). A
+    write cut short (``_TORCH_WRITE_FAILED``) becomes the same one-line error as any other full disk."""
     try:
         with atomic_path(path) as tmp:
             import torch  # here, so that importing this module (e.g. in a launcher's job) stays cheap
             torch.save(obj, tmp)
     except RuntimeError as e:
-        if "unexpected pos" in str(e) or "write failed" in str(e):
+        if any(words in str(e) for words in _TORCH_WRITE_FAILED):
             raise _disk_full(path) from None
         raise
 

@@ -23,10 +23,12 @@ from torch.utils.data._utils.worker import _generate_state  # how a DataLoader s
 
 from . import accel
 from . import data as D
+from . import inputs
 from .checkpoints import clean_state_dict, read_checkpoint
 from .device import describe
 from .errors import UserError
 from .features import loader_options
+from .fingerprint import note_source
 from .io import check_writable_file, save_torch, write_text
 from .progress import track
 from .recipes import RECIPES, running_loss
@@ -190,6 +192,8 @@ class Trainer:
                                       self.recipe.train_transform(s.id_set, self.train_size, h["augment"]), s.download)
         test_ds = D.build_id_dataset(s.id_set, s.data_root, "test", D.test_transform(s.id_set, self.train_size))
         self.train_ds, self.test_ds = D.subset(train_ds, s.subset), D.subset(test_ds, s.subset)
+        for role, ds in (("train", self.train_ds), ("test", self.test_ds)):  # what a launcher's marker is keyed on
+            note_source(ds, f"{s.id_set.key}/{role}")
         if self.world > 1 and s.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BN statistics over the global batch
         self.model = accel.prepare(model, s.device, s.channels_last)  # the plain module: state dicts, checkpoints
@@ -350,6 +354,7 @@ class Trainer:
             self.say(f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  train loss {train_loss:.4f} acc {train_acc:.4f}"
                      f"  test loss {test_loss:.4f} acc {test_acc:.4f}  ({time.time() - t0:.1f} s)")
         self.say(f"checkpoint: {self.path}  log: {self.log_path}")
+        inputs.note(f"checkpoint {self.path}", [self.path], contents=True)  # the step's marker follows it
         return log
 
     def say(self, text):

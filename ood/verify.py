@@ -284,12 +284,12 @@ def _check_row(entry, root, needed, expected, md5_cache):
 
 
 def check(root, target="all", ood=None, expected=None, download=False, log=print, benchmark=None, mirror=None,
-          quiet=True):
+          quiet=True, timeout=DL.TIMEOUT):
     """Check every set under ``root``; ``target`` (see :data:`TARGETS`, or a script name; for another
     ``benchmark``, one of its ID sets or "all") says which are needed, ``ood`` (names) replaces the
     target's OOD sets, ``expected`` ({key: count}) overrides the reference counts, ``download`` fetches
     what the needed sets that are not ok lack (``mirror``: the base URL serving every archive by its file
-    name; ``quiet``: no progress output)."""
+    name; ``quiet``: no progress output; ``timeout``: seconds without a byte before a URL is given up)."""
     root = Path(root)
     bench = D.get_benchmark(benchmark)
     id_keys, ood_names = resolve_target(target, benchmark)
@@ -323,7 +323,7 @@ def check(root, target="all", ood=None, expected=None, download=False, log=print
     report = run()
     if download:
         targets = bench_targets(bench, target) if bench is not None else ()
-        failures, covered = fetch_archives(report, root, bench, targets, mirror, log, quiet)
+        failures, covered = fetch_archives(report, root, bench, targets, mirror, log, quiet, timeout)
         fetched = set()
         for r in report.needed:
             family = r.entry.key.split("/")[0]
@@ -432,7 +432,7 @@ def _state(archive, root, rows, listed):
     return ("absent", "") if problems else ("complete", "")
 
 
-def fetch_archives(report, root, bench=None, targets=(), mirror=None, log=print, quiet=True):
+def fetch_archives(report, root, bench=None, targets=(), mirror=None, log=print, quiet=True, timeout=DL.TIMEOUT):
     """Fetch, check and unpack the declared archives the needed rows of ``report`` lack. An archive whose
     destination is complete is not fetched; one whose destination exists but is incomplete is left alone
     (a failure line asks to move it aside). Returns (failure lines, keys of the rows the archives cover);
@@ -452,7 +452,7 @@ def fetch_archives(report, root, bench=None, targets=(), mirror=None, log=print,
             failures.append(DL.exists_message(a, root, f"is not complete ({why})"))
             continue
         try:
-            DL.install(a, root, mirror, log, quiet)
+            DL.install(a, root, mirror, log, quiet, timeout)
         except DL.DownloadFailed as e:
             failures.append(str(e))
             continue

@@ -32,6 +32,12 @@ launch_option() {
     *) return 1 ;;
   esac
 }
+# before any step: the launcher can submit from this machine (python3 -m ood.launch --check: one line and
+# exit status 2 if not, e.g. --launcher slurm where there is no SLURM)
+launcher_ready() {
+  [ -n "$LAUNCHER" ] && [ "$DRY" != 1 ] || return 0
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.launch --launcher "$LAUNCHER" --check || exit $?
+}
 start_plan() {  # $1: the jobs folder (submitit's logs, each job's markers of finished steps)
   [ -n "$LAUNCHER" ] || return 0
   JOBS_DIR=$1

@@ -126,6 +126,7 @@ read -r -a RECLAG_SEEDS <<< "--reclag_seed $(seq -s ' ' 1 "$LEARNER_SEEDS")"
 
 # an NVIDIA GPU that this PyTorch cannot use stops the script here, before any work (--device cpu on purpose)
 [ "$DRY" = 1 ] || [ -n "$LAUNCHER" ] || "$PYTHON" "$REPO/scripts/check_device.py" "${EXTRA[@]}"
+launcher_ready
 start=$(date +%s)
 if [ "$VERIFY" = 1 ]; then
   step "$PYTHON" "$REPO/verify_data.py" --dataset_path "$DATA" --for "$DATASET" --ood "${OODS[@]}" "${DOWNLOAD[@]}"
