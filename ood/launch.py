@@ -20,6 +20,7 @@ after images or a checkpoint were replaced.
 import argparse
 import codecs
 import contextlib
+import gzip
 import importlib.util
 import json
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from . import inputs
 from .errors import UserError, cli_main
-from .io import write_text
+from .io import atomic_path
 
 FINAL = "aggregate"  # the plan's last job: it runs after every other job has succeeded
 
@@ -94,11 +95,31 @@ def run_job(commands, done_dir, cwd="."):
             if code != 0:
                 said = f"; its last error line: {last}" if last else ""
                 raise RuntimeError(f"step {k + 1} of {len(commands)} failed with exit status {code}: {line}{said}")
-            write_text(json.dumps({"command": line, "inputs": [{**e, "fingerprint": _fingerprint(e)}
-                                                               for e in inputs.read_notes(notes)]}), marker)
+            record = {"command": line, "inputs": [{**e, "fingerprint": _fingerprint(e)} for e in inputs.read_notes(notes)]}
+            write_marker(record, marker)
         finally:
             notes.unlink(missing_ok=True)
     return len(commands) - skipped, skipped
+
+
+def write_marker(record, marker):
+    """The marker of a finished step: its record as gzip-compressed JSON, written atomically. A step that
+    reads ImageNet's training set records 1.28 million file names, about 100 MB as plain JSON; their
+    shared folders compress them tenfold and more."""
+    with atomic_path(marker) as tmp:
+        Path(tmp).write_bytes(gzip.compress(json.dumps(record).encode("utf-8"), mtime=0))
+
+
+def read_marker(marker):
+    """A marker's text: decompressed when gzip-compressed (``write_marker``), as it is otherwise (a marker
+    of an earlier version, the command alone). FileNotFoundError when there is none."""
+    data = marker.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):  # cut short or damaged: never honoured
+            return ""
+    return data.decode("utf-8", errors="replace")
 
 
 def _fingerprint(entry):
@@ -112,7 +133,7 @@ def stale(marker, line):
     """Why the step ``line`` must run although ``marker`` exists ("": it has none), or None when the marker
     holds this command and everything the step read is as it was then (the same fingerprints)."""
     try:
-        text = marker.read_text(encoding="utf-8")
+        text = read_marker(marker)
     except FileNotFoundError:
         return ""
     try:

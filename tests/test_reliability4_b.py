@@ -23,7 +23,7 @@ import generate_stored_pattern
 import test_download as TD
 import verify_data
 from ood import launch
-from ood.launch import run_job
+from ood.launch import read_marker, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -67,7 +67,8 @@ def test_a_marker_follows_the_files_its_step_read(tmp_path, capsys):
     steps = (_noting("the images of image set toy", images / "a.png", root=str(work / "data" / "toy")),
              _noting("checkpoint ck.pt", work / "ck.pt", contents=True))
     assert run_job(steps, done, work) == (2, 0)
-    marker = json.loads((done / "000").read_text())
+    marker = json.loads(read_marker(done / "000"))
+    assert (done / "000").read_bytes()[:2] == b"\x1f\x8b"  # gzip: ImageNet's 1.28 M file names stay small
     assert marker["command"] == steps[0] and [e["what"] for e in marker["inputs"]] == ["the images of image set toy"]
     assert not [p for p in done.iterdir() if p.name.startswith(".")]  # the notes are gone; only the markers
     capsys.readouterr()
@@ -114,10 +115,10 @@ def test_a_launched_step_runs_again_after_its_images_or_checkpoint_change(fmnist
     def auroc():
         return json.loads((run / "r" / "results.json").read_text())["rows"][0]["auroc"]
     assert run_job(steps, done, run) == (2, 0)
-    whats = [e["what"] for e in json.loads((done / "000").read_text())["inputs"]]
+    whats = [e["what"] for e in json.loads(read_marker(done / "000"))["inputs"]]
     assert {"checkpoint checkpoints/fashionmnist/wrn.pt", "the images of image set iSUN", "the images of image set test",
             "the project's code"} <= set(whats), whats
-    assert "the results under r" in [e["what"] for e in json.loads((done / "001").read_text())["inputs"]]
+    assert "the results under r" in [e["what"] for e in json.loads(read_marker(done / "001"))["inputs"]]
     first = auroc()
     assert run_job(steps, done, run) == (0, 2)
 
