@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import datagen
+from checks import exits_2, one_line_error
 import generate_stored_pattern
 import test_score_ood_detection
 import train_model
@@ -50,23 +51,6 @@ def run_dir(fmnist_run):
 
 def common(root):
     return TINY + ["--dataset_path", str(root / "data")]
-
-
-def one_line_error(code, err, *phrases):
-    """Exit status ``code`` is 2 and stderr ``err`` is one line, no traceback, containing ``phrases``."""
-    err = err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for p in phrases:
-        assert p in err, err
-    return err
-
-
-def exits_2(fn, argv, capsys, *phrases):
-    """``fn(argv)`` ends with exit status 2 and one line on stderr containing ``phrases``."""
-    with pytest.raises(SystemExit) as e:
-        fn(argv)
-    return one_line_error(e.value.code, capsys.readouterr().err, *phrases)
 
 
 def run_script(args, cwd):

@@ -18,6 +18,7 @@ import torch
 import torchvision
 
 import datagen
+from checks import exits_2
 import generate_stored_pattern
 import models
 import test_score_ood_detection
@@ -33,22 +34,6 @@ CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--wid
               "--quiet"]
 FMNIST = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
           "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
-
-
-def one_line(code, err, *phrases):
-    """Exit status ``code`` is 2 and stderr ``err`` is one line, no traceback, containing ``phrases``."""
-    err = err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for p in phrases:
-        assert p in err, err
-    return err
-
-
-def exits_2(fn, argv, capsys, *phrases):
-    with pytest.raises(SystemExit) as e:
-        fn(argv)
-    return one_line(e.value.code, capsys.readouterr().err, *phrases)
 
 
 class _Creates:

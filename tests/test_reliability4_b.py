@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import datagen
+from checks import exits_2, one_line_error
 import generate_stored_pattern
 import test_download as TD
 import verify_data
@@ -28,21 +29,6 @@ from ood.launch import read_marker, run_job
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
-
-
-def one_line_error(code, err, *phrases):
-    err = err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for p in phrases:
-        assert p in err, err
-    return err
-
-
-def exits_2(fn, argv, capsys, *phrases):
-    with pytest.raises(SystemExit) as e:
-        fn(argv)
-    return one_line_error(e.value.code, capsys.readouterr().err, *phrases)
 
 
 # ----------------------------------------------------------------------------------------------------

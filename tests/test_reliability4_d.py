@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from checks import exits_2
 import test_score_ood_detection
 import train_model
 
@@ -23,21 +24,6 @@ RUN = ["--dataset", "fashionmnist", "--workers", "0", "--device", "cpu", "--amp"
        "--batch_size", "20", "--dataset_path", "data"]
 TRAIN = ["--epochs", "1", "--lr", "0.05", "--augment", "none"]
 ME = "test_reliability4_d"
-
-
-def one_line(code, err, *phrases):
-    err = err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for p in phrases:
-        assert p in err, err
-    return err
-
-
-def exits_2(fn, argv, capsys, *phrases):
-    with pytest.raises(SystemExit) as e:
-        fn(argv)
-    return one_line(e.value.code, capsys.readouterr().err, *phrases)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -186,7 +172,6 @@ def unnamed_net(num_classes=10, in_channels=3, **_):
 
 
 unnamed_net.input_size = 16
-
 
 
 # ----------------------------------------------------------------------------------------------------
