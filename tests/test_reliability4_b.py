@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import datagen
 from checks import exits_2, one_line_error
 import generate_stored_pattern
 import test_download as TD
@@ -238,17 +237,8 @@ def mirror(monkeypatch):
     TD.stop_mirror(srv)
 
 
-@pytest.fixture(scope="module")
-def sets(register_sets):
-    return register_sets("download_sets")
-
-
-@pytest.fixture
-def root(sets, tmp_path):
-    data = tmp_path / "data"
-    datagen.write_image_folder(data / "toyid" / "train", n=3, size=8, subdirs=("a", "b"))
-    datagen.write_image_folder(data / "toyid" / "test", n=2, size=8, subdirs=("a", "b"))
-    return data
+# the download tests' test-declared set and its data root (tests/download_sets.py)
+sets, root = TD.sets, TD.root
 
 
 def test_a_stalled_server_is_given_up_after_the_timeout(sets, root, mirror, capsys):
