@@ -19,12 +19,27 @@ the sampled protocol's draws, 0 for the full protocol), as in results.md.
 **Sources of variation.** A number in these tables moves for three reasons users can tell apart: the
 finite test set (the bootstrap's standard error of each run's row, ood/uncertainty.py), the score's own
 randomness (its learner seeds: the spread of a row's replicates) and the backbone's (its training
-seeds: the spread of the runs' means beyond what their learner seeds explain). Each cell reports the
-three standard deviations and their total, the standard deviation of one new (training seed, learner
-seed, test set) draw, and names the source that dominates; the test set is the same in every run, so
-its part never shows in the spread over runs and must come from the bootstrap. The estimates are the
-one-way random-effects ones: learner variance = mean within-run variance of the replicates (ddof 1);
-training variance = variance of the run means (ddof 1) minus learner variance / replicates, floored at 0.
+seeds: the spread of the runs' means beyond what their learner seeds and their own test-sample noise
+explain). Each cell reports the three standard deviations and their total, the standard deviation of one
+new (training seed, learner seed, test set) draw, and names the source that dominates.
+
+The test set is the same in every run, so its noise has two parts: one shared by every run, which never
+shows in the spread over runs, and one of each run's own (how a run's scores err on these images: the
+seed x test-sample interaction), which does. A run's bootstrap variance holds both, so the interaction is
+taken out of the spread over runs, where it would otherwise be counted a second time: the runs' bootstrap
+distributions share their resamples (ood/uncertainty.py), and the mean of their variances less the mean
+of their covariances is the own part. The estimates are the ANOVA moments of the one-way random-effects
+model with unweighted run means, unbiased when runs have different numbers of learner seeds n_i:
+
+- test samples = the mean of the runs' bootstrap variances;
+- learner seeds = the within-run mean square (each run's replicate variance, ddof 1, weighted by n_i - 1);
+- training seeds = the variance of the runs' means (ddof 1) - learner x mean(1 / n_i) - the own part,
+  floored at 0 for its standard deviation; without paired distributions (bootstrap.npz) it is not given;
+- total = the sum, with the training seeds' part before flooring (so that it is unbiased).
+
+A learner seed's own test-sample noise cannot be told apart from the learner seeds' variance (a run's
+bootstrap is of its replicates' mean); it is counted in the learner seeds' part, its 1 / n_i share in the
+test samples' and taken out of the training seeds' (which is low by that much; the total is not).
 
 ``aggregate_results.py`` is the command line.
 """
@@ -298,36 +313,81 @@ def _average_row(rows):
     if all(r.get("_dist") is not None for r in rows):  # the average's own bootstrap (shared ID resamples)
         d = np.mean(np.stack([r["_dist"] for r in rows]), axis=0)
         out.update({f"{m}_se": float(np.std(d[k], ddof=1)) for k, m in enumerate(METRICS)})
+        out["_dist"], out["_resampling"] = d, json.dumps([_resampling(r) for r in rows])  # paired across runs
     return out
 
 
 SOURCES = ("test_samples", "learner_seeds", "training_seeds")
 
 
+def _replicates(row, metric):
+    """A run's values of ``metric``: one per learner seed, or its one value."""
+    reps = row.get("replicate_metrics") or []
+    if len(reps) > 1 and all(metric in x for x in reps):
+        return [x[metric] for x in reps]
+    return [row[metric]]
+
+
+def _resampling(row):
+    """What a row's bootstrap resamples were drawn from (ood/uncertainty.py: the bootstrap's seed and
+    size, the sets' sizes, and the draws' seed but under the full protocol, whose one draw is every
+    image): two runs' distributions are paired resample by resample, the same test images drawn in both,
+    only when this is the same."""
+    draws = None if row.get("protocol") == "full" else row.get("seed")
+    return row.get("_resampling") or json.dumps(
+        [row.get(k) for k in ("bootstrap", "n_id", "n_ood", "protocol", "repeats")] + [draws], sort_keys=True)
+
+
+def _own_test_noise(rows, metric):
+    """The variance that the test samples add to the spread of the runs' means, or None where the runs'
+    bootstrap distributions are missing or not paired. The test set is the same in every run, so its
+    noise has a part shared by all runs (their distributions' covariance, which never shows in the
+    spread over runs) and a part of each run's own (how a run's scores err on these test images: the
+    seed x test-sample interaction, which does). The mean over runs of the own part is the mean of the
+    distributions' variances less the mean of their covariances."""
+    dists = [r.get("_dist") for r in rows]
+    if any(d is None for d in dists) or len({_resampling(r) for r in rows}) != 1 \
+            or len({d.shape for d in dists}) != 1 or dists[0].shape[1] < 2:
+        return None
+    k = METRICS.index(metric)
+    cov = np.cov(np.stack([d[k] for d in dists]), ddof=1)
+    off = (cov.sum() - np.trace(cov)) / (len(rows) * (len(rows) - 1))
+    return float(np.mean(np.diag(cov)) - off)
+
+
 def variation(rows, metric):
     """The standard deviation of ``metric`` from each source of variation over ``rows`` (one per run; see
-    the module docstring), their total and the dominant source; a source the rows cannot show is None."""
+    the module docstring), their total and the dominant source; a source the rows cannot show is None.
+    ``variance`` holds the variances, the training seeds' before it is floored at 0: that one is what
+    is unbiased, and the total is computed from it."""
+    rows = [r for r in rows if r.get(metric) is not None]
     se = [r.get(f"{metric}_se") for r in rows]
     test = float(np.mean(np.square(se))) if se and all(x is not None for x in se) else None
-    reps = [[x[metric] for x in r["replicate_metrics"]] for r in rows
-            if len(r.get("replicate_metrics") or []) > 1 and all(metric in x for x in r["replicate_metrics"])]
-    learner = float(np.mean([np.var(v, ddof=1) for v in reps])) if reps else None
-    training = None
-    means = [r[metric] for r in rows if r.get(metric) is not None]
-    if len(means) > 1:
-        per = float(np.mean([len(v) for v in reps])) if reps else 1.0
-        training = max(0.0, float(np.var(means, ddof=1)) - (learner or 0.0) / per)
+    reps = [_replicates(r, metric) for r in rows]
+    df = sum(len(v) - 1 for v in reps)
+    # ANOVA's within-run mean square: each run's variance weighted by its degrees of freedom
+    learner = float(sum((len(v) - 1) * np.var(v, ddof=1) for v in reps if len(v) > 1) / df) if df else None
+    raw = None
+    noise = _own_test_noise(rows, metric) if len(rows) > 1 else None
+    if noise is not None:
+        # the variance of the runs' (unweighted) means holds the learner variance / n_i of each run and
+        # each run's own test-sample noise; both are taken out, the first as the mean of 1 / n_i
+        harmonic = float(np.mean([1.0 / len(v) for v in reps]))
+        raw = float(np.var([r[metric] for r in rows], ddof=1)) - harmonic * (learner or 0.0) - noise
+    training = None if raw is None else max(0.0, raw)
     parts = dict(zip(SOURCES, (test, learner, training)))
     known = {k: v for k, v in parts.items() if v is not None}
     if not known:
         return None
-    total = sum(known.values())
     out = {k: (None if v is None else float(np.sqrt(v))) for k, v in parts.items()}
-    # the total and the dominant source only where every source could be estimated
+    # the total and the dominant source only where every source could be estimated; the total from the
+    # training seeds' variance before flooring, so that it is unbiased (it may be below the parts' sum)
     complete = len(known) == len(SOURCES)
+    total = max(0.0, test + learner + raw) if complete else None
     out["total"] = float(np.sqrt(total)) if complete else None
     out["dominant"] = max(known, key=known.get) if complete and total > 0 else None
     out["training_share"] = training / total if complete and total > 0 else None
+    out["variance"] = {**parts, "training_seeds": raw, "total": total}
     return out
 
 
@@ -467,8 +527,10 @@ def variation_markdown(agg, group):
         note = (f"Training seeds dominate (more than half the variance) in {len(dominated)} of {len(judged)} cells"
                 + (f": {', '.join(dominated[:12])}{' ...' if len(dominated) > 12 else ''}" if dominated else "") + ".")
     else:
-        note = ("The total needs every source: the training seeds' part needs two runs or more, the learner seeds' "
-                "a score with several, the test samples' rows with intervals (bootstrap.npz for the averages).")
+        note = ("The total needs every source: the training seeds' part needs two runs or more with their bootstrap "
+                "distributions (bootstrap.npz, the same resamples: without them the runs' own test-sample noise "
+                "cannot be taken out of their spread), the learner seeds' a score with several, the test samples' "
+                "rows with intervals.")
     return ("Sources of variation of AUROC (standard deviations in points; total: one new training seed, learner "
             "seed and test set)\n\n" + "\n".join(lines) + "\n\n" + note + "\n")
 

@@ -36,6 +36,10 @@ PROTOCOLS = ("full", "sampled", "paper")
 METRICS = METRIC_ORDER  # the tables' order, and the rows of a bootstrap distribution
 PAPER_SEED, PAPER_REPEATS = 12, 10
 DEFAULT_RESAMPLES, DEFAULT_LEVEL = 1000, 0.95
+# The bootstrap's seed, the same in every run whatever its --seed: runs of other training seeds on the same
+# test set then draw the same resamples, and aggregate_results.py can tell the test set's noise that they
+# share from each run's own (ood/aggregate.py, variation).
+BOOTSTRAP_SEED = 1
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class Evaluation:
                  f"do not apply to its draws (--seed still seeds the scores' own fits).")
         seed = 1 if args.seed is None else args.seed
         resamples = getattr(args, "bootstrap", DEFAULT_RESAMPLES)
-        intervals = Bootstrap(resamples, getattr(args, "ci_level", DEFAULT_LEVEL), seed) if resamples else None
+        level = getattr(args, "ci_level", DEFAULT_LEVEL)
+        intervals = Bootstrap(resamples, level, BOOTSTRAP_SEED) if resamples else None
         return cls(args.protocol, 10 if args.repeats is None else args.repeats, seed,
                    args.fpr_variant or fpr_default, intervals)
 

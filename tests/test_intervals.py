@@ -162,8 +162,9 @@ def _run_rows(auroc_by_seed, se, seed_dir):
 @pytest.mark.slow  # through the scripts (pytest.ini)
 def test_aggregate_separates_the_sources_of_variation(tmp_path, capsys):
     """Three training runs with two learner seeds each: the test-sample part is the runs' bootstrap
-    standard errors, the learner part the within-run spread, the training part what the runs' means vary
-    beyond that; the table says that the training seeds dominate."""
+    standard errors, the learner part the within-run spread; without their bootstrap distributions the
+    runs' own test-sample noise cannot be taken out of their spread, so the training part and the total
+    are not given and the table says what they need (with them: tests/test_statistics2_f.py)."""
     runs = {"seed1": ([0.80, 0.81], 0.004), "seed2": ([0.90, 0.91], 0.005), "seed3": ([0.70, 0.72], 0.006)}
     for name, (a, se) in runs.items():
         (tmp_path / name).mkdir()
@@ -172,14 +173,11 @@ def test_aggregate_separates_the_sources_of_variation(tmp_path, capsys):
     agg = json.loads((tmp_path / "agg/aggregate.json").read_text())
     v = next(r for r in agg["rows"] if r["ood_dataset"] == "SVHN")["variation"]["auroc"]
     within = np.mean([np.var(a, ddof=1) for a, _ in runs.values()])
-    between = np.var([np.mean(a) for a, _ in runs.values()], ddof=1)
     assert v["learner_seeds"] == pytest.approx(np.sqrt(within))
-    assert v["training_seeds"] == pytest.approx(np.sqrt(between - within / 2))
+    assert v["training_seeds"] is None and v["total"] is None and v["dominant"] is None
     assert v["test_samples"] == pytest.approx(np.sqrt(np.mean([se ** 2 for _, se in runs.values()])))
-    assert v["total"] == pytest.approx(np.sqrt(v["learner_seeds"] ** 2 + v["training_seeds"] ** 2 + v["test_samples"] ** 2))
-    assert v["dominant"] == "training_seeds"
     md = (tmp_path / "agg/aggregate.md").read_text()
-    assert "Sources of variation of AUROC" in md and "Training seeds dominate (more than half the variance) in 1 of 1" in md
+    assert "Sources of variation of AUROC" in md and "with their bootstrap distributions (bootstrap.npz" in md
     assert "AUROC_sd_training_seeds" in (tmp_path / "agg/aggregate.csv").read_text().splitlines()[0]
     capsys.readouterr()
 
