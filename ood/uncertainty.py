@@ -22,6 +22,11 @@ and OOD scores are tied (see ood/metrics.py); the point estimate of a row is alw
 much another seed would move an end) is estimated from the distribution's own order statistics
 (the binomial spread of the order statistic at that quantile, Hall 1992 §3.5) and recorded.
 
+**Ties with the best** (``simultaneous_worse``): every pair of a column's scores is compared at once by
+the bootstrap's max-t (single-step, Westfall and Young 1993, ch. 2; Romano and Wolf 2005): the critical
+value is the 1 - alpha quantile of the largest studentised, centred difference over all pairs, so the
+chance that any score tied with the best is shown worse than another is at most alpha.
+
 **DeLong.** DeLong, DeLong and Clarke-Pearson (1988) give AUROC's variance in closed form from the
 "placements" of each sample among the other class; for several scores on the same samples, their
 covariance, hence the test of two correlated AUROCs. Placements are computed from midranks (Sun and Xu
@@ -39,8 +44,8 @@ from scipy.stats import rankdata
 
 from .metrics import FPR_VARIANTS
 
-__all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "delong",
-           "delong_interval", "delong_test", "METRIC_ORDER"]
+__all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "simultaneous_worse",
+           "delong", "delong_interval", "delong_test", "METRIC_ORDER"]
 
 METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
 CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
@@ -272,6 +277,33 @@ def paired(dist_a, dist_b, observed, level=0.95):
     b = d.size
     p = 2.0 * min((np.sum(d <= 0) + 1) / (b + 1), (np.sum(d >= 0) + 1) / (b + 1))
     return {"diff": float(observed), "ci": list(percentile_interval(d, level)), "p": float(min(1.0, p))}
+
+
+def simultaneous_worse(dists, values, level=0.95):
+    """Which of k scores are shown worse than another, all pairs at once: ``dists`` (k, B) their paired
+    bootstrap distributions of a metric (higher is better), ``values`` (k,) their estimates. Returns
+    (worse (k,) bool, c): score i is worse when for some j, (x_i - x_j) / s_ij < -c, s_ij the bootstrap
+    standard deviation of the pair's difference and c the ``level`` quantile of max over pairs of
+    |d*_ij - (x_i - x_j)| / s_ij (the bootstrap's max-t). The family-wise error is the chance that
+    any score tied with the best is marked worse: at most 1 - ``level`` whatever k is (comparing each
+    score with the observed best at 1 - ``level`` would leave more tied scores out as k grows)."""
+    d = np.asarray(dists, np.float64)
+    x = np.asarray(values, np.float64)
+    k = x.size
+    if k < 2:
+        return np.zeros(k, dtype=bool), 0.0
+    i, j = np.triu_indices(k, 1)
+    diff, obs = d[i] - d[j], x[i] - x[j]
+    s = diff.std(axis=1, ddof=1) if d.shape[1] > 1 else np.zeros(obs.size)
+    ok = s > 0
+    t_star = np.abs(diff[ok] - obs[ok, None]) / s[ok, None]
+    c = float(np.quantile(t_star.max(axis=0), level, method="higher")) if ok.any() else 0.0
+    # a pair whose difference never varies is exact: worse when it is below 0 at all
+    t = np.where(ok, obs / np.where(ok, s, 1.0), np.where(obs < 0, -np.inf, np.where(obs > 0, np.inf, 0.0)))
+    worse = np.zeros(k, dtype=bool)
+    np.logical_or.at(worse, i, t < -c)
+    np.logical_or.at(worse, j, -t < -c)
+    return worse, c
 
 
 # --------------------------------------------------------------------------------------------------
