@@ -26,7 +26,8 @@ def _own(g):
                    help="also write score histograms, ROC curves and a forest plot of the AUROCs with their intervals")
     g.add_argument("--compare_to", default=None, metavar="SCORE",
                    help="the reference of the paired comparisons: each other score's AUROC and FPR95 difference to "
-                        "it on every OOD set, with its interval and p-values (DeLong's test, the paired bootstrap); "
+                        "it on every OOD set, with its interval and p-values (DeLong's test for AUROC, the paired "
+                        "permutation test for FPR95, the paired bootstrap); "
                         "a score of this run, or one already in the results folder (then from its stored bootstrap "
                         "distributions); default: RecLag when the run scores it, else the folder's reference; "
                         "none: no comparisons")

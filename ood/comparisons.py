@@ -6,13 +6,14 @@ difference of the two, resample by resample. Two uses:
 
 - **against a reference** (``--compare_to``, RecLag by default when the run scores it): for every other
   score and OOD set, the AUROC difference with its interval and two p-values (DeLong's test for
-  correlated ROC curves, and the paired bootstrap), and the FPR95 difference with its interval and the
-  paired bootstrap's p-value. Stored in each row under ``vs``.
+  correlated ROC curves, and the paired bootstrap), and the FPR95 difference with its interval and two
+  p-values (the paired permutation test, and the paired bootstrap's, which is conservative for FPR95).
+  Stored in each row under ``vs``. DeLong's and the permutation test need both scores' per-sample values:
+  rows of every OOD image scored in the same run.
 - **ties with the best** in the tables: in each column, the best and every score that the paired
   bootstrap does not show worse than another score of the column, all pairs compared at once (max-t,
   ood.uncertainty.simultaneous_worse), so that the chance of leaving any score tied with the best out
   is at most 1 - level however many scores the column has. A mark says "not shown worse", not "as good".
-
 
 Rows are compared only when they were evaluated on the same draws of the same images with the same
 bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD image) and the others'
@@ -21,7 +22,7 @@ bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD i
 import numpy as np
 
 from .evaluation import METRICS
-from .uncertainty import delong_test, paired, simultaneous_worse
+from .uncertainty import Bootstrap, delong_test, paired, simultaneous_worse, swap_test
 
 # what two rows must share for their bootstrap distributions to be paired
 PLAN = ("protocol", "repeats", "seed", "n_id", "n_ood", "fpr_variant", "bootstrap")
@@ -40,10 +41,14 @@ def _compare(r, ref, da, db, values=None):
     vs = {"reference": ref["score"], "reference_settings": ref.get("settings"), "reference_key": _key(ref),
           "auroc_diff": auroc["diff"], "auroc_diff_ci": auroc["ci"], "auroc_p_bootstrap": auroc["p"],
           "auroc_p_delong": None,
-          "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
+          "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"],
+          "fpr95_p_permutation": None}
     mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), (values or {}).get((ref["score"], ref["ood_dataset"]))
     if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
         vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+        if len(mine[0]) == len(theirs[0]):  # a swap exchanges all replicates of a sample at once
+            vs["fpr95_p_permutation"] = swap_test(mine[0], mine[1], theirs[0], theirs[1], Bootstrap(**r["bootstrap"]),
+                                                  r["ood_dataset"], r["fpr_variant"])["p"]
     return vs
 
 
