@@ -33,6 +33,17 @@ def comparable(a, b):
     return all(a.get(k) == b.get(k) for k in PLAN) and a.get("bootstrap") is not None
 
 
+def planned(evaluation):
+    """The fields of PLAN that every row of a run evaluated by ``evaluation`` (an ood.evaluation.Evaluation
+    with intervals) will have, known before any scoring (the sample sizes are not); None under the paper
+    protocol, where each score is evaluated its own way."""
+    if evaluation.protocol == "paper" or evaluation.intervals is None:
+        return None
+    plan = evaluation.plan(None, 1)
+    return {"protocol": plan.protocol, "repeats": plan.repeats, "seed": plan.seed, "fpr_variant": plan.fpr_variant,
+            "bootstrap": evaluation.intervals.describe()}
+
+
 def _compare(r, ref, da, db, values=None):
     """The ``vs`` of row ``r`` against the reference row ``ref`` (distributions ``da``, ``db``)."""
     level = r["bootstrap"]["level"]

@@ -1,5 +1,6 @@
-"""Statistics round 2, items 4 and 5: the tables' ties with the best controlled for the number of scores
-(family-wise error), and the FPR95 comparison's test calibrated (paired permutation test).
+"""Statistics round 2, items 4, 5 and 6 (part): the tables' ties with the best controlled for the number of
+scores (family-wise error), the FPR95 comparison's test calibrated (paired permutation test), and a
+--compare_to whose rows cannot be compared refused or warned about, not dropped.
 
 The simulations are seeded and vectorised through the production code (ood.uncertainty's curves from
 counts, ood.comparisons.tied_with_best); their measured numbers are in the docstrings and docs/method.md."""
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import test_score_ood_detection
+from checks import exits_2
 from ood.comparisons import tied_with_best
 from ood.metrics import compute_metrics
 from ood.results import caption
@@ -219,3 +221,49 @@ def test_comparisons_report_the_permutation_test(fmnist_run, capsys):
     line = next(ln for ln in md.split("Paired differences")[1].splitlines() if ln.startswith("| Energy |"))
     assert "pP" not in line and "pB" in line, line
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------------------------------
+# item 6 (part): --compare_to a reference that cannot be compared
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow  # through the scripts (pytest.ini)
+def test_compare_to_without_stored_distributions_is_refused(fmnist_run, capsys):
+    """A --compare_to reference whose folder rows have no stored distributions (scored with --bootstrap
+    0), or were bootstrapped otherwise than this run, is refused in one line before any scoring, and the
+    folder is left as it was (before: the comparisons were silently dropped)."""
+    out = fmnist_run / "results/fashionmnist/wrn"
+    score(fmnist_run, "--score", "Energy", "--bootstrap", "0", "--compare_to", "none")
+    before = (out / "results.json").read_text()
+    capsys.readouterr()
+    exits_2(lambda argv: score(fmnist_run, *argv), ["--score", "MSP", "--compare_to", "Energy"], capsys,
+            "--compare_to Energy: its rows in", "have no stored bootstrap distributions", "add Energy to --score")
+    assert (out / "results.json").read_text() == before
+    score(fmnist_run, "--score", "Energy", "--bootstrap", "300")  # now with 300 resamples stored
+    before = (out / "results.json").read_text()
+    capsys.readouterr()
+    exits_2(lambda argv: score(fmnist_run, *argv), ["--score", "MSP", "--compare_to", "Energy"], capsys,
+            "were evaluated with bootstrap 300 resamples at level 0.95, seed 1, this run with bootstrap 1000",
+            "not paired with this run's")
+    exits_2(lambda argv: score(fmnist_run, *argv),
+            ["--score", "MSP", "--compare_to", "Energy", "--bootstrap", "300", "--fpr_variant", "strict"], capsys,
+            "were evaluated with fpr_variant standard, this run with fpr_variant strict")
+    assert (out / "results.json").read_text() == before
+    score(fmnist_run, "--score", "MSP", "--compare_to", "Energy", "--bootstrap", "300")  # the same settings: compared
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert all(r["vs"]["reference"] == "Energy" for r in rows if r["score"] == "MSP")
+    assert "warning: --compare_to" not in capsys.readouterr().err
+
+
+@pytest.mark.slow  # through the scripts (pytest.ini)
+def test_compare_to_missing_on_some_sets_is_warned(fmnist_run, capsys):
+    """A reference whose rows cover only some of this run's OOD sets: the run compares where it can and
+    warns in one line naming the reference and the sets without a comparison, and what to do."""
+    score(fmnist_run, "--score", "Energy", "--bootstrap", "300", ood=("iSUN",))
+    capsys.readouterr()
+    score(fmnist_run, "--score", "MSP", "--compare_to", "Energy", "--bootstrap", "300")
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: --compare_to")]
+    assert len(err) == 1 and "no comparison with Energy on mine" in err[0] and "add Energy to --score" in err[0], err
+    rows = json.loads((fmnist_run / "results/fashionmnist/wrn/results.json").read_text())["rows"]
+    msp = {r["ood_dataset"]: r for r in rows if r["score"] == "MSP"}
+    assert msp["iSUN"]["vs"]["reference"] == "Energy" and "vs" not in msp["mine"]
