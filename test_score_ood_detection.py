@@ -11,11 +11,11 @@ import sys
 import time
 
 import scores
-from ood.comparisons import against
+from ood.comparisons import against, planned
 from ood.errors import UserError, cli_main
 from ood.evaluation import mc_note
 from ood.reports import chance_note
-from ood.results import RESULTS_FILES, ResultsFolder, variant_of
+from ood.results import RESULTS_FILES, ResultsFolder, dist_key, read_dists, row_key, variant_of
 from ood.run import open_run, script_parser
 from ood.scoring import compute, replicate_name, rows_for
 
@@ -26,9 +26,11 @@ def _own(g):
                    help="also write score histograms, ROC curves and a forest plot of the AUROCs with their intervals")
     g.add_argument("--compare_to", default=None, metavar="SCORE",
                    help="the reference of the paired comparisons: each other score's AUROC and FPR95 difference to "
-                        "it on every OOD set, with its interval and p-values (DeLong's test, the paired bootstrap); "
+                        "it on every OOD set, with its interval and p-values (DeLong's test for AUROC, the paired "
+                        "permutation test for FPR95, the paired bootstrap); "
                         "a score of this run, or one already in the results folder (then from its stored bootstrap "
-                        "distributions); default: RecLag when the run scores it, else the folder's reference; "
+                        "distributions, which must come from this run's protocol, draws, FPR95 variant and "
+                        "bootstrap); default: RecLag when the run scores it, else the folder's reference; "
                         "none: no comparisons")
 
 
@@ -47,7 +49,7 @@ def main(argv=None):
     reference = reference_of(args, wanted)
     with open_run(args, wanted, results=("", RESULTS_FILES)) as run:
         out = ResultsFolder(run.results)
-        check_reference(reference, wanted, out)
+        check_reference(reference, wanted, out, run.evaluation)
         sets = run.feature_sets()
         rows, per_sample, dists, kept = [], {}, {}, {}
         for objs in run.score_runs:
@@ -71,6 +73,8 @@ def main(argv=None):
         md = out.write(rows, order={c.name: c.order for c in scores.registered()}, per_sample=per_sample,
                        save_scores=args.save_scores, plot=args.plot, dists=dists, reference=reference)
     print(md, end="")
+    if args.compare_to is not None and reference != "none":
+        warn_uncompared(reference, rows, out)
     print(f"results in {out.path}/ ({time.time() - t0:.1f} s)")
     return rows
 
@@ -88,15 +92,54 @@ def reference_of(args, wanted):
     return next((n for n in names if n.lower() == args.compare_to.lower()), args.compare_to)
 
 
-def check_reference(reference, wanted, folder):
+def check_reference(reference, wanted, folder, evaluation=None):
     """Before any work: a reference that this run does not score must have rows in the results folder
-    (its comparisons then come from the stored bootstrap distributions)."""
+    with stored bootstrap distributions (its comparisons come from them), evaluated as this run evaluates
+    (``evaluation``: protocol, FPR95 variant, resamples and, under sampled, the draws; not checked under
+    paper, where each score has its own)."""
     names = [cls.name for cls, _ in wanted]
     if reference in (None, "none") or reference in names:
         return
-    if not any(r["score"].lower() == reference.lower() for r in folder.read()):
+    theirs = [r for r in folder.read() if r["score"].lower() == reference.lower()]
+    if not theirs:
         raise UserError(f"--compare_to {reference}: neither among this run's scores ({', '.join(names)}) nor in "
                         f"{folder.path}/results.json; add it to --score, or give --compare_to none.")
+    stored = read_dists(folder.path / "bootstrap.npz")
+    if not any(r.get("bootstrap") and dist_key(r) in stored for r in theirs):
+        raise UserError(f"--compare_to {reference}: its rows in {folder.path}/results.json have no stored bootstrap "
+                        f"distributions (scored with --bootstrap 0, by an earlier version, or bootstrap.npz is gone), "
+                        f"so nothing can be compared with them; add {reference} to --score to score it in this run, "
+                        f"or give --compare_to none.")
+    want = planned(evaluation) if evaluation is not None else None
+    if want is None:
+        return
+    with_dists = [r for r in theirs if dist_key(r) in stored]
+    differ = [[k for k, v in want.items() if r.get(k) != v] for r in with_dists]
+    if all(differ):  # every stored row of the reference differs from this run in a setting
+        k, row = differ[0][0], with_dists[0]
+        raise UserError(f"--compare_to {reference}: its rows in {folder.path}/results.json were evaluated with {k} "
+                        f"{_setting(k, row.get(k))}, this run with {k} {_setting(k, want[k])}, so their bootstrap "
+                        f"distributions are not paired with this run's; add {reference} to --score to score it in "
+                        f"this run, run with its settings, or give --compare_to none.")
+
+
+def _setting(key, value):
+    if key == "bootstrap" and value:
+        return f"{value['resamples']} resamples at level {value['level']:g}, seed {value['seed']}"
+    return str(value)
+
+
+def warn_uncompared(reference, rows, folder):
+    """After the run: a warning naming the OOD sets where this run's rows got no comparison with the
+    --compare_to ``reference`` (its rows there missing, without a stored distribution, or evaluated on other
+    draws, FPR95 variant or resamples), so that a comparison asked for is never dropped unsaid."""
+    mine = {row_key(r) for r in rows if r["score"].lower() != reference.lower()}
+    missing = sorted({r["ood_dataset"] for r in folder.read() if row_key(r) in mine and not r.get("vs")})
+    if missing:
+        print(f"warning: --compare_to {reference}: no comparison with {reference} on {', '.join(missing)} "
+              f"({reference}'s rows there are missing, have no stored bootstrap distribution, or were evaluated "
+              f"on other draws, FPR95 variant or resamples); add {reference} to --score to score it in this run "
+              f"with the same settings.", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ difference of the two, resample by resample. Two uses:
 
 - **against a reference** (``--compare_to``, RecLag by default when the run scores it): for every other
   score and OOD set, the AUROC difference with its interval and two p-values (DeLong's test for
-  correlated ROC curves, and the paired bootstrap), and the FPR95 difference with its interval and the
-  paired bootstrap's p-value. Stored in each row under ``vs``.
-- **ties with the best** in the tables: in each column, every score whose paired-bootstrap p-value
-  against the column's best is at least 1 - level is marked with it (no correction for the number of
-  scores compared: each mark says "not shown worse than the best", not "as good as").
+  correlated ROC curves, and the paired bootstrap), and the FPR95 difference with its interval and two
+  p-values (the paired permutation test, and the paired bootstrap's, which is conservative for FPR95).
+  Stored in each row under ``vs``. DeLong's and the permutation test need both scores' per-sample values:
+  rows of every OOD image scored in the same run.
+- **ties with the best** in the tables: in each column, the best and every score that the paired
+  bootstrap does not show worse than another score of the column, all pairs compared at once (max-t,
+  ood.uncertainty.simultaneous_worse), so that the chance of leaving any score tied with the best out
+  is at most 1 - level however many scores the column has. A mark says "not shown worse", not "as good".
 
 Rows are compared only when they were evaluated on the same draws of the same images with the same
 bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD image) and the others'
@@ -19,7 +22,7 @@ bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD i
 import numpy as np
 
 from .evaluation import METRICS
-from .uncertainty import delong_test, paired
+from .uncertainty import Bootstrap, delong_test, paired, simultaneous_worse, swap_test
 
 # what two rows must share for their bootstrap distributions to be paired
 PLAN = ("protocol", "repeats", "seed", "n_id", "n_ood", "fpr_variant", "bootstrap")
@@ -30,6 +33,17 @@ def comparable(a, b):
     return all(a.get(k) == b.get(k) for k in PLAN) and a.get("bootstrap") is not None
 
 
+def planned(evaluation):
+    """The fields of PLAN that every row of a run evaluated by ``evaluation`` (an ood.evaluation.Evaluation
+    with intervals) will have, known before any scoring (the sample sizes are not); None under the paper
+    protocol, where each score is evaluated its own way."""
+    if evaluation.protocol == "paper" or evaluation.intervals is None:
+        return None
+    plan = evaluation.plan(None, 1)
+    return {"protocol": plan.protocol, "repeats": plan.repeats, "seed": plan.seed, "fpr_variant": plan.fpr_variant,
+            "bootstrap": evaluation.intervals.describe()}
+
+
 def _compare(r, ref, da, db, values=None):
     """The ``vs`` of row ``r`` against the reference row ``ref`` (distributions ``da``, ``db``)."""
     level = r["bootstrap"]["level"]
@@ -38,10 +52,14 @@ def _compare(r, ref, da, db, values=None):
     vs = {"reference": ref["score"], "reference_settings": ref.get("settings"), "reference_key": _key(ref),
           "auroc_diff": auroc["diff"], "auroc_diff_ci": auroc["ci"], "auroc_p_bootstrap": auroc["p"],
           "auroc_p_delong": None,
-          "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
+          "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"],
+          "fpr95_p_permutation": None}
     mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), (values or {}).get((ref["score"], ref["ood_dataset"]))
     if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
         vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+        if len(mine[0]) == len(theirs[0]):  # a swap exchanges all replicates of a sample at once
+            vs["fpr95_p_permutation"] = swap_test(mine[0], mine[1], theirs[0], theirs[1], Bootstrap(**r["bootstrap"]),
+                                                  r["ood_dataset"], r["fpr_variant"])["p"]
     return vs
 
 
@@ -102,20 +120,23 @@ def reconcile(rows, dists, fresh, reference):
 
 
 def tied_with_best(cells, lower_is_better, level):
-    """The labels marked in one column: the best and every label not significantly worse than it.
-    ``cells``: label -> (value, distribution or None). Without a distribution, only values equal to the
-    best's (to the two decimals a table shows, in percent) are marked."""
+    """The labels marked in one column: the best and every label with a distribution that is not
+    significantly worse than any other (the max-t over all pairs of labels with distributions, at
+    family-wise level 1 - ``level``). ``cells``: label -> (value, distribution or None). Without a
+    distribution (the label's or the best's), only values equal to the best's (to the two decimals a
+    table shows, in percent) are marked."""
     if not cells:
         return set()
     pick = min if lower_is_better else max
     best = pick(cells, key=lambda s: cells[s][0])
     value, dist = cells[best]
-    marked = set()
-    for s, (v, d) in cells.items():
-        if round(100 * v, 2) == round(100 * value, 2):
-            marked.add(s)
-        elif d is not None and dist is not None and paired(d, dist, v - value, level)["p"] >= 1.0 - level:
-            marked.add(s)
+    marked = {s for s, (v, _) in cells.items() if round(100 * v, 2) == round(100 * value, 2)}
+    tested = [s for s, (_, d) in cells.items() if d is not None]
+    if dist is not None and len(tested) > 1:
+        sign = -1.0 if lower_is_better else 1.0  # the max-t takes higher as better
+        worse, _ = simultaneous_worse(np.stack([sign * np.asarray(cells[s][1], np.float64) for s in tested]),
+                                      np.array([sign * cells[s][0] for s in tested]), level)
+        marked |= {s for s, w in zip(tested, worse) if not w}
     return marked
 
 

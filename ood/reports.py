@@ -305,7 +305,8 @@ def _diff(d, ci, p, test=""):
 def comparison_markdown(rows, dists=None):
     """The paired differences against the reference score (rows' ``vs``, ood.comparisons.against) as a
     Markdown table: per column, ΔAUROC and ΔFPR95 in points with their interval and p-value (DeLong's
-    test for the AUROC of a set, the paired bootstrap elsewhere). "" when no row has one."""
+    test for the AUROC of a set and the paired permutation test for its FPR95 where the row has them, the
+    paired bootstrap elsewhere). "" when no row has one."""
     with_vs = [r for r in rows if r.get("vs")]
     if not with_vs:
         return ""
@@ -325,7 +326,9 @@ def comparison_markdown(rows, dists=None):
             vs = (by.get((s, o)) or {}).get("vs")
             if vs is not None:
                 delong = vs["auroc_p_delong"] is not None
-                cells += [_diff(vs["fpr95_diff"], vs["fpr95_diff_ci"], vs["fpr95_p_bootstrap"], "B"),
+                swap = vs.get("fpr95_p_permutation") is not None  # rows of earlier versions have none
+                cells += [_diff(vs["fpr95_diff"], vs["fpr95_diff_ci"],
+                                vs["fpr95_p_permutation"] if swap else vs["fpr95_p_bootstrap"], "P" if swap else "B"),
                           _diff(vs["auroc_diff"], vs["auroc_diff_ci"],
                                 vs["auroc_p_delong"] if delong else vs["auroc_p_bootstrap"], "D" if delong else "B")]
                 continue
@@ -350,8 +353,9 @@ def comparison_caption(rows):
     ref, pct = r["vs"]["reference"], f"{100 * r['bootstrap']['level']:g} %"
     return (f"Paired differences against {ref} on the same images (score minus {ref}, in points) with their {pct} "
             f"paired-bootstrap interval; two-sided p-values: pD DeLong's test for correlated ROC curves (a set's "
-            f"AUROC, both scores scored in the same run on every OOD image), pB the paired bootstrap (at least "
-            f"2 / (resamples + 1) = {2 / (r['bootstrap']['resamples'] + 1):.3g})")
+            f"AUROC, both scores scored in the same run on every OOD image), pP the paired permutation test of "
+            f"the two scores' ranks (a set's FPR95, likewise; mid-p), pB the paired bootstrap (at least "
+            f"2 / (resamples + 1) = {2 / (r['bootstrap']['resamples'] + 1):.3g}; conservative for FPR95)")
 
 
 def plot(per_score, out_dir):

@@ -159,8 +159,9 @@ def caption(rows):
              f"{boot['seed']}; both ends in results.json and results.csv)")
     if r["protocol"] == "paper":
         return text + "; best in bold (the scores' rows differ in draws: no ties are tested)"
-    return text + (f"; bold: the best and every score not significantly different from it (paired bootstrap, "
-                   f"two-sided, {100 * (1 - boot['level']):.3g} %)")
+    return text + (f"; bold: the best and every score not significantly worse than another (paired bootstrap, all "
+                   f"pairs of the column at once by the max-t: at most {100 * (1 - boot['level']):.3g} % chance "
+                   f"that any score tied with the best is left unbolded)")
 
 
 class ResultsFolder:

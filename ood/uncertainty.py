@@ -22,6 +22,21 @@ and OOD scores are tied (see ood/metrics.py); the point estimate of a row is alw
 much another seed would move an end) is estimated from the distribution's own order statistics
 (the binomial spread of the order statistic at that quantile, Hall 1992 §3.5) and recorded.
 
+**The paired permutation test** (``swap_test``) of two scores' FPR95 on the same samples: under "the
+two scores are exchangeable on every sample" swapping their values on any subset of samples leaves the
+data's distribution unchanged, so the difference recomputed after random swaps (sign flips) is its null
+distribution (Fisher 1935; Good 2005, ch. 3). The scores are swapped as their ranks among the set's ID
+and OOD samples: FPR95 depends only on each score's order, and ranks put two scores on one scale. Each
+swap is again a column of counts, over the pool of both scores' values, so the curves are computed as
+for a resample. The paired bootstrap's FPR95 p-value is conservative (its distribution of the
+difference is drawn towards 0 and too wide: a resample's duplicated ID samples move the 95 % threshold
+in steps), which this test is not (tests/test_statistics2_h.py).
+
+**Ties with the best** (``simultaneous_worse``): every pair of a column's scores is compared at once by
+the bootstrap's max-t (single-step, Westfall and Young 1993, ch. 2; Romano and Wolf 2005): the critical
+value is the 1 - alpha quantile of the largest studentised, centred difference over all pairs, so the
+chance that any score tied with the best is shown worse than another is at most alpha.
+
 **DeLong.** DeLong, DeLong and Clarke-Pearson (1988) give AUROC's variance in closed form from the
 "placements" of each sample among the other class; for several scores on the same samples, their
 covariance, hence the test of two correlated AUROCs. Placements are computed from midranks (Sun and Xu
@@ -39,8 +54,8 @@ from scipy.stats import rankdata
 
 from .metrics import FPR_VARIANTS
 
-__all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "delong",
-           "delong_interval", "delong_test", "METRIC_ORDER"]
+__all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "swap_test",
+           "simultaneous_worse", "delong", "delong_interval", "delong_test", "METRIC_ORDER"]
 
 METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
 CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
@@ -115,16 +130,17 @@ class Resampled:
     def __init__(self, id_s, id_counts):
         self.id = _Side(id_s, id_counts)
 
-    def metrics(self, ood_s, ood_counts, variant="standard", r=0.95):
-        """{metric: (B,) float64} against one OOD set's resamples (``ood_counts`` (m, B))."""
+    def metrics(self, ood_s, ood_counts, variant="standard", r=0.95, fpr_only=False):
+        """{metric: (B,) float64} against one OOD set's resamples (``ood_counts`` (m, B)); ``fpr_only``:
+        {"fpr95": ...} alone, at half the cost."""
         if variant not in FPR_VARIANTS:
             raise ValueError(f"unknown FPR95 variant {variant!r}; expected one of {FPR_VARIANTS}.")
         ood = _Side(ood_s, ood_counts)
         geo = _Geometry(self.id, ood)
         step = _step(geo.n, geo.m)
-        out = {k: [] for k in METRIC_ORDER}
+        out = {k: [] for k in (("fpr95",) if fpr_only else METRIC_ORDER)}
         for ci, co in zip(self.id.blocks(step), ood.blocks(step)):
-            for k, v in _block(ci, co, geo, variant, r).items():
+            for k, v in _block(ci, co, geo, variant, r, fpr_only).items():
                 out[k].append(v)
         return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -163,24 +179,40 @@ def _above(desc, values, side):
     return desc.size - np.searchsorted(asc, values, side="left" if side == "ge" else "right")
 
 
-def _block(ci, co, g, variant, r):
-    """The metrics of one block of resamples (columns), curve by curve. For each distinct ID value x
-    (high to low): T = ID drawn >= x, T0 = ID drawn > x, F = OOD drawn >= x, F0 = OOD drawn > x; for each
-    distinct OOD value y: U, U0 (OOD >= y, > y) and I, I0 (ID >= y, > y). Every ROC / precision-recall
-    point of the resample is one of these, so every metric is a sum over them."""
-    # a resample draws n ID samples; its OOD total can vary (a sampled draw's images counted in a resample
-    # of the whole set), so it is each column's own
-    n, m = g.n, np.maximum(co[-1], 1.0)
+def _block(ci, co, g, variant, r, fpr_only=False):
+    """The metrics of one block of resamples (columns), curve by curve (``fpr_only``: FPR95 alone). For
+    each distinct ID value x (high to low): T = ID drawn >= x, T0 = ID drawn > x, F = OOD drawn >= x, F0 =
+    OOD drawn > x; for each distinct OOD value y: U, U0 (OOD >= y, > y) and I, I0 (ID >= y, > y). Every
+    ROC / precision-recall point of the resample is one of these, so every metric is a sum over them."""
+    # every column draws the same number of ID samples (n of n for a resample, n of the 2n of a swap's
+    # pool, ``swap_counts``); its OOD total can vary (a sampled draw's images counted in a resample of the
+    # whole set), so it is each column's own
+    n, m = int(round(ci[-1, 0])), np.maximum(co[-1], 1.0)
     T, T0 = ci[g.id_at[0]], ci[g.id_at[1]]
     U, U0 = co[g.ood_at[0]], co[g.ood_at[1]]
     F = co[g.f_ge]
     F0 = co[g.f_gt] if g.x_ties else F
-    I0 = ci[g.i_gt]
-    I = ci[g.i_ge] if g.y_ties else I0
+    I0 = ci[g.i_gt] if variant == "openood" or not fpr_only else None
+    ood_le = m - U0  # OOD positive on -score, a threshold at y selects the samples <= y
+    res = {} if fpr_only else _areas(T, T0, U, U0, F, F0, I0, ci[g.i_ge] if g.y_ties else I0, ood_le, g, variant,
+                                     n, m)
+    b = np.arange(T.shape[1])
+    if variant == "standard":  # the first threshold accepting >= k ID samples, k as in ood.metrics
+        res["fpr95"] = F[np.sum(T < _k_for(n, r), axis=0), b] / m
+    elif variant == "strict":  # the first ROC point with TPR strictly above r
+        res["fpr95"] = F[np.sum(T / n <= r, axis=0), b] / m
+    elif variant == "closest":
+        res["fpr95"] = _closest(T, T0, F, F0, n, r) / m
+    else:  # openood: OOD positive, from the lowest threshold up, the first point with OOD recall >= r
+        res["fpr95"] = (n - I0[np.sum(ood_le / m >= r, axis=0) - 1, b]) / n
+    return res
+
+
+def _areas(T, T0, U, U0, F, F0, I0, I, ood_le, g, variant, n, m):
+    """AUROC and the AUPRs of one block (``_block``'s curves)."""
     dT, dU = T - T0, U - U0
     # AUROC: each drawn ID sample beats the OOD samples below it, ties counting half
     res = {"auroc": 1.0 - np.einsum("gb,gb->b", dT, 0.5 * (F + F0) if g.x_ties else F) / (n * m)}
-    ood_le = m - U0  # OOD positive on -score, a threshold at y selects the samples <= y
     if variant == "openood":  # trapezoids to the previous curve point (sklearn.metrics.auc, as OpenOOD)
         prec_in = _precision(T, F, True) + _precision(T0, F0, True)
         prec_out = _precision(ood_le, n - I0, True) + _precision(m - U, n - I, True)
@@ -191,15 +223,6 @@ def _block(ci, co, g, variant, r):
         res["aupr_out"] = np.einsum("gb,gb->b", dU, _precision(ood_le, n - I0)) / m
     for k in ("aupr_in", "aupr_out"):
         np.clip(res[k], 0.0, 1.0, out=res[k])
-    b = np.arange(T.shape[1])
-    if variant == "standard":  # the first threshold accepting >= k ID samples, k as in ood.metrics
-        res["fpr95"] = F[np.sum(T < _k_for(n, r), axis=0), b] / m
-    elif variant == "strict":  # the first ROC point with TPR strictly above r
-        res["fpr95"] = F[np.sum(T / n <= r, axis=0), b] / m
-    elif variant == "closest":
-        res["fpr95"] = _closest(T, T0, F, F0, n, r) / m
-    else:  # openood: OOD positive, from the lowest threshold up, the first point with OOD recall >= r
-        res["fpr95"] = (n - I0[np.sum(ood_le / m >= r, axis=0) - 1, b]) / n
     return res
 
 
@@ -272,6 +295,83 @@ def paired(dist_a, dist_b, observed, level=0.95):
     b = d.size
     p = 2.0 * min((np.sum(d <= 0) + 1) / (b + 1), (np.sum(d >= 0) + 1) / (b + 1))
     return {"diff": float(observed), "ci": list(percentile_interval(d, level)), "p": float(min(1.0, p))}
+
+
+def swap_counts(n, resamples, seed, tag):
+    """(2 n, resamples + 1) counts over a pool of two scores' values (score a's n values, then b's): column
+    0 selects a's (no swap), each other column a's value or b's on each sample, by a fair coin seeded by
+    (seed, resamples, n, tag) as the bootstrap's counts are. The counts of b's side are these with the two
+    halves exchanged."""
+    rng = np.random.default_rng([seed, resamples, n, zlib.crc32(f"swap:{tag}".encode())])
+    flip = np.zeros((n, resamples + 1), dtype=np.uint8)
+    flip[:, 1:] = rng.integers(0, 2, size=(n, resamples), dtype=np.uint8)
+    return np.concatenate((1 - flip, flip))
+
+
+def _halves_swapped(counts):
+    n = counts.shape[0] // 2
+    return np.concatenate((counts[n:], counts[:n]))
+
+
+def swap_test(id_a, ood_a, id_b, ood_b, boot, tag, fpr_variant="standard", metric="fpr95"):
+    """The paired permutation test of "``metric`` of a = that of b" for two scores on the same ID and OOD
+    samples, each the mean over its replicates (lists of arrays, as many for a as for b: a swap exchanges
+    a sample's values of every replicate at once): {"diff", "p", "swaps"}. ``boot`` gives the number of
+    swaps (its resamples) and their seed; ``tag`` names the OOD set.
+
+    ``p`` is two-sided and the mid-p (Lancaster 1961), with the observed difference counted among the
+    swaps (Phipson and Smyth 2010) so that it is never 0: (#{|d*| > |d|} + (#{|d*| = |d|} + 1) / 2) /
+    (swaps + 1). FPR95 takes few values, and counting every swap that ties |d| against "no difference"
+    (the plain p) left the test at 3 % where 5 % is asked when the scores agree on most samples
+    (tests/test_statistics2_h.py). "diff" is the observed difference, as ood.metrics computes it up to the
+    ``drop_intermediate`` of the strict and openood variants (``curve_metrics``)."""
+    if len(id_a) != len(id_b) or len(ood_a) != len(ood_b):
+        raise ValueError("a swap needs as many replicates of each score")
+    n, m = len(id_a[0]), len(ood_a[0])
+    cid, cood = swap_counts(n, boot.resamples, boot.seed, "id"), swap_counts(m, boot.resamples, boot.seed, tag)
+    diff = np.zeros(boot.resamples + 1)
+    for ia, oa, ib, ob in zip(id_a, ood_a, id_b, ood_b):
+        ra = rankdata(np.r_[np.asarray(ia, np.float64), np.asarray(oa, np.float64)])
+        rb = rankdata(np.r_[np.asarray(ib, np.float64), np.asarray(ob, np.float64)])
+        pool_id, pool_ood = np.r_[ra[:n], rb[:n]], np.r_[ra[n:], rb[n:]]
+        a = Resampled(pool_id, cid).metrics(pool_ood, cood, fpr_variant, fpr_only=metric == "fpr95")[metric]
+        b = Resampled(pool_id, _halves_swapped(cid)).metrics(pool_ood, _halves_swapped(cood), fpr_variant,
+                                                             fpr_only=metric == "fpr95")[metric]
+        diff += (a - b) / len(id_a)
+    obs, null = abs(float(diff[0])), np.abs(diff[1:])
+    tol = 1e-9 / max(n, m)  # the differences are multiples of 1 / (n or m times the replicates): closer is a tie
+    above, tied = np.sum(null > obs + tol), np.sum(np.abs(null - obs) <= tol)
+    p = (above + (tied + 1) / 2.0) / (null.size + 1)
+    if obs <= tol:  # swapping every sample negates d, so d* is symmetric about 0: half below, half above
+        p = 1.0
+    return {"diff": float(diff[0]), "p": float(min(1.0, p)), "swaps": int(null.size)}
+
+
+def simultaneous_worse(dists, values, level=0.95):
+    """Which of k scores are shown worse than another, all pairs at once: ``dists`` (k, B) their paired
+    bootstrap distributions of a metric (higher is better), ``values`` (k,) their estimates. Returns
+    (worse (k,) bool, c): score i is worse when for some j, (x_i - x_j) / s_ij < -c, s_ij the bootstrap
+    standard deviation of the pair's difference and c the ``level`` quantile of max over pairs of
+    |d*_ij - (x_i - x_j)| / s_ij (the bootstrap's max-t). The family-wise error is the chance that
+    any score tied with the best is marked worse: at most 1 - ``level`` whatever k is (comparing each
+    score with the observed best at 1 - ``level`` would leave more tied scores out as k grows)."""
+    d = np.asarray(dists, np.float64)
+    x = np.asarray(values, np.float64)
+    k = x.size
+    if k < 2:
+        return np.zeros(k, dtype=bool), 0.0
+    i, j = np.triu_indices(k, 1)
+    diff, obs = d[i] - d[j], x[i] - x[j]
+    s = diff.std(axis=1, ddof=1) if d.shape[1] > 1 else np.zeros(obs.size)
+    ok = s > 0
+    t_star = np.abs(diff[ok] - obs[ok, None]) / s[ok, None]
+    c = float(np.quantile(t_star.max(axis=0), level, method="higher")) if ok.any() else 0.0
+    # a pair whose difference never varies is exact: worse when it is below 0 at all
+    t = np.where(ok, obs / np.where(ok, s, 1.0), np.where(obs < 0, -np.inf, np.where(obs > 0, np.inf, 0.0)))
+    worse = np.zeros(k, dtype=bool)
+    np.logical_or.at(worse, i, t < -c)
+    np.logical_or.at(worse, j, -t < -c)
+    return worse, c
 
 
 # --------------------------------------------------------------------------------------------------

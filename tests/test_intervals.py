@@ -53,7 +53,7 @@ def test_rows_carry_intervals_comparisons_and_ties(fmnist_run, capsys):
         assert vs["auroc_diff_ci"][0] <= vs["auroc_diff_ci"][1]
     md = (out / "results.md").read_text()
     assert "half the width of the 95 % stratified-bootstrap interval (1000 resamples" in md
-    assert "bold: the best and every score not significantly different from it (paired bootstrap" in md
+    assert "bold: the best and every score not significantly worse than another (paired bootstrap, all pairs" in md
     assert "| Score vs RecLag | iSUN ΔFPR95 | iSUN ΔAUROC |" in md and "DeLong's test" in md
     head = (out / "results.csv").read_text().splitlines()[0]
     assert "iSUN AUROC_low" in head and "Average AUROC_high" in head
