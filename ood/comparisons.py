@@ -41,7 +41,8 @@ def _compare(r, ref, da, db, values=None):
           "fpr95_diff": fpr["diff"], "fpr95_diff_ci": fpr["ci"], "fpr95_p_bootstrap": fpr["p"]}
     mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), (values or {}).get((ref["score"], ref["ood_dataset"]))
     if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
-        vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+        t = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)
+        vs["auroc_p_delong"], vs["auroc_log10_p_delong"] = t["p"], t["log10_p"]  # log10: beyond a float's range
     return vs
 
 

@@ -35,12 +35,13 @@ from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.special import log_ndtr
+from scipy.stats import norm, rankdata
 
 from .metrics import FPR_VARIANTS
 
 __all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "delong",
-           "delong_interval", "delong_test", "METRIC_ORDER"]
+           "delong_interval", "delong_test", "METRIC_ORDER", "two_sided_p"]
 
 METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
 CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
@@ -324,21 +325,33 @@ def delong_interval(id_scores, ood_scores, level=0.95):
     return {"se": se, "ci": [max(0.0, a - z * se), min(1.0, a + z * se)]}
 
 
+def two_sided_p(z):
+    """(p, log10 p) of a two-sided normal test at z: 2 Phi(-|z|) from the survival function (exact to the
+    smallest float, where 1 - Phi(|z|) is 0 beyond z = 8.3) and its logarithm from log Phi (finite for every
+    finite z). A p below the smallest positive float is stored as that float, never as 0; log10 p is
+    exact."""
+    z = abs(float(z))
+    log10_p = float((np.log(2.0) + log_ndtr(-z)) / np.log(10.0))
+    p = float(2.0 * norm.sf(z))
+    return float(max(p, np.nextafter(0.0, 1.0))), log10_p
+
+
 def delong_test(id_a, ood_a, id_b, ood_b, level=0.95):
     """DeLong's test of two correlated AUROCs, each the mean over its replicates (lists of arrays on the
-    same samples): {"diff", "ci", "p"}; "p" is two-sided, None where the variance is undefined. A
-    difference whose variance is 0 (two scores ranking every pair the same way) has p = 1 when the
-    difference is 0 and p = 0 otherwise."""
+    same samples): {"diff", "ci", "p", "log10_p"}; "p" is two-sided (``two_sided_p``: tiny values survive),
+    None where the variance is undefined. A difference whose variance is 0 (two scores ranking every pair
+    the same way) has p = 1 when the difference is 0 and p = 0 otherwise (z is infinite; log10 p None)."""
     id_a, id_b = [np.asarray(x, np.float64) for x in id_a], [np.asarray(x, np.float64) for x in id_b]
     ood_a, ood_b = [np.asarray(x, np.float64) for x in ood_a], [np.asarray(x, np.float64) for x in ood_b]
     aucs, cov = delong(id_a + id_b, ood_a + ood_b)
     w = np.r_[np.full(len(id_a), 1.0 / len(id_a)), np.full(len(id_b), -1.0 / len(id_b))]
     diff, var = float(w @ aucs), float(w @ cov @ w)
     if not np.isfinite(var):
-        return {"diff": diff, "ci": None, "p": None}
+        return {"diff": diff, "ci": None, "p": None, "log10_p": None}
     if var <= 1e-300:  # no pair is ranked differently: the difference is exact
-        return {"diff": diff, "ci": [diff, diff], "p": 1.0 if abs(diff) < 1e-15 else 0.0}
+        same = abs(diff) < 1e-15
+        return {"diff": diff, "ci": [diff, diff], "p": 1.0 if same else 0.0, "log10_p": 0.0 if same else None}
     se = np.sqrt(var)
     z = _z(level)
-    p = 2.0 * NormalDist().cdf(-abs(diff) / se)
-    return {"diff": diff, "ci": [diff - z * se, diff + z * se], "p": float(p)}
+    p, log10_p = two_sided_p(diff / se)
+    return {"diff": diff, "ci": [diff - z * se, diff + z * se], "p": p, "log10_p": log10_p}
