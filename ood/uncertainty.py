@@ -41,7 +41,7 @@ from scipy.stats import norm, rankdata
 from .metrics import FPR_VARIANTS
 
 __all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "delong",
-           "delong_interval", "delong_test", "METRIC_ORDER", "two_sided_p"]
+           "delong_interval", "delong_test", "METRIC_ORDER", "two_sided_p", "min_resamples"]
 
 METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
 CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
@@ -239,6 +239,13 @@ def _k_for(n, r):
     while k < n and k / n < r:
         k += 1
     return k
+
+
+def min_resamples(level):
+    """The fewest resamples that give an interval and a test at ``level``: a percentile interval needs at
+    least one resample in each tail of (1 - level) / 2, and the paired bootstrap's smallest p-value,
+    2 / (B + 1), must fall below 1 - level. Both hold from B = 2 / (1 - level) up (40 at 95 %)."""
+    return int(np.ceil(2.0 / (1.0 - level) - 1e-9))
 
 
 def percentile_interval(dist, level=0.95):
