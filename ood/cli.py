@@ -9,6 +9,7 @@ import models
 from . import progress
 from .accel import AMP_CHOICES, COMPILE_BREAK_EVEN_IMAGES, COMPILE_CHOICES
 from .params import Param, add_params, argparse_type
+from .uncertainty import min_resamples
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -30,11 +31,21 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: ``<script>: error: <what to fix>`` and exit status 2."""
+    """argparse with a one-line error: ``<script>: error: <what to fix>`` and exit status 2. An option
+    whose value is only right together with another's carries the check where it is declared, as its
+    action's ``after_parse(namespace)`` (a message, or None), run once every option is parsed."""
 
     def error(self, message):
         print(f"{self.prog}: error: {message} (--help lists the options)", file=sys.stderr, flush=True)
         raise SystemExit(2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            message = getattr(action, "after_parse", lambda ns: None)(namespace)
+            if message:
+                self.error(message)
+        return namespace, extra
 
 
 def parser(description):
@@ -81,10 +92,21 @@ def add_evaluation(g):
     g.add_argument("--bootstrap", type=ranged(int, "[0, 20000]"), default=DEFAULT_RESAMPLES,
                    help="resamples of the stratified bootstrap behind every row's confidence intervals (AUROC, "
                         "FPR95, AUPR) and the tables' ties with the best (the ID and each OOD set resampled "
-                        "apart, the same resamples for every score); 0: no intervals")
+                        "apart, the same resamples for every score); 0: no intervals; else at least 2 / (1 - "
+                        "--ci_level), 40 at 0.95").after_parse = enough_resamples
     g.add_argument("--ci_level", type=ranged(float, "(0, 1)"), default=DEFAULT_LEVEL,
                    help="coverage of the intervals; the ties and p-values test at 1 - this level")
     add_store(g)
+
+
+def enough_resamples(args):
+    """--bootstrap's check: a count that gives an interval and a test at --ci_level (ood.uncertainty.
+    min_resamples), or 0 for none; one line naming the minimum otherwise."""
+    b, level = getattr(args, "bootstrap", 0), getattr(args, "ci_level", None)
+    if not b or level is None or b >= min_resamples(level):
+        return None
+    return (f"--bootstrap {b}: an interval and a test at --ci_level {level:g} need at least {min_resamples(level)} "
+            f"resamples (2 / (1 - level)); give at least that many, or 0 for no intervals")
 
 
 def add_store(g):

@@ -56,7 +56,8 @@ def _compare(r, ref, da, db, values=None):
           "fpr95_p_permutation": None}
     mine, theirs = (values or {}).get((r["score"], r["ood_dataset"])), (values or {}).get((ref["score"], ref["ood_dataset"]))
     if mine is not None and theirs is not None and r.get("auroc_delong_se") is not None:
-        vs["auroc_p_delong"] = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)["p"]
+        t = delong_test(mine[0], mine[1], theirs[0], theirs[1], level)
+        vs["auroc_p_delong"], vs["auroc_log10_p_delong"] = t["p"], t["log10_p"]  # log10: beyond a float's range
         if len(mine[0]) == len(theirs[0]):  # a swap exchanges all replicates of a sample at once
             vs["fpr95_p_permutation"] = swap_test(mine[0], mine[1], theirs[0], theirs[1], Bootstrap(**r["bootstrap"]),
                                                   r["ood_dataset"], r["fpr_variant"])["p"]

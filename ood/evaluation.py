@@ -22,7 +22,11 @@ metrics.
 Every row also carries intervals (``--bootstrap``, ood/uncertainty.py): the stratified bootstrap of the
 row's own metric, i.e. of the mean over its (replicate, draw) pairs, each draw's OOD images resampled
 within the draw and the ID test set resampled once per resample for every set and score; and, for a row
-of every OOD image, DeLong's AUROC interval beside it.
+of every OOD image, DeLong's AUROC interval beside it. AUROC's and FPR95's intervals keep their coverage
+at the bounds (``interval_fields``). A set of fewer than MIN_INTERVAL_IMAGES images gives no interval
+and no test (``too_few_images``: the row says so in ``intervals_note``); an AUROC with fewer than
+AUROC_SMALL_SET images in a set, and an FPR95 whose threshold is placed by fewer than FPR95_THRESHOLD_IMAGES
+images, have approximate intervals (``auroc_ci_note``, ``fpr95_ci_note``); the tables mark them.
 """
 import zlib
 from dataclasses import dataclass
@@ -30,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import compute_metrics
-from .uncertainty import METRIC_ORDER, Bootstrap, Resampled, delong_interval, mc_error, percentile_interval
+from .uncertainty import (METRIC_ORDER, Bootstrap, Resampled, auroc_interval, delong_interval, fpr95_interval,
+                          percentile_interval, se_mc_error)
 
 PROTOCOLS = ("full", "sampled", "paper")
 METRICS = METRIC_ORDER  # the tables' order, and the rows of a bootstrap distribution
@@ -40,6 +45,18 @@ DEFAULT_RESAMPLES, DEFAULT_LEVEL = 1000, 0.95
 # test set then draw the same resamples, and aggregate_results.py can tell the test set's noise that they
 # share from each run's own (ood/aggregate.py, variation).
 BOOTSTRAP_SEED = 1
+# Below this many images in the ID test set or an OOD set (a draw), a row has no interval and no test: a
+# resample of k images repeats the set itself k! / k^k of the time (50 % at 2, 22 % at 3, 9 % at 4), and
+# against 200 images of the other class a set of 3 gets AUROC intervals that cover 81-85 % (simulated,
+# tests/test_statistics2_g.py).
+MIN_INTERVAL_IMAGES = 5
+# Below this many images in the smaller set, AUROC's interval is approximate (marked): its variance rests on
+# that set's few placements, and against a large set it covers 85-90 % at 5 images (simulated).
+AUROC_SMALL_SET = 20
+# FPR95's threshold is the ID score with 5 % of the ID images below it (the OOD score with 5 % above, under
+# "openood"): with fewer than this many images in that set, fewer than 50 lie beyond it, the bootstrap
+# places it only roughly, and its interval covers 89-95 % where the threshold dominates (simulated): marked.
+FPR95_THRESHOLD_IMAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -164,17 +181,63 @@ def bootstrap_distribution(sides, ood_scores, ood_name, plan, boot):
     return total / (len(draws) * len(sides))
 
 
-def interval_fields(dist, boot, id_scores=None, ood_scores=None):
-    """The interval fields of a row from its bootstrap distribution: ``<metric>_ci`` (percentile interval)
-    and ``<metric>_se`` (the distribution's std) for every metric, the Monte-Carlo error of the AUROC
-    interval's ends, the bootstrap's settings; with the per-sample scores of a row of every OOD image
-    (lists, one array per replicate), DeLong's AUROC standard error and interval beside them."""
+def too_few_images(n_id, n_ood):
+    """The ``intervals_note`` of a row of n_id ID and n_ood OOD images (per draw) too few for an interval or a
+    test (MIN_INTERVAL_IMAGES); None when there are enough."""
+    if min(n_id, n_ood) >= MIN_INTERVAL_IMAGES:
+        return None
+    return (f"too few images ({n_id} ID, {n_ood} OOD; at least {MIN_INTERVAL_IMAGES} of each): no interval and "
+            f"no test")
+
+
+def counted_set(n_id, n_ood, fpr_variant):
+    """(the images FPR95 counts, the images that place its threshold): the OOD and ID sets, the other way
+    round under "openood" (OOD positive: the share of ID images rejected at 95 % OOD recall)."""
+    return (n_id, n_ood) if fpr_variant == "openood" else (n_ood, n_id)
+
+
+def fpr95_note(n_id, n_ood, fpr_variant):
+    """The ``fpr95_ci_note`` of a row whose FPR95 threshold is placed by fewer than FPR95_THRESHOLD_IMAGES
+    images (its interval is approximate); None otherwise."""
+    _, placing = counted_set(n_id, n_ood, fpr_variant)
+    if placing >= FPR95_THRESHOLD_IMAGES:
+        return None
+    which = "OOD" if fpr_variant == "openood" else "ID"
+    return (f"approximate: {placing} {which} images place the 95 % threshold (fewer than "
+            f"{FPR95_THRESHOLD_IMAGES})")
+
+
+def auroc_note(n_id, n_ood):
+    """The ``auroc_ci_note`` of a row whose smaller set has fewer than AUROC_SMALL_SET images (its AUROC
+    interval is approximate); None otherwise."""
+    if min(n_id, n_ood) >= AUROC_SMALL_SET:
+        return None
+    which = "ID" if n_id <= n_ood else "OOD"
+    return f"approximate: {min(n_id, n_ood)} {which} images (fewer than {AUROC_SMALL_SET} in a set)"
+
+
+def interval_fields(dist, boot, metrics, id_scores=None, ood_scores=None):
+    """The interval fields of a row, whose metric fields (``evaluate_replicates``) are ``metrics``, from
+    its bootstrap distribution: ``<metric>_se`` (the distribution's std) and ``<metric>_ci`` for every metric, the
+    Monte-Carlo error of the AUROC interval's ends, the bootstrap's settings; with the per-sample scores of
+    a row of every OOD image (lists, one array per replicate), DeLong's AUROC standard error and interval
+    beside them. AUROC's interval is ``auroc_interval`` of the bootstrap's variance (logit scale; Newcombe's
+    at 0 or 1), FPR95's ``fpr95_interval`` (Wilson's at the bootstrap's effective size), so that neither
+    collapses to a point at a bound; the AUPRs' are percentile intervals."""
     out = {}
     for k, m in enumerate(METRICS):
-        out[f"{m}_ci"] = list(percentile_interval(dist[k], boot.level))
+        if m.startswith("aupr"):
+            out[f"{m}_ci"] = list(percentile_interval(dist[k], boot.level))
         out[f"{m}_se"] = float(np.std(dist[k], ddof=1)) if dist.shape[1] > 1 else 0.0
-    out["auroc_ci_mc_error"] = mc_error(dist[METRICS.index("auroc")], boot.level)
+    n_id, n_ood, variant = metrics["n_id"], metrics["n_ood"], metrics["fpr_variant"]
+    out["auroc_ci"] = auroc_interval(metrics["auroc"], out["auroc_se"] ** 2, n_id, n_ood, boot.level)
+    counted, _ = counted_set(n_id, n_ood, variant)
+    out["fpr95_ci"] = fpr95_interval(metrics["fpr95"], out["fpr95_se"] ** 2, counted, boot.level)
+    out["auroc_ci_mc_error"] = se_mc_error(out["auroc_ci"], metrics["auroc"], out["auroc_se"], boot.resamples)
     out["bootstrap"] = boot.describe()
+    for key, note in (("auroc_ci_note", auroc_note(n_id, n_ood)), ("fpr95_ci_note", fpr95_note(n_id, n_ood, variant))):
+        if note:
+            out[key] = note
     if id_scores is not None:
         d = delong_interval([np.asarray(x, np.float64) for x in id_scores],
                             [np.asarray(x, np.float64) for x in ood_scores], boot.level)

@@ -11,8 +11,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .comparisons import AUROC, FPR, column_distribution, comparable, tied_with_best
+from .evaluation import counted_set
 from .io import atomic_path, safe_name
-from .uncertainty import paired, percentile_interval
+from .uncertainty import auroc_interval, fpr95_interval, paired
 
 
 GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
@@ -84,10 +85,16 @@ def columns(rows):
     return cols + [o for o in oods if group[o] not in dict(GROUPS)], averages
 
 
+# The marks after a cell's value (explained in the caption, ood.results.caption): a set too small for an
+# interval or a test (ood.evaluation.too_few_images), an approximate FPR95 interval (fpr95_note).
+FEW_MARK, APPROX_MARK = "‡", "†"
+LATEX_MARKS = {FEW_MARK: r"$^{\ddagger}$", APPROX_MARK: r"$^{\dagger}$"}
+
+
 class Cell(NamedTuple):
     """One table cell in percent: FPR95 and AUROC with the spread a table prints after "±" (half the
     width of the row's confidence interval when it has one, else the spread over draws or runs) and,
-    when known, the interval's ends."""
+    when known, the interval's ends; ``marks`` (FPR95's, AUROC's) follow the values."""
     fpr: float
     fpr_pm: float
     auroc: float
@@ -95,6 +102,27 @@ class Cell(NamedTuple):
     fpr_ci: tuple | None = None
     auroc_ci: tuple | None = None
     std: tuple | None = None  # (FPR95, AUROC) std over draws or replicates, where the ± shows the interval
+    marks: tuple = ("", "")
+
+
+def row_marks(rows):
+    """(FPR95 mark, AUROC mark) of a cell made of ``rows`` (one, or the sets of an average): FEW_MARK when
+    any has too few images for an interval, else APPROX_MARK on a metric whose interval is approximate in
+    any of them."""
+    if any(r.get("intervals_note") for r in rows):
+        return FEW_MARK, FEW_MARK
+    return tuple(APPROX_MARK if any(r.get(f"{m}_ci_note") for r in rows) else "" for m in ("fpr95", "auroc"))
+
+
+def average_intervals(rows, d, level):
+    """((FPR95 low, high), (AUROC low, high)) of the average over the sets of ``rows`` (one score's), from
+    the average's bootstrap distribution ``d``: the rows' own intervals (ood.evaluation.interval_fields) at
+    the average's variance; at a bound, those of the sets pooled (one ID set, the OOD sets together)."""
+    n_id, n_ood, variant = rows[0]["n_id"], sum(r["n_ood"] for r in rows), rows[0]["fpr_variant"]
+    counted = counted_set(n_id, n_ood, variant)[0]  # under "openood" the one ID set, shared by the sets
+    var = np.var(d, axis=1, ddof=1) if d.shape[1] > 1 else np.zeros(d.shape[0])
+    fpr, auroc = np.mean([r["fpr95"] for r in rows]), np.mean([r["auroc"] for r in rows])
+    return (fpr95_interval(fpr, var[FPR], counted, level), auroc_interval(auroc, var[AUROC], n_id, n_ood, level))
 
 
 class Table(NamedTuple):
@@ -109,14 +137,14 @@ class Table(NamedTuple):
     dist: Callable | None = None
 
 
-def _interval_cell(fpr, auroc, ci, level, std=(0.0, 0.0)):
+def _interval_cell(fpr, auroc, ci, level, std=(0.0, 0.0), marks=("", "")):
     """A Cell of fractions: with intervals ``ci`` ((FPR95 low, high), (AUROC low, high)) the ± is half
     their width and ``std`` (the spread over draws) is kept beside them; without, the ± is ``std``."""
     if ci is None:
-        return Cell(100 * fpr, 100 * std[0], 100 * auroc, 100 * std[1])
+        return Cell(100 * fpr, 100 * std[0], 100 * auroc, 100 * std[1], marks=marks)
     f, a = ci
     return Cell(100 * fpr, 50 * (f[1] - f[0]), 100 * auroc, 50 * (a[1] - a[0]),
-                tuple(100 * x for x in f), tuple(100 * x for x in a), (100 * std[0], 100 * std[1]))
+                tuple(100 * x for x in f), tuple(100 * x for x in a), (100 * std[0], 100 * std[1]), marks)
 
 
 def _table(rows, dists=None):
@@ -146,13 +174,14 @@ def _table(rows, dists=None):
             if not rs:
                 return None
             d = dist(s, o)
-            ci = None if d is None else (percentile_interval(d[FPR], level), percentile_interval(d[AUROC], level))
-            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]), ci, level)
+            ci = None if d is None else average_intervals(rs, d, level)
+            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]), ci, level,
+                                  marks=row_marks(rs))
         r = by.get((s, o))
         if r is None:
             return None
         ci = (r["fpr95_ci"], r["auroc_ci"]) if r.get("fpr95_ci") and r.get("auroc_ci") else None
-        return _interval_cell(r["fpr95"], r["auroc"], ci, level, (r["fpr95_std"], r["auroc_std"]))
+        return _interval_cell(r["fpr95"], r["auroc"], ci, level, (r["fpr95_std"], r["auroc_std"]), row_marks([r]))
 
     marks = {}
     for o in cols:
@@ -188,15 +217,15 @@ def _marks(table):
     return lambda s, o: (round(table.cell(s, o)[0], 2) == best[o][0], round(table.cell(s, o)[2], 2) == best[o][1])
 
 
-def _fmt(mean, std, bold, latex=False):
+def _fmt(mean, std, bold, latex=False, mark=""):
     text = f"{mean:.2f}" + ((r"$\pm$" if latex else "±") + f"{std:.2f}" if std > 0 else "")
-    if not bold:
-        return text
-    return rf"\textbf{{{text}}}" if latex else f"**{text}**"
+    if bold:
+        text = rf"\textbf{{{text}}}" if latex else f"**{text}**"
+    return text + (LATEX_MARKS.get(mark, mark) if latex else mark)
 
 
 def _cells(table, score, marked, latex=False):
-    """The FPR95 and AUROC cells of one table row, marked values in bold."""
+    """The FPR95 and AUROC cells of one table row, marked values in bold, each followed by its mark."""
     out = []
     for o in table.cols:
         v = table.cell(score, o)
@@ -204,7 +233,8 @@ def _cells(table, score, marked, latex=False):
             out += ["--", "--"] if latex else ["–", "–"]
             continue
         bold_fpr, bold_auroc = marked(score, o)
-        out += [_fmt(v[0], v[1], bold_fpr, latex), _fmt(v[2], v[3], bold_auroc, latex)]
+        marks = v.marks if isinstance(v, Cell) else ("", "")
+        out += [_fmt(v[0], v[1], bold_fpr, latex, marks[0]), _fmt(v[2], v[3], bold_auroc, latex, marks[1])]
     return out
 
 
@@ -243,7 +273,8 @@ def render_markdown(table):
 def render_latex(table, caption=""):
     table = _parts(table)
     marked, acc, cols = _marks(table), table.accuracy, table.cols
-    esc = lambda t: t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
+    esc = lambda t: (t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
+                     .replace(FEW_MARK, r"\ddag{}").replace(APPROX_MARK, r"\dag{}"))
     extra = (" & ID Acc.", " & ") if acc else ("", "")
     out = [r"\begin{table}[t]", r"\centering", r"\small",
            r"\begin{tabular}{l" + "cc" * len(cols) + ("c" if acc else "") + "}", r"\toprule",

@@ -27,6 +27,7 @@ from .device import describe
 from .commit import check_targets, transaction
 from .comparisons import reconcile
 from .errors import UserError
+from .evaluation import AUROC_SMALL_SET, FPR95_THRESHOLD_IMAGES, MIN_INTERVAL_IMAGES
 from .io import atomic_path, write_text
 
 ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
@@ -155,13 +156,32 @@ def caption(rows):
     if not boot:
         return text
     pct = f"{100 * boot['level']:g} %"
-    text += (f"; ± half the width of the {pct} stratified-bootstrap interval ({boot['resamples']} resamples, seed "
-             f"{boot['seed']}; both ends in results.json and results.csv)")
+    text += (f"; ± half the width of the {pct} interval from the stratified bootstrap ({boot['resamples']} "
+             f"resamples, seed {boot['seed']}): AUROC's on the logit scale (Newcombe's score interval at 0 or 1), "
+             f"FPR95's Wilson interval at the bootstrap's effective sample size; both ends in results.json and "
+             f"results.csv")
     if r["protocol"] == "paper":
-        return text + "; best in bold (the scores' rows differ in draws: no ties are tested)"
-    return text + (f"; bold: the best and every score not significantly worse than another (paired bootstrap, all "
-                   f"pairs of the column at once by the max-t: at most {100 * (1 - boot['level']):.3g} % chance "
-                   f"that any score tied with the best is left unbolded)")
+        text += "; best in bold (the scores' rows differ in draws: no ties are tested)"
+    else:
+        text += (f"; bold: the best and every score not significantly worse than another (paired bootstrap, all "
+                 f"pairs of the column at once by the max-t: at most {100 * (1 - boot['level']):.3g} % chance "
+                 f"that any score tied with the best is left unbolded)")
+    return text + marks_note(rows)
+
+
+def marks_note(rows):
+    """What the marks after a table's values mean (ood.reports.row_marks), for the marks its rows carry."""
+    text = ""
+    if any(r.get("intervals_note") for r in rows):
+        text += (f"; {reports.FEW_MARK}: too few images for an interval or a test (fewer than {MIN_INTERVAL_IMAGES} "
+                 f"in the ID test set or the OOD set): no interval, and bold there is the best value only, not a test")
+    why = ([f"FPR95's, its 95 % threshold being placed by fewer than {FPR95_THRESHOLD_IMAGES} images"]
+           if any(r.get("fpr95_ci_note") for r in rows) else [])
+    why += ([f"AUROC's, from a set of fewer than {AUROC_SMALL_SET} images"]
+            if any(r.get("auroc_ci_note") for r in rows) else [])
+    if why:
+        text += f"; {reports.APPROX_MARK}: the interval is approximate ({'; '.join(why)})"
+    return text
 
 
 class ResultsFolder:

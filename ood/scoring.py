@@ -13,7 +13,7 @@ import torch
 
 from . import data as D
 from .errors import UserError
-from .evaluation import bootstrap_distribution, evaluate_replicates, interval_fields, resampled_ids
+from .evaluation import bootstrap_distribution, evaluate_replicates, interval_fields, resampled_ids, too_few_images
 from .params import Context
 from .plugins import describe_score, running
 
@@ -161,7 +161,8 @@ def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.Evaluation) says for
     this score, with their intervals when it asks for them. ``dists``, a dict, receives each row's
-    bootstrap distribution under ``ood.results.dist_key(row)``."""
+    bootstrap distribution under ``ood.results.dist_key(row)``. A row of too few images for an interval
+    (``too_few_images``) has none, and no distribution (so no test uses it), only ``intervals_note``."""
     from .results import dist_key
     plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.preprocessing)
     boot = evaluation.intervals
@@ -173,10 +174,13 @@ def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None
         except ValueError as e:
             raise UserError(f"score {objs[0].name} against {o}: {e}") from None
         row = make_row(setup, objs, o, m, id_features)
-        if boot:
+        few = too_few_images(m["n_id"], m["n_ood"]) if boot else None
+        if few:
+            row.update(bootstrap=boot.describe(), intervals_note=few)
+        elif boot:
             dist = bootstrap_distribution(sides, values[o], o, plan, boot)
             full = plan.size is None  # DeLong's interval is of the metric on every OOD image
-            row.update(interval_fields(dist, boot, values["id"] if full else None, values[o] if full else None))
+            row.update(interval_fields(dist, boot, m, values["id"] if full else None, values[o] if full else None))
             if dists is not None:
                 dists[dist_key(row)] = dist
         rows.append(row)

@@ -18,9 +18,14 @@ sklearn's ``roc_curve`` drops collinear points (``drop_intermediate``), which th
 ``openood`` FPR95 variants inherit; the resampled curves keep every point. The two differ only when ID
 and OOD scores are tied (see ood/metrics.py); the point estimate of a row is always the exact variant.
 
-**Intervals** are percentile intervals of the bootstrap distribution. Their Monte-Carlo error (how
-much another seed would move an end) is estimated from the distribution's own order statistics
-(the binomial spread of the order statistic at that quantile, Hall 1992 §3.5) and recorded.
+**Intervals.** A percentile interval collapses where the metric sits at its bound: an observed FPR95 of 0
+has every resample at 0, an AUROC of 1 every resample at 1, and near the bound the distribution is too
+skewed for its quantiles to cover. So the two metrics the tables show get intervals that keep their
+coverage there (``auroc_interval``, ``fpr95_interval``), both from the bootstrap's variance; the AUPRs
+keep the percentile interval. Their Monte-Carlo error (how much another seed would move an end) is
+that of the bootstrap's standard error (``se_mc_error``); a percentile interval's is estimated from the
+distribution's own order statistics (the binomial spread of the order statistic at that quantile, Hall
+1992 §3.5). ``min_resamples`` is the fewest resamples that give an interval and a test at a level.
 
 **The paired permutation test** (``swap_test``) of two scores' FPR95 on the same samples: under "the
 two scores are exchangeable on every sample" swapping their values on any subset of samples leaves the
@@ -50,12 +55,14 @@ from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.special import expit, log_ndtr
+from scipy.stats import norm, rankdata
 
 from .metrics import FPR_VARIANTS
 
 __all__ = ["Bootstrap", "curve_metrics", "percentile_interval", "mc_error", "paired", "swap_test",
-           "simultaneous_worse", "delong", "delong_interval", "delong_test", "METRIC_ORDER"]
+           "simultaneous_worse", "delong", "delong_interval", "delong_test", "METRIC_ORDER", "auroc_interval",
+           "fpr95_interval", "newcombe_interval", "min_resamples", "se_mc_error", "two_sided_p"]
 
 METRIC_ORDER = ("fpr95", "auroc", "aupr_in", "aupr_out")  # rows of a distribution array (ood.evaluation.METRICS)
 CHUNK_ELEMENTS = 1 << 20  # (samples x resamples) per block: each array of a block stays at a few MB
@@ -263,6 +270,78 @@ def _k_for(n, r):
     return k
 
 
+def min_resamples(level):
+    """The fewest resamples that give an interval and a test at ``level``: a percentile interval needs at
+    least one resample in each tail of (1 - level) / 2, and the paired bootstrap's smallest p-value,
+    2 / (B + 1), must fall below 1 - level. Both hold from B = 2 / (1 - level) up (40 at 95 %)."""
+    return int(np.ceil(2.0 / (1.0 - level) - 1e-9))
+
+
+def newcombe_interval(auc, n, m, level=0.95):
+    """Newcombe's (2006) score-type interval for an AUROC of n ID and m OOD samples: the values t with
+    (auc - t)^2 <= z^2 V(t), V(t) the Hanley and McNeil (1982) variance of an AUROC t,
+    t (1 - t) [1 + (N - 1)((1 - t) / (2 - t) + t / (1 + t))] / (n m) with N = (n + m) / 2 - 1. The variance
+    is a function of t, not of the sample, so it stays positive where the sample's is 0 (an AUROC of 0, 1,
+    or every pair ranked alike): the interval of the boundary. Roots by bisection (60 halvings: to 1e-18)."""
+    z2 = _z(level) ** 2
+    big = (n + m) / 2.0 - 2.0
+
+    def g(t):
+        v = t * (1.0 - t) * (1.0 + big * ((1.0 - t) / (2.0 - t) + t / (1.0 + t))) / (n * m)
+        return (auc - t) ** 2 - z2 * v
+
+    def root(inside, outside):  # g(inside) <= 0 < g(outside), or the bound itself
+        if g(outside) <= 0:
+            return outside
+        for _ in range(60):
+            mid = 0.5 * (inside + outside)
+            inside, outside = (mid, outside) if g(mid) <= 0 else (inside, mid)
+        return inside
+    return [float(root(auc, 0.0)), float(root(auc, 1.0))]
+
+
+def auroc_interval(auc, var, n, m, level=0.95):
+    """An AUROC's interval that keeps its coverage near 1: normal on the logit scale (Pepe 2003; Qin and
+    Hotilovac 2008), its centre corrected for the logit's second-order bias (the delta method: E logit(A)
+    = logit(a) + (2a - 1) / (2 a^2 (1 - a)^2) var), and widened to hold the estimate; ``var`` is the
+    AUROC's variance (DeLong's, or the bootstrap's). Where that scale has no interval (an AUROC of 0 or 1,
+    a variance of 0) it is Newcombe's score interval, from n and m alone. None for a variance that is not
+    a number (NaN: one sample in a class)."""
+    if var is None or not np.isfinite(var):
+        return None
+    if not 0.0 < auc < 1.0 or var <= 0.0:
+        return newcombe_interval(auc, n, m, level)
+    s = np.sqrt(var) / (auc * (1.0 - auc))
+    centre = np.log(auc / (1.0 - auc)) - 0.5 * (2.0 * auc - 1.0) * s * s
+    z = _z(level)
+    return [float(min(auc, expit(centre - z * s))), float(max(auc, expit(centre + z * s)))]
+
+
+def fpr95_interval(p, var, size, level=0.95):
+    """FPR95's interval: the Wilson (1927) score interval of a proportion p of ``size`` samples, taken at
+    the effective sample size p (1 - p) / var that the bootstrap's variance ``var`` implies (Korn and
+    Graubard 1998; the threshold's own uncertainty, from the ID resampling, raises the variance above the
+    binomial p (1 - p) / size, so the size is at most ``size``). At p = 0 or 1, or a variance of 0, it is
+    Wilson's at ``size``: [0, z^2 / (size + z^2)] for an observed 0, never [0, 0]."""
+    if var is None or not np.isfinite(var):
+        return None
+    eff = size if not 0.0 < p < 1.0 or var <= 0.0 else min(float(size), p * (1.0 - p) / var)
+    z2 = _z(level) ** 2
+    centre = (p + z2 / (2.0 * eff)) / (1.0 + z2 / eff)
+    half = np.sqrt(z2) / (1.0 + z2 / eff) * np.sqrt(p * (1.0 - p) / eff + z2 / (4.0 * eff * eff))
+    return [float(max(0.0, min(p, centre - half))), float(min(1.0, max(p, centre + half)))]
+
+
+def se_mc_error(interval, estimate, se, resamples):
+    """The Monte-Carlo error of the ends of an interval built from a bootstrap standard error: the standard
+    error of B resamples' standard deviation is about se / sqrt(2 (B - 1)) (normal theory), and it moves
+    each end of ``interval`` by its share of the half-width, (end - estimate) / se per unit of se (the
+    larger end reported). 0 where the interval does not depend on the resamples."""
+    if interval is None or not se or resamples < 2:
+        return 0.0
+    return float(max(abs(e - estimate) for e in interval) / np.sqrt(2.0 * (resamples - 1)))
+
+
 def percentile_interval(dist, level=0.95):
     """(low, high) of the central ``level`` percentile interval of a bootstrap distribution."""
     a = (1.0 - level) / 2.0
@@ -412,33 +491,45 @@ def _z(level):
 
 
 def delong_interval(id_scores, ood_scores, level=0.95):
-    """{"se", "ci"} of the mean AUROC of one or several replicate scores (DeLong's covariance of the
-    replicates; normal interval clipped to [0, 1]); None values where it is undefined."""
+    """{"se", "ci"} of the mean AUROC of one or several replicate scores: DeLong's covariance of the
+    replicates gives the standard error, and ``auroc_interval`` the interval (on the logit scale; at an
+    AUROC of 0 or 1, or a variance of 0, Newcombe's score interval); None values where it is undefined."""
     aucs, cov = delong(id_scores, ood_scores)
     w = np.full(aucs.size, 1.0 / aucs.size)
     var = float(w @ cov @ w)
     if not np.isfinite(var):
         return {"se": None, "ci": None}
-    se = float(np.sqrt(max(var, 0.0)))
-    a, z = float(w @ aucs), _z(level)
-    return {"se": se, "ci": [max(0.0, a - z * se), min(1.0, a + z * se)]}
+    n, m = np.atleast_2d(np.asarray(id_scores)).shape[-1], np.atleast_2d(np.asarray(ood_scores)).shape[-1]
+    return {"se": float(np.sqrt(max(var, 0.0))), "ci": auroc_interval(float(w @ aucs), max(var, 0.0), n, m, level)}
+
+
+def two_sided_p(z):
+    """(p, log10 p) of a two-sided normal test at z: 2 Phi(-|z|) from the survival function (exact to the
+    smallest float, where 1 - Phi(|z|) is 0 beyond z = 8.3) and its logarithm from log Phi (finite for every
+    finite z). A p below the smallest positive float is stored as that float, never as 0; log10 p is
+    exact."""
+    z = abs(float(z))
+    log10_p = float((np.log(2.0) + log_ndtr(-z)) / np.log(10.0))
+    p = float(2.0 * norm.sf(z))
+    return float(max(p, np.nextafter(0.0, 1.0))), log10_p
 
 
 def delong_test(id_a, ood_a, id_b, ood_b, level=0.95):
     """DeLong's test of two correlated AUROCs, each the mean over its replicates (lists of arrays on the
-    same samples): {"diff", "ci", "p"}; "p" is two-sided, None where the variance is undefined. A
-    difference whose variance is 0 (two scores ranking every pair the same way) has p = 1 when the
-    difference is 0 and p = 0 otherwise."""
+    same samples): {"diff", "ci", "p", "log10_p"}; "p" is two-sided (``two_sided_p``: tiny values survive),
+    None where the variance is undefined. A difference whose variance is 0 (two scores ranking every pair
+    the same way) has p = 1 when the difference is 0 and p = 0 otherwise (z is infinite; log10 p None)."""
     id_a, id_b = [np.asarray(x, np.float64) for x in id_a], [np.asarray(x, np.float64) for x in id_b]
     ood_a, ood_b = [np.asarray(x, np.float64) for x in ood_a], [np.asarray(x, np.float64) for x in ood_b]
     aucs, cov = delong(id_a + id_b, ood_a + ood_b)
     w = np.r_[np.full(len(id_a), 1.0 / len(id_a)), np.full(len(id_b), -1.0 / len(id_b))]
     diff, var = float(w @ aucs), float(w @ cov @ w)
     if not np.isfinite(var):
-        return {"diff": diff, "ci": None, "p": None}
+        return {"diff": diff, "ci": None, "p": None, "log10_p": None}
     if var <= 1e-300:  # no pair is ranked differently: the difference is exact
-        return {"diff": diff, "ci": [diff, diff], "p": 1.0 if abs(diff) < 1e-15 else 0.0}
+        same = abs(diff) < 1e-15
+        return {"diff": diff, "ci": [diff, diff], "p": 1.0 if same else 0.0, "log10_p": 0.0 if same else None}
     se = np.sqrt(var)
     z = _z(level)
-    p = 2.0 * NormalDist().cdf(-abs(diff) / se)
-    return {"diff": diff, "ci": [diff - z * se, diff + z * se], "p": float(p)}
+    p, log10_p = two_sided_p(diff / se)
+    return {"diff": diff, "ci": [diff - z * se, diff + z * se], "p": p, "log10_p": log10_p}

@@ -131,6 +131,7 @@ def bench_scoring(quick, extraction_img_s, device):
             t_fit[name] = time.perf_counter() - t0
 
     values = {}  # the extended table's per-sample scores, for its intervals below
+    row_metrics = {}  # ... and each row's metrics, which its intervals are centred on
 
     def score_all(which):
         for name in which:
@@ -139,7 +140,7 @@ def bench_scoring(quick, extraction_img_s, device):
             values[name] = {"id": ids}
             for o, f in oods.items():
                 values[name][o] = s.score(f, states[name], head).numpy()
-                evaluate(ids, values[name][o], o)
+                row_metrics[(name, o)] = evaluate(ids, values[name][o], o)
 
     fit(names)
     t_one, t_all = timed_pair(lambda: score_all(["MSP"]), lambda: score_all(names), 1)
@@ -156,7 +157,7 @@ def bench_scoring(quick, extraction_img_s, device):
         sides = resampled_ids([values[name]["id"]], boot)
         for o in oods:
             dist = bootstrap_distribution(sides, [values[name][o]], o, plan, boot)
-            interval_fields(dist, boot, [values[name]["id"]], [values[name][o]])
+            interval_fields(dist, boot, row_metrics[(name, o)], [values[name]["id"]], [values[name][o]])
     t_intervals = time.perf_counter() - t0
     n_images = n_train + n_test + N_OOD * n_ood
     t_pass = n_images / extraction_img_s["resnet18"] if extraction_img_s else None

@@ -52,7 +52,8 @@ def test_rows_carry_intervals_comparisons_and_ties(fmnist_run, capsys):
         assert all(0 < vs[k] <= 1 for k in ("auroc_p_delong", "auroc_p_bootstrap", "fpr95_p_bootstrap"))
         assert vs["auroc_diff_ci"][0] <= vs["auroc_diff_ci"][1]
     md = (out / "results.md").read_text()
-    assert "half the width of the 95 % stratified-bootstrap interval (1000 resamples" in md
+    assert "half the width of the 95 % interval from the stratified bootstrap (1000 resamples" in md
+    assert "AUROC's on the logit scale" in md and "FPR95's Wilson interval" in md
     assert "bold: the best and every score not significantly worse than another (paired bootstrap, all pairs" in md
     assert "| Score vs RecLag | iSUN ΔFPR95 | iSUN ΔAUROC |" in md and "DeLong's test" in md
     head = (out / "results.csv").read_text().splitlines()[0]

@@ -18,6 +18,7 @@ from ood.uncertainty import (
     delong_interval,
     delong_test,
     mc_error,
+    newcombe_interval,
     paired,
     percentile_interval,
 )
@@ -335,8 +336,16 @@ def test_delong_matches_brute_force(ties):
     assert abs(cov1[0, 0] - want_cov[0, 0]) < EXACT and abs(auc1[0] - want_aucs[0]) < EXACT
 
 
+def logit_ci(a, se):
+    """The logit-scale interval of an AUROC a with standard error se, written out: centre logit(a) less the
+    logit's second-order bias (2a - 1) s^2 / 2, s = se / (a (1 - a)), +- z s, back through the expit."""
+    s = se / (a * (1 - a))
+    centre = np.log(a / (1 - a)) - 0.5 * (2 * a - 1) * s ** 2
+    return [1 / (1 + np.exp(-(centre - Z95 * s))), 1 / (1 + np.exp(-(centre + Z95 * s)))]
+
+
 def test_delong_interval_and_test_from_brute_force():
-    """``delong_interval`` is the normal interval AUROC +- z se with se from the brute-force variance
+    """``delong_interval`` is the logit-scale interval (``logit_ci``) with se from the brute-force variance
     (the mean of replicates: w' C w with w = 1/k); ``delong_test`` is the z test of the difference, whose
     variance is var_a + var_b - 2 cov_ab."""
     rng = np.random.default_rng(8)
@@ -350,14 +359,12 @@ def test_delong_interval_and_test_from_brute_force():
     one = delong_interval(r1[0], r1[1])
     se = np.sqrt(cov[0, 0])
     assert abs(one["se"] - se) < EXACT
-    want_ci = [max(0.0, aucs[0] - Z95 * se), min(1.0, aucs[0] + Z95 * se)]
-    np.testing.assert_allclose(one["ci"], want_ci, atol=1e-9)
+    np.testing.assert_allclose(one["ci"], logit_ci(aucs[0], se), atol=1e-9)
 
     reps = delong_interval([r1[0], r2[0]], [r1[1], r2[1]])
     se_mean, auc_mean = np.sqrt(cov[:2, :2].mean()), aucs[:2].mean()
     assert abs(reps["se"] - se_mean) < EXACT
-    want_ci = [max(0.0, auc_mean - Z95 * se_mean), min(1.0, auc_mean + Z95 * se_mean)]
-    np.testing.assert_allclose(reps["ci"], want_ci, atol=1e-9)
+    np.testing.assert_allclose(reps["ci"], logit_ci(auc_mean, se_mean), atol=1e-9)
 
     t = delong_test([r1[0], r2[0]], [r1[1], r2[1]], [c[0]], [c[1]])
     w = np.array([0.5, 0.5, -1.0])
@@ -438,8 +445,8 @@ def test_one_id_sample():
 
 @pytest.mark.parametrize("variant", FPR_VARIANTS)
 def test_all_scores_equal(variant):
-    """Constant scores: AUROC is 0.5 in every resample, DeLong's variance is 0 (interval [0.5, 0.5]),
-    and a constant score tested against itself has p = 1."""
+    """Constant scores: AUROC is 0.5 in every resample, DeLong's variance is 0 (its interval then Newcombe's
+    score interval, never the point [0.5, 0.5]), and a constant score tested against itself has p = 1."""
     id_s, ood_s = np.full(20, 3.0), np.full(12, 3.0)
     boot = Bootstrap(resamples=100, seed=1)
     dist = curve_metrics(id_s, ood_s, boot.counts(20, "id"), boot.counts(12, "ood"), variant)
@@ -449,7 +456,8 @@ def test_all_scores_equal(variant):
         assert np.all(np.abs(dist[k] - point[k]) < EXACT), k  # every resample is the same constant set
     aucs, cov = delong(id_s, ood_s)
     assert aucs[0] == 0.5 and cov[0, 0] == 0.0
-    assert delong_interval(id_s, ood_s) == {"se": 0.0, "ci": [0.5, 0.5]}
+    d = delong_interval(id_s, ood_s)
+    assert d["se"] == 0.0 and d["ci"][0] < 0.4 and d["ci"][1] > 0.6 and d["ci"] == newcombe_interval(0.5, 20, 12)
     assert delong_test([id_s], [ood_s], [id_s], [ood_s])["p"] == 1.0
 
 
