@@ -51,7 +51,10 @@ def test_train_generate_score(data, workdir):
     for r in got:
         replicated = any(p.replicate for p in scores.get(r["score"]).params)
         # every score but the reference (RecLag, in the paper's six) is compared with it
-        assert set(r) == keys | ({"replicates"} if replicated else set()) | ({"vs"} if r["score"] != "RecLag" else set())
+        # the marks of approximate intervals come where they apply: 40 ID images place FPR95's threshold
+        notes = {"fpr95_ci_note", "auroc_ci_note", "intervals_note"}
+        assert "fpr95_ci_note" in r
+        assert set(r) - notes == keys | ({"replicates"} if replicated else set()) | ({"vs"} if r["score"] != "RecLag" else set())
         assert r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1] and r["bootstrap"]["resamples"] == 1000
         assert (r["fpr_variant"], r["input_size"], r["feature_precision"], r["train_precision"], r["recipe"]) == \
             ("standard", 16, "fp32", "fp32", "fixed")
