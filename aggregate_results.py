@@ -17,9 +17,9 @@ import warnings
 from pathlib import Path
 
 import scores
-from ood import cli
-from ood.aggregate import aggregate, find_results, load_runs, write
-from ood.errors import cli_main
+from ood.runtime import options as cli
+from ood.reporting.aggregate import aggregate, find_results, load_runs, write
+from ood.runtime.entry import cli_main
 from ood.io import check_writable_dir
 
 

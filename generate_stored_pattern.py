@@ -12,9 +12,9 @@ import time
 
 import scores
 from ood.data import ood_help
-from ood.errors import cli_main
-from ood.features import TEST, TRAIN
-from ood.run import open_run, script_parser
+from ood.runtime.entry import cli_main
+from ood.cache.features import TEST, TRAIN
+from ood.runtime.run import open_run, script_parser
 
 
 def _own(g):

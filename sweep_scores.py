@@ -24,8 +24,8 @@ reports the near and far OOD sets against the ID test split.
 the rectified dynamics keep (not sent to the OOD attractor) against the inverse memory strength lambda,
 with the lambda that keeps 95 % of ID inputs marked (reclag_operating_point.png and .csv).
 
-A folder holds one sweep: the files an earlier sweep wrote there (ood.results.SWEEP_FILES) are moved to
-previous/<time>/, the user's own files stay, and a sweep's files land as a unit (ood.commit): all of them
+A folder holds one sweep: the files an earlier sweep wrote there (ood.reporting.results.SWEEP_FILES) are moved to
+previous/<time>/, the user's own files stay, and a sweep's files land as a unit (ood.reporting.commit): all of them
 or, after a full disk, an error or a kill before the commit point, none.
 
 Example:
@@ -44,16 +44,18 @@ import numpy as np
 import torch
 
 import scores
-from ood import reports
-from ood.commit import transaction
-from ood.errors import UserError, cli_main
-from ood.features import TRAIN
+from ood.reporting import reports
+from ood.reporting.commit import transaction
+from ood.errors import UserError
+from ood.runtime.entry import cli_main
+from ood.cache.features import TRAIN
 from ood.io import write_text
 from ood.params import ParamError
-from ood.progress import track
-from ood.results import SWEEP_FILES, VARIANT_NOTES, assign_labels
-from ood.run import open_run, script_parser
-from ood.scoring import compute, rows_for
+from ood.system.progress import track
+from ood.reporting.results import SWEEP_FILES, VARIANT_NOTES
+from ood.evaluation.rows import assign_labels
+from ood.runtime.run import open_run, script_parser
+from ood.evaluation.scoring import compute, rows_for
 
 
 def _own(g):

@@ -11,13 +11,15 @@ import sys
 import time
 
 import scores
-from ood.comparisons import against, planned
-from ood.errors import UserError, cli_main
-from ood.evaluation import mc_note
-from ood.reports import chance_note
-from ood.results import RESULTS_FILES, ResultsFolder, dist_key, read_dists, row_key, variant_of
-from ood.run import open_run, script_parser
-from ood.scoring import compute, replicate_name, rows_for
+from ood.evaluation.comparisons import against, planned
+from ood.errors import UserError
+from ood.runtime.entry import cli_main
+from ood.evaluation.protocols import mc_note
+from ood.reporting.reports import chance_note
+from ood.reporting.results import RESULTS_FILES, ResultsFolder, read_dists
+from ood.evaluation.rows import dist_key, row_key, variant_of
+from ood.runtime.run import open_run, script_parser
+from ood.evaluation.scoring import compute, replicate_name, rows_for
 
 
 def _own(g):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train a backbone (ResNet18/34 at 112x112, WRN-40-2 at 64x64, or any registered / torchvision model)
-on an ID data set with the fixed recipe (the default, --recipe fixed; ood/recipes.py): the authors' recipe
+on an ID data set with the fixed recipe (the default, --recipe fixed; ood/training/recipes.py): the authors' recipe
 as they describe it, SGD (lr 0.2, momentum 0.9, weight decay 5e-4), batch 128, 100 epochs, lr / 10 at 50%
 and 75%, AutoAugment (CIFAR-10 policy) + horizontal flip, cross-entropy, trained at the size it is
 evaluated at, last epoch kept. --recipe reference runs the authors' train_model.py as it ran instead
@@ -13,10 +13,10 @@ Example:  python train_model.py --dataset cifar10 --model resnet18 --dataset_pat
 Several GPUs:  torchrun --nproc_per_node 4 train_model.py ...  (DistributedDataParallel; --batch_size is
 the total over all processes)
 """
-from ood import cli
-from ood.errors import cli_main
-from ood.run import open_run
-from ood.training import Trainer
+from ood.runtime import options as cli
+from ood.runtime.entry import cli_main
+from ood.runtime.run import open_run
+from ood.training.trainer import Trainer
 
 
 def build_parser():

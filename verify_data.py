@@ -28,12 +28,13 @@ import math
 import sys
 from pathlib import Path
 
-from ood import cli
+from ood.runtime import options as cli
 from ood.data import BENCHMARKS, OOD_SETS, benchmark_names
-from ood.download import MIRROR_ENV, TIMEOUT, resolve_mirror
-from ood.errors import UserError, cli_main
+from ood.data.download import MIRROR_ENV, TIMEOUT, resolve_mirror
+from ood.errors import UserError
+from ood.runtime.entry import cli_main
 from ood.io import check_writable_dir
-from ood.verify import check, downloadable, resolve_target, target_names
+from ood.data.verify import check, downloadable, resolve_target, target_names
 
 
 def build_parser():

@@ -60,7 +60,7 @@ class TimmBackbone(nn.Module):
 
 def timm_model(name, num_classes=1000, in_channels=3, pretrained=False, **kwargs):
     """timm's ``name`` with a head of ``num_classes`` (timm keeps a pretrained head only when its size is
-    the weights'; ``--pretrained`` on another class count is refused before this, in ood/setup.py);
+    the weights'; ``--pretrained`` on another class count is refused before this, in ood/runtime/setup.py);
     ``kwargs`` (``img_size``, --model_arg) go to its constructor."""
     timm = _timm()
     try:

@@ -1,11 +1,7 @@
-"""Errors a user can cause, and how the command-line front ends report them."""
-import contextlib
-import functools
-import sys
-import warnings
-from pathlib import Path
+"""Errors a user can cause. The scripts' entry (ood.runtime.entry.cli_main) reports a UserError as one line and
+exit status 2; a Python caller (ood.api, a notebook) catches it as any exception."""
 
-from . import inputs
+__all__ = ["UserError"]
 
 
 class UserError(Exception):
@@ -13,46 +9,3 @@ class UserError(Exception):
 
     The front ends print the message as one paragraph, without a traceback, and exit with status 2.
     """
-
-
-def cli_main(fn):
-    """Decorator for a script's ``main(argv=None)``: turn a UserError into exit status 2, and run it in
-    ``script_run`` (the one place where a run changes interpreter-wide state). A run that a launcher's
-    job started records the code it ran (ood.inputs): the step's marker is keyed on it."""
-    @functools.wraps(fn)
-    def wrapper(argv=None):
-        try:
-            with script_run():
-                result = fn(argv)
-                inputs.note_code()
-                return result
-        except UserError as e:
-            prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "error"
-            print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-    return wrapper
-
-
-@contextlib.contextmanager
-def script_run():
-    """What a script's run changes in the interpreter, set here at its entry and undone when it returns
-    or fails, so that ``main()`` called from Python (tests, a notebook) leaves the interpreter as it was:
-
-    - warnings print as one line, ``warning: <message>``, without the file and source line that point
-      into this project's code (the user has nothing to fix there);
-    - the current directory is on ``sys.path``, so that ``--score package.module:Class`` and
-      ``--model package.module:builder`` find a plug-in module next to where the user runs the script
-      (``python script.py`` puts only the script's own folder there). A plug-in imported during the run
-      stays in ``sys.modules`` afterwards, as any import does."""
-    formatwarning = warnings.formatwarning
-    cwd = str(Path.cwd())
-    added = cwd not in sys.path
-    warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
-    if added:
-        sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        warnings.formatwarning = formatwarning
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 
-from .errors import UserError
+from ood.errors import UserError
 
 
 def safe_name(name):
@@ -21,7 +21,7 @@ def safe_name(name):
 
 class DiskFull(UserError):
     """The disk filled up while writing: a UserError (one line, exit status 2), told apart so that a
-    caller writing several files as a unit (ood.commit) can name what was not written."""
+    caller writing several files as a unit (ood.reporting.commit) can name what was not written."""
 
 
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)

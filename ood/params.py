@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import UserError
+from ood.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Context:
     feature_dim: int = 0       # d of phi
     num_classes: int = 0
     seed: int = 1              # the run's --seed
-    protocol: str = "full"     # evaluation protocol (ood/evaluation.py)
+    protocol: str = "full"     # evaluation protocol (ood/evaluation/protocols.py)
 
 
 @dataclass(frozen=True)

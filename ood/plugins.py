@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from ood.errors import UserError
 
 DEBUG_ENV = "RECLAG_DEBUG"
 DEBUG_HINT = f"set {DEBUG_ENV}=1 for the traceback"
@@ -96,7 +96,7 @@ def is_plugin_name(name):
 def load_object(name, what):
     """The object ``attribute`` of ``package.module``, importable from the current directory or
     PYTHONPATH; ``what`` ("model builder", "score class") goes into the error message. The current
-    directory is put on ``sys.path`` once, by the scripts' entry (ood.errors.script_run), not here: a
+    directory is put on ``sys.path`` once, by the scripts' entry (ood.runtime.entry.script_run), not here: a
     load from deep inside a run should not change the interpreter's import path."""
     module, _, attr = name.partition(":")
     if not module or not attr:

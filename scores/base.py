@@ -26,7 +26,7 @@ class Score:
     params = ()          # ood.params.Param declarations
     version = 1          # bump when ``fit`` changes what it stores: old stored patterns are refitted
     #                      (a plug-in's patterns are also keyed on its code, ood/plugins.py)
-    paper_evaluation = "sampled"  # how its published row was evaluated (--protocol paper, ood/evaluation.py)
+    paper_evaluation = "sampled"  # how its published row was evaluated (--protocol paper, ood/evaluation/protocols.py)
 
     def __init__(self, *, ctx=None, device=None, **settings):
         """Settings by name; a missing one takes its declared default for ``ctx`` (a Context).

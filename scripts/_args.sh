@@ -10,7 +10,7 @@ take_list() {
 need_value() { [ $# -ge 2 ] && [[ "$2" != --* ]] || die "$1 needs a value"; }
 
 # Steps: run (echoed), printed (--dry-run), or, with --launcher, written into the current job of a plan
-# that `python3 -m ood.launch` submits (ood/launch.py): one job per `job NAME`, the last one "aggregate".
+# that `python3 -m ood.runtime.launch` submits (ood/runtime/launch.py): one job per `job NAME`, the last one "aggregate".
 LAUNCHER=""
 LAUNCH_ARGS=()
 PLAN=""
@@ -32,11 +32,11 @@ launch_option() {
     *) return 1 ;;
   esac
 }
-# before any step: the launcher can submit from this machine (python3 -m ood.launch --check: one line and
+# before any step: the launcher can submit from this machine (python3 -m ood.runtime.launch --check: one line and
 # exit status 2 if not, e.g. --launcher slurm where there is no SLURM)
 launcher_ready() {
   [ -n "$LAUNCHER" ] && [ "$DRY" != 1 ] || return 0
-  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.launch --launcher "$LAUNCHER" --check || exit $?
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.runtime.launch --launcher "$LAUNCHER" --check || exit $?
 }
 start_plan() {  # $1: the jobs folder (submitit's logs, each job's markers of finished steps)
   [ -n "$LAUNCHER" ] || return 0
@@ -50,7 +50,7 @@ launch() {
   local dry=() plan="$PLAN"
   if [ "$DRY" = 1 ]; then dry=(--dry_run); else plan="$JOBS_DIR/plan.txt"; mv "$PLAN" "$plan"; fi
   local status=0
-  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.launch "$plan" --launcher "$LAUNCHER" \
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m ood.runtime.launch "$plan" --launcher "$LAUNCHER" \
     --jobs_dir "$JOBS_DIR" "${LAUNCH_ARGS[@]}" "${dry[@]}" || status=$?
   [ "$DRY" != 1 ] || rm -f "$plan"  # a dry run's plan was a temporary file
   return "$status"

@@ -3,7 +3,7 @@
 one run, so it means the same on a busy machine. Writes a JSON file and prints a summary.
 
 1. extraction: feature-extraction throughput of the pipeline (DataLoader + transform + forward + copy
-   to the CPU, ``ood.features.extract``) vs the bare model forward on the same, already transformed
+   to the CPU, ``ood.cache.features.extract``) vs the bare model forward on the same, already transformed
    tensors (target >= 0.9);
 2. scoring: time to compute the paper's six scores for an ID test set and nine OOD sets from cached
    features of CIFAR shape vs one score (MSP), both alone and including the one backbone pass over the
@@ -44,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402
 from benchtools import timed_pair  # noqa: E402
 import scores  # noqa: E402
-from ood import accel  # noqa: E402
+from ood.system import accel  # noqa: E402
 from ood.data import get_id_set, test_transform  # noqa: E402
-from ood.evaluation import (DEFAULT_RESAMPLES, bootstrap_distribution, evaluate, interval_fields,  # noqa: E402
+from ood.evaluation.protocols import (DEFAULT_RESAMPLES, bootstrap_distribution, evaluate, interval_fields,  # noqa: E402
                             plan_for, resampled_ids)
-from ood.uncertainty import Bootstrap  # noqa: E402
-from ood.package_sets import ArrayImages  # noqa: E402
-from ood.features import extract  # noqa: E402
+from ood.evaluation.uncertainty import Bootstrap  # noqa: E402
+from ood.data.package_sets import ArrayImages  # noqa: E402
+from ood.cache.features import extract  # noqa: E402
 from ood.params import Context  # noqa: E402
 from scores.hopfield import lse_scores  # noqa: E402
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Say which device the project's scripts will use here, and stop (exit status 2, one line) when this
-machine has an NVIDIA GPU that this PyTorch cannot use (ood/device.py). The reproduce scripts run it
+machine has an NVIDIA GPU that this PyTorch cannot use (ood/system/device.py). The reproduce scripts run it
 before any work; other options than --device are ignored, so they can pass on everything they got.
 
 Example:  python scripts/check_device.py [--device cuda:0]
@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ood import cli  # noqa: E402
-from ood.device import describe, environment, resolve_device  # noqa: E402
-from ood.errors import cli_main  # noqa: E402
+from ood.runtime import options as cli  # noqa: E402
+from ood.system.device import describe, environment, resolve_device  # noqa: E402
+from ood.runtime.entry import cli_main  # noqa: E402
 
 
 @cli_main

@@ -44,7 +44,7 @@ import benchmark_scale  # noqa: E402
 import scores  # noqa: E402
 import test_score_ood_detection  # noqa: E402
 import train_model  # noqa: E402
-from ood import accel  # noqa: E402
+from ood.system import accel  # noqa: E402
 from ood import data as D  # noqa: E402
 from ood.params import Context  # noqa: E402
 

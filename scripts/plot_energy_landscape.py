@@ -18,7 +18,7 @@ import torch
 from matplotlib.patches import Circle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ood.reports import figure  # noqa: E402
+from ood.reporting.reports import figure  # noqa: E402
 from scores.reclag_dynamics import (hopfield_energy, iterate, lse, rectified_energy,  # noqa: E402
                            theta_from_lambda)
 

@@ -126,7 +126,7 @@ def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5)
     """OpenOOD v1.5's on-disk layout, in small, for ID set ``id_name``: its image lists in their format
     (``relative/path label`` per line, paths relative to images_classic/ or images_largescale/) under
     benchmark_imglist/<id>/ and the images they name, as OpenOOD's archives unpack them. Every path comes
-    from the declarations in ood/openood.py. ``n_id``: (train, test, val) images (labels cycle through
+    from the declarations in ood/data/openood.py. ``n_id``: (train, test, val) images (labels cycle through
     the first classes, so that a tiny head can tell them apart); ``n_ood``: images per OOD set. ID images
     are JPEGs, OOD images PNGs of another pattern (some grayscale, as MNIST's are); sizes vary, so the
     resize and centre crop matter. Returns the ID set's declaration."""

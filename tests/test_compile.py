@@ -1,4 +1,4 @@
-"""--compile {auto,on,off} (ood/accel.py, compile_mode): auto compiles training on CUDA only for runs long
+"""--compile {auto,on,off} (ood/system/accel.py, compile_mode): auto compiles training on CUDA only for runs long
 enough to win back the compilation, never on a CPU or for extraction; a compiled training run gives
 the eager run's weights. The CPUs here run torch.compile through its "eager" backend (Dynamo's graph
 capture without Inductor's code generation, which takes a minute on a CPU and is slower there)."""
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import train_model
-from ood import accel
-from ood.checkpoints import read_checkpoint
-from ood.cli import add_common, parser
+from ood.system import accel
+from ood.training.checkpoints import read_checkpoint
+from ood.runtime.options import add_common, parser
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 N = accel.COMPILE_BREAK_EVEN_IMAGES

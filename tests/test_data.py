@@ -8,6 +8,7 @@ from torchvision import transforms as T
 
 import datagen
 from ood import data as D
+from ood.data import paper
 from ood.errors import UserError
 
 
@@ -67,7 +68,7 @@ def test_fashion_mnist_real_format_and_debian_copy(tmp_path, monkeypatch):
     for f in (tmp_path / "a/FashionMNIST/raw").iterdir():
         with open(f, "rb") as src, gzip.open(deb / (f.name + ".gz"), "wb") as dst:
             shutil.copyfileobj(src, dst)
-    monkeypatch.setattr(D, "DEBIAN_FASHION_MNIST", deb)
+    monkeypatch.setattr(paper, "DEBIAN_FASHION_MNIST", deb)
     monkeypatch.delenv("FASHION_MNIST_GZ", raising=False)  # it would take precedence over the folder above
     ds = D.build_id_dataset(fm, tmp_path / "b", "train", tf)
     assert len(ds) == 60 and (tmp_path / "b/FashionMNIST/raw/train-images-idx3-ubyte").exists()
@@ -75,7 +76,7 @@ def test_fashion_mnist_real_format_and_debian_copy(tmp_path, monkeypatch):
     datagen.write_image_folder(tmp_path / "ood", n=3)
     img = D.resolve_ood(f"x={tmp_path / 'ood'}").build(tmp_path, tf)[0][0]
     assert img.shape == (1, 28, 28)
-    monkeypatch.setattr(D, "DEBIAN_FASHION_MNIST", tmp_path / "none")
+    monkeypatch.setattr(paper, "DEBIAN_FASHION_MNIST", tmp_path / "none")
     with pytest.raises(UserError, match="dataset-fashion-mnist"):
         D.build_id_dataset(fm, tmp_path / "c", "train", tf)
 
@@ -107,7 +108,7 @@ def test_unknown_names():
 
 
 def test_package_ood_sets():
-    from ood.package_sets import PACKAGE_OOD, photos
+    from ood.data.package_sets import PACKAGE_OOD, photos
     tf = D.test_transform(D.get_id_set("fashionmnist"), 28)
     sizes = {}
     for name in PACKAGE_OOD:

@@ -13,7 +13,7 @@ import torch
 import generate_stored_pattern
 import test_score_ood_detection
 import train_model
-from ood import device
+from ood.system import device
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--dataset", "fashionmnist", "--model", "tiny_models:no_norm_net", "--batch_size", "20", "--workers", "0",

@@ -12,7 +12,7 @@ import datagen
 import generate_stored_pattern
 import train_model
 from ood.data import resolve_ood
-from ood.training import Trainer
+from ood.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow  # see pytest.ini
 

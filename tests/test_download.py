@@ -1,4 +1,4 @@
-"""verify_data.py --download (ood/download.py) against a local HTTP server on 127.0.0.1: archives in their
+"""verify_data.py --download (ood/data/download.py) against a local HTTP server on 127.0.0.1: archives in their
 real formats fetched, checked and unpacked where the verifier then finds them complete; resume of a
 partial download, a server that ignores Range, a dropped connection, a corrupt / truncated / unsafe
 archive, a missing file, no network, a complete set left alone, an incomplete folder never written
@@ -34,10 +34,10 @@ from PIL import Image
 import datagen
 import verify_data
 from ood import data as D
-from ood import download as DL
-from ood import verify as V
+from ood.data import download as DL
+from ood.data import verify as V
 from ood.data import DRIVE
-from ood.openood import BENCHMARK, LISTS
+from ood.data.openood import BENCHMARK, LISTS
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

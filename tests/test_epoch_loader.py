@@ -1,4 +1,4 @@
-"""The training loader keeps its worker processes between epochs (ood/training.py, EpochLoader) and
+"""The training loader keeps its worker processes between epochs (ood/training/trainer.py, EpochLoader) and
 still hands out, epoch by epoch, exactly what a loader made for that epoch would: the augmentations of a
 kept worker are those of a fresh one, so the weights and the exact resume do not change."""
 import random
@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ood.training import EpochLoader, epoch_seed
+from ood.training.trainer import EpochLoader, epoch_seed
 
 
 class Draws(Dataset):

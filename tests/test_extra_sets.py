@@ -13,7 +13,7 @@ import test_score_ood_detection
 import train_model
 import verify_data
 from ood import data as D
-from ood import verify as V
+from ood.data import verify as V
 from ood.errors import UserError
 
 TINY = ["--model", "tiny_models:no_norm_net", "--amp", "off", "--device", "cpu", "--workers", "0", "--quiet",

@@ -1,11 +1,11 @@
-"""One loader, one set of worker processes, for every evaluation set of a run (ood/features.py,
+"""One loader, one set of worker processes, for every evaluation set of a run (ood/cache/features.py,
 FeatureStore.extract_stale): the caches hold what a pass per set gives, within float round-off."""
 
 import torch
 
 import generate_stored_pattern
-import ood.features as F
-from ood.features import TEST
+import ood.cache.features as F
+from ood.cache.features import TEST
 
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "7", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
@@ -25,7 +25,7 @@ def test_one_pass_for_the_evaluation_sets(fmnist_run, monkeypatch):
     generate_stored_pattern.main(argv)
     assert loaders == [100, 40 + 10 + 8]  # the training set alone, then the test set and both OOD sets at once
     store = fmnist_run / "stored_pattern/fashionmnist/wrn/features"
-    from ood.run import open_run
+    from ood.runtime.run import open_run
     from generate_stored_pattern import build_parser
     with open_run(build_parser(argv).parse_args(argv), sets=(TEST,)) as run:
         for spec, name in ((TEST, "test"), (run.oods[0], "iSUN")):
@@ -66,7 +66,7 @@ def test_channels_last_extraction_gives_the_contiguous_features_within_round_off
 
 def test_extraction_is_channels_last_on_a_cpu_unless_asked_otherwise(fmnist_run):
     from generate_stored_pattern import build_parser
-    from ood.setup import Setup
+    from ood.runtime.setup import Setup
     base = TINY + ["--dataset_path", str(fmnist_run / "data")]
     for extra, expected in (([], True), (["--no_channels_last"], False), (["--channels_last"], True)):
         args = build_parser(base + extra).parse_args(base + extra)

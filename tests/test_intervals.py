@@ -8,8 +8,9 @@ import pytest
 
 import aggregate_results
 import test_score_ood_detection
-from ood.results import ResultsFolder, dist_key
-from ood.uncertainty import Bootstrap, Resampled
+from ood.reporting.results import ResultsFolder
+from ood.evaluation.rows import dist_key
+from ood.evaluation.uncertainty import Bootstrap, Resampled
 
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
@@ -132,7 +133,7 @@ def test_ties_with_the_best_are_paired(tmp_path):
         side[name] = Resampled(ids_s, boot.counts(ids.size, "id"))
         for o, x in oods.items():
             d = side[name].metrics(x, boot.counts(x.size, o))
-            from ood.metrics import compute_metrics
+            from ood.evaluation.metrics import compute_metrics
             m = compute_metrics(ids_s, x)
             r = _row(name, o, m["auroc"], m["fpr95"], boot)
             rows.append(r)
@@ -187,7 +188,7 @@ def test_sampled_draws_are_resampled_with_their_set():
     """The sampled protocol's draws overlap; each resample is of the whole OOD set, seen through every
     draw. With draws as large as the set, its bootstrap equals the full protocol's (resampling each draw
     apart would divide the OOD part of the variance by the number of draws)."""
-    from ood.evaluation import bootstrap_distribution, plan_for, resampled_ids
+    from ood.evaluation.protocols import bootstrap_distribution, plan_for, resampled_ids
     rng = np.random.default_rng(3)
     ids, ood = [rng.normal(0.8, 1, 1000)], [rng.normal(0, 1, 150)]
     boot = Bootstrap(500)

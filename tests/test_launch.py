@@ -1,4 +1,4 @@
-"""The job launcher of the reproduce scripts (ood/launch.py): plans, markers of finished steps, errors.
+"""The job launcher of the reproduce scripts (ood/runtime/launch.py): plans, markers of finished steps, errors.
 The grid through submitit's local executor, end to end, is in tests/test_reproduce.py."""
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ood.errors import UserError
-from ood.launch import read_plan, run_job
+from ood.runtime.launch import read_plan, run_job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_local_launcher_resubmits_a_failed_job_without_redoing_finished_steps(tm
     plan.write_text(f"# cwd {work}\n# job s1\necho train1 >> log.txt\necho score1 >> log.txt\n"
                     "# job s2\necho train2 >> log.txt\ntest -e fixed\necho score2 >> log.txt\n"
                     "# job aggregate\necho aggregate >> log.txt\n")
-    argv = [sys.executable, "-m", "ood.launch", str(plan), "--launcher", "local", "--jobs_dir", str(tmp_path / "jobs"),
+    argv = [sys.executable, "-m", "ood.runtime.launch", str(plan), "--launcher", "local", "--jobs_dir", str(tmp_path / "jobs"),
             "--retries", "1"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     first = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

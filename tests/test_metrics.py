@@ -1,4 +1,4 @@
-"""Tests for ood/metrics.py (docs/method.md, "Metrics"): ID is the positive class, higher score = more ID."""
+"""Tests for ood/evaluation/metrics.py (docs/method.md, "Metrics"): ID is the positive class, higher score = more ID."""
 
 import functools
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from ood.metrics import (
+from ood.evaluation.metrics import (
     FPR_VARIANTS,
     aupr_in,
     aupr_out,
@@ -28,7 +28,7 @@ REFERENCE_FIXTURE = Path(__file__).parent / "fixtures" / "energy_ood_fpr_referen
 def reference():
     """The FPR95 that energy-OOD's ``get_measures`` (utils/display_results.py of github.com/wetliu/energy_ood,
     which the SHE and RecLag code reuse) gives, stored with the inputs it was computed on: the "closest"
-    variant of ood/metrics.py must reproduce it exactly. Outputs rather than the code itself, so that no
+    variant of ood/evaluation/metrics.py must reproduce it exactly. Outputs rather than the code itself, so that no
     third-party code lives here; tests/fixtures/README.md says how the file was made."""
     with np.load(REFERENCE_FIXTURE) as f:
         return {k: f[k] for k in f.files}

@@ -1,4 +1,4 @@
-"""Tests for the "openood" variant of ood/metrics.py: OpenOOD v1.5's metric convention (OOD positive FPR95,
+"""Tests for the "openood" variant of ood/evaluation/metrics.py: OpenOOD v1.5's metric convention (OOD positive FPR95,
 trapezoid AUPRs), checked against outputs of OpenOOD's own ``compute_all_metrics`` and small hand examples."""
 
 import functools
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ood.metrics import FPR_VARIANTS, aupr_in, aupr_out, auroc, compute_metrics, fpr_at_95_tpr
+from ood.evaluation.metrics import FPR_VARIANTS, aupr_in, aupr_out, auroc, compute_metrics, fpr_at_95_tpr
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openood_metrics.npz"
 

@@ -20,8 +20,8 @@ import sweep_scores
 import test_score_ood_detection
 from ood import data as D
 from ood.errors import UserError
-from ood.metrics import compute_metrics
-from ood.setup import Setup
+from ood.evaluation.metrics import compute_metrics
+from ood.runtime.setup import Setup
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--workers", "0", "--device", "cpu", "--amp", "off", "--quiet", "--batch_size", "16"]
@@ -320,7 +320,7 @@ def test_imagenet_training_images_are_fetched_by_hand(tmp_path, capsys):
 def test_a_sweep_inside_a_results_folder_is_not_another_run(cifar, bench, tmp_path):
     """aggregate_results.py on a results folder that also holds a sweep (results/<dataset>/<model>/sweep/)
     aggregates the results.json runs only: the sweep's selected.json is read where no results.json is."""
-    from ood.aggregate import find_results
+    from ood.reporting.aggregate import find_results
     folder = tmp_path / "r"
     test_score_ood_detection.main(cifar + ["--score", "MSP", "--results_dir", str(folder)])
     sweep_scores.main(cifar + ["--grid", "ReAct:percentile=60,90", "--select_on", "val", "--results_dir",

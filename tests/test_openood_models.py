@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import models
-from ood.checkpoints import load_backbone
+from ood.training.checkpoints import load_backbone
 from ood.errors import UserError
 from openood_weights import seeded_input, seeded_state
 

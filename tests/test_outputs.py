@@ -23,10 +23,10 @@ import aggregate_results
 import checks
 import sweep_scores
 import test_score_ood_detection
-from ood.aggregate import find_results
+from ood.reporting.aggregate import find_results
 from ood.errors import UserError
 from ood.io import safe_name
-from ood.results import table_groups
+from ood.evaluation.rows import table_groups
 
 # the session's backbone is near chance: its warning line comes before the error line
 exits_2 = functools.partial(checks.exits_2, ignore_warnings=True)
@@ -228,8 +228,8 @@ def test_run_killed_after_archiving_is_finished_by_the_next(run_dir, capsys):
     argv = TINY + ["--dataset_path", str(run_dir / "data"), "--ood", "iSUN", f"Mine={run_dir / 'data/mine'}",
                    "--results_dir", "res", "--score", "MSP", "--plot", "--checkpoint", "other.pt"]
     code = ("import os, signal, sys\n"
-            "import ood.commit\n"
-            "ood.commit._place = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "import ood.reporting.commit\n"
+            "ood.reporting.commit._place = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
             "import test_score_ood_detection\n"
             f"test_score_ood_detection.main({argv!r})\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
@@ -262,8 +262,8 @@ def test_read_only_plots_folder_is_one_line_before_long_work(run_dir, capsys, mo
     exits_2(test_score_ood_detection.main, argv, capsys, "res/plots", "Permission denied")
     assert not (run_dir / "sp2").exists()  # before any extraction
     # made read-only after the early check: still one line, and nothing in the folder changed
-    import ood.results
-    monkeypatch.setattr(ood.results, "check_targets", lambda *a: None)
+    import ood.reporting.results
+    monkeypatch.setattr(ood.reporting.results, "check_targets", lambda *a: None)
     exits_2(test_score_ood_detection.main, argv, capsys, "res/plots", "Permission denied")
     assert snapshot(res) == before and not list(res.glob(".staging-*"))
 

@@ -16,7 +16,7 @@ import scores
 import test_score_ood_detection
 import train_model
 from ood import plugins
-from ood.features import loaded_state, storable_state
+from ood.cache.features import loaded_state, storable_state
 
 TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1", "--resize_val", "16",
         "--batch_size", "32", "--workers", "0", "--device", "cpu", "--quiet"]

@@ -12,7 +12,7 @@ import torch
 import aggregate_results
 import test_score_ood_detection
 import train_model
-from ood import accel
+from ood.system import accel
 
 ARGS = ["--dataset", "fashionmnist", "--model", "tiny_models:no_norm_net", "--batch_size", "20", "--workers", "0",
         "--device", "cpu", "--quiet"]

@@ -13,11 +13,11 @@ import datagen
 import test_score_ood_detection
 import tiny_models
 import train_model
-from ood.evaluation import evaluate_replicates, plan_for, sample_indices
-from ood.reference_autoaugment import MAGNITUDES, OPS, ReferenceCIFAR10Policy
+from ood.evaluation.protocols import evaluate_replicates, plan_for, sample_indices
+from ood.training.reference_autoaugment import MAGNITUDES, OPS, ReferenceCIFAR10Policy
 from scores.logits import MSP
 from scores.reclag import RecLag
-from ood.metrics import fpr_at_95_tpr
+from ood.evaluation.metrics import fpr_at_95_tpr
 from test_metrics import first_roc_point_above
 
 COMMON = ["--dataset", "fashionmnist", "--model", "tiny_models:recording_net", "--batch_size", "20", "--workers", "0",

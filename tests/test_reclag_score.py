@@ -7,7 +7,7 @@ import torch
 
 import generate_stored_pattern
 import test_score_ood_detection
-from ood.metrics import compute_metrics
+from ood.evaluation.metrics import compute_metrics
 from scores.reclag import RecLag
 from scores.reclag_dynamics import ood_attractor_decision, reclag_score_routed, rectified_update
 

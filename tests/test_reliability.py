@@ -25,7 +25,7 @@ from checks import exits_2, one_line_error
 import generate_stored_pattern
 import test_score_ood_detection
 import train_model
-from ood.training import Trainer
+from ood.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -112,13 +112,13 @@ def test_replaced_images_are_extracted_again(run_dir):
 def test_new_training_images_refit_patterns_once_and_each_file_is_read_once(run_dir, monkeypatch):
     """Patterns are keyed on the training features they were fitted from, also when those were just
     extracted anew; one run reads and verifies features/train.pt once, however many scores it fits."""
-    import ood.features
+    import ood.cache.features
     args = common(run_dir) + ["--ood", "iSUN", "--score", "MSP", "ReAct", "SHE", "KNN", "DICE", "ViM"]
     generate_stored_pattern.main(common(run_dir) + ["--ood", "iSUN", "--score", "MSP"])  # extracts, fits nothing
     datagen.write_fashion_mnist(run_dir / "data", n_train=100, n_test=40, seed=11)  # other training images
     reads = []
-    real_load = ood.features.load_torch
-    monkeypatch.setattr(ood.features, "load_torch", lambda path, **kw: reads.append(Path(path).name) or
+    real_load = ood.cache.features.load_torch
+    monkeypatch.setattr(ood.cache.features, "load_torch", lambda path, **kw: reads.append(Path(path).name) or
                         real_load(path, **kw))
     test_score_ood_detection.main(args + ["--results_dir", "r"])
     assert reads.count("train.pt") <= 2 and reads.count("head.pt") == 1, reads
@@ -376,7 +376,7 @@ def test_no_correct_sample_warning_is_printed_once(run_dir):
 
 def test_routing_warnings_name_the_score_and_the_set(capsys):
     """Inputs predicted as a class without stored patterns: the per-set line names the set and the score."""
-    from ood.scoring import score_set
+    from ood.evaluation.scoring import score_set
     from scores.hopfield import HE, SHE
     g = torch.Generator().manual_seed(0)
     train = {"features": torch.rand(20, 4, generator=g), "labels": torch.arange(20) % 2}
@@ -424,7 +424,7 @@ def test_unprefixed_score_settings_name_the_flags_to_use(flag, says, capsys):
 
 def test_older_spellings_work_but_are_not_listed(capsys):
     """One spelling per flag in --help (lower case, underscores: docs/cli.md); the older ones still parse."""
-    from ood import cli
+    from ood.runtime import options as cli
     import scores
     p = cli.parser("x")
     cli.add_common(p)
@@ -713,11 +713,11 @@ def test_a_write_cut_short_is_one_line(run_dir, script):
 # A run called from Python (a test, a notebook) leaves the interpreter as it found it
 # ----------------------------------------------------------------------------------------------------
 def test_a_run_leaves_the_interpreter_as_it_was(run_dir):
-    """The scripts' entry (ood.errors.script_run) sets the warning format and puts the working directory
+    """The scripts' entry (ood.runtime.entry.script_run) sets the warning format and puts the working directory
     on sys.path for the run only; the plots are drawn without switching matplotlib's backend; the rows a
     caller hands to the results folder come back unlabelled."""
     import matplotlib
-    from ood.results import ResultsFolder
+    from ood.reporting.results import ResultsFolder
     backend = matplotlib.get_backend()
     matplotlib.use("pdf")  # a backend the run must not replace with Agg
     try:

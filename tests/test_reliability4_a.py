@@ -25,9 +25,9 @@ import test_score_ood_detection
 import train_model
 import verify_data
 from ood import data as D
-from ood import verify as V
+from ood.data import verify as V
 from ood.errors import UserError
-from ood.openood import ImageList, ListRule, read_image_list
+from ood.data.openood import ImageList, ListRule, read_image_list
 
 CIFAR_TINY = ["--dataset", "cifar10", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
               "--resize_val", "16", "--batch_size", "25", "--workers", "0", "--device", "cpu", "--amp", "off",

@@ -1,7 +1,7 @@
 """Reliability, round 4 (b): the launcher's markers of finished steps are keyed on what each step read
-(ood/launch.py, ood/inputs.py), a launcher that cannot submit here or a job that fails says so in one
+(ood/runtime/launch.py, ood/system/inputs.py), a launcher that cannot submit here or a job that fails says so in one
 line, a full disk while saving a torch file or while downloading is one line, and a stalled server is
-given up after --timeout seconds (ood/download.py)."""
+given up after --timeout seconds (ood/data/download.py)."""
 import http.server
 import json
 import os
@@ -22,8 +22,8 @@ from checks import exits_2, one_line_error
 import generate_stored_pattern
 import test_download as TD
 import verify_data
-from ood import launch
-from ood.launch import read_marker, run_job
+from ood.runtime import launch
+from ood.runtime.launch import read_marker, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
@@ -34,9 +34,9 @@ TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--wide
 # Item 2: a marker is honoured only while the step's command and what it read are unchanged
 # ----------------------------------------------------------------------------------------------------
 def _noting(what, path, **kw):
-    """A step that records, as the scripts do (ood.inputs), that it read ``path``, then reads it."""
+    """A step that records, as the scripts do (ood.system.inputs), that it read ``path``, then reads it."""
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-    code = f"from ood.inputs import note; note({what!r}, [{str(path)!r}]{', ' + args if args else ''})"
+    code = f"from ood.system.inputs import note; note({what!r}, [{str(path)!r}]{', ' + args if args else ''})"
     return f"PYTHONPATH={ROOT} {sys.executable} -c \"{code}\" && cat {path} >> log.txt"
 
 
@@ -129,7 +129,7 @@ def test_a_launched_step_runs_again_after_its_images_or_checkpoint_change(fmnist
 # Item 8: one line instead of a traceback
 # ----------------------------------------------------------------------------------------------------
 def test_slurm_launcher_without_slurm_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
-    """python3 -m ood.launch --launcher slurm where sbatch and srun are not on the PATH: one line naming
+    """python3 -m ood.runtime.launch --launcher slurm where sbatch and srun are not on the PATH: one line naming
     SLURM and --launcher local, exit status 2, nothing submitted; the reproduce script stops there too,
     before the data check and before it writes anything."""
     pytest.importorskip("submitit")  # without it the launcher says so first (the oldest-version pass has none)
@@ -163,7 +163,7 @@ def test_a_failed_job_says_its_last_error_line(tmp_path, monkeypatch):
     plan.write_text(f"# cwd {tmp_path}\n# job s1\necho started\n"
                     "echo 'prepare.py: error: the calibration file is missing' >&2; exit 2\n"
                     "# job aggregate\necho aggregate\n")
-    out = subprocess.run([sys.executable, "-m", "ood.launch", str(plan), "--launcher", "local", "--jobs_dir",
+    out = subprocess.run([sys.executable, "-m", "ood.runtime.launch", str(plan), "--launcher", "local", "--jobs_dir",
                           str(tmp_path / "jobs"), "--retries", "0"], capture_output=True, text=True, cwd=tmp_path,
                          timeout=300)
     assert out.returncode == 1, out.stdout + out.stderr

@@ -16,7 +16,7 @@ from PIL import Image
 import aggregate_results
 import checks
 import test_score_ood_detection
-from ood.reports import CHANCE_MARGIN
+from ood.reporting.reports import CHANCE_MARGIN
 
 # the session's backbone is near chance: its warning line comes before the error line
 exits_2 = functools.partial(checks.exits_2, ignore_warnings=True)

@@ -2,7 +2,7 @@
 
 Under nohup or SLURM stderr is a file, tqdm's bars are off, and training, extraction and sweeps printed
 nothing until they ended. These tests run the scripts with stderr captured (not a terminal) and the
-interval between progress lines lowered (``ood.progress.EVERY``), and look for the plain lines."""
+interval between progress lines lowered (``ood.system.progress.EVERY``), and look for the plain lines."""
 import json
 import re
 import subprocess
@@ -17,7 +17,8 @@ import scores
 import sweep_scores
 import test_score_ood_detection
 import train_model
-from ood import progress, reports
+from ood.system import progress
+from ood.reporting import reports
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from ood.evaluation import evaluate, sample_indices
-from ood.results import ResultsFolder
+from ood.evaluation.protocols import evaluate, sample_indices
+from ood.reporting.results import ResultsFolder
 
 
 def row(score, ood, fpr, auroc, fpr_std=0.0, auroc_std=0.0):

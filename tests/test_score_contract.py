@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import scores
-from ood.features import pattern_fingerprint
-from ood.metrics import auroc
+from ood.cache.features import pattern_fingerprint
+from ood.evaluation.metrics import auroc
 from ood.params import Context
 
 C, D = 4, 24

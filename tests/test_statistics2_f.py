@@ -1,4 +1,4 @@
-"""Statistics round 2, items 1 and 2: the aggregator's sources of variation (ood/aggregate.py, variation)
+"""Statistics round 2, items 1 and 2: the aggregator's sources of variation (ood/reporting/aggregate.py, variation)
 are unbiased on unbalanced designs (runs with different numbers of learner seeds) and count the seed x
 test-sample interaction once. Seeded simulations of the nested model
 
@@ -6,7 +6,7 @@ test-sample interaction once. Seeded simulations of the nested model
 
 (T: training seed, L: learner seed, S: the test set's part shared by every fit, I and J: how the test
 set's noise differs between training seeds and between learner seeds), whose bootstrap distributions
-share their resamples across runs as ood/uncertainty.py's do; a simulation of real AUROCs on a shared
+share their resamples across runs as ood/evaluation/uncertainty.py's do; a simulation of real AUROCs on a shared
 test set; and the same through aggregate_results.py."""
 import json
 import shutil
@@ -16,9 +16,9 @@ import pytest
 
 import aggregate_results
 import test_score_ood_detection
-from ood.aggregate import variation
-from ood.evaluation import METRICS
-from ood.results import dist_key
+from ood.reporting.aggregate import variation
+from ood.evaluation.protocols import METRICS
+from ood.evaluation.rows import dist_key
 
 AUROC = METRICS.index("auroc")
 BOOT = {"resamples": 100, "level": 0.95, "seed": 1}
@@ -131,7 +131,7 @@ def test_total_is_unbiased_with_every_source():
 
 def auroc_folders(rng, counts, n_sets, n=50, resamples=100, a=0.7, b=0.3):
     """Folders of runs that score one shared test set (n ID, n OOD images) per folder, with real AUROCs
-    and a stratified bootstrap whose resamples every run shares, as ood/uncertainty.py's are; fit (i, j)
+    and a stratified bootstrap whose resamples every run shares, as ood/evaluation/uncertainty.py's are; fit (i, j)
     scores an image latent + a * noise of training seed i + b * noise of learner seed j."""
     z_id, z_ood = rng.normal(0, 1, (n_sets, n)), rng.normal(-1.2, 1, (n_sets, n))
     c_id, c_ood = (np.stack([np.bincount(s, minlength=n) for s in rng.integers(0, n, (n_sets * resamples, n))])

@@ -5,7 +5,7 @@ asked level; DeLong's p-values survive below 1e-16.
 
 The coverage claims come from seeded simulations of binormal scores (ID ~ N(shift, 1), OOD ~ N(0, 1):
 true AUROC Phi(shift / sqrt 2), true FPR95 P(OOD >= the ID scores' 5 % quantile)), run through the code
-that writes the rows (``ood.evaluation.interval_fields``). The issue's band is 93-97 % at 95 %: with R
+that writes the rows (``ood.evaluation.protocols.interval_fields``). The issue's band is 93-97 % at 95 %: with R
 replicates the Monte-Carlo standard error of a coverage near 95 % is sqrt(0.95 x 0.05 / R), 0.4 points
 at R = 3000, so a method whose coverage is off by 3 points lands outside the band, and one within 1.5
 points of 95 % inside it, almost surely."""
@@ -19,11 +19,12 @@ import sweep_scores
 import test_score_ood_detection
 from checks import exits_2
 import datagen
-from ood.comparisons import against
-from ood.evaluation import (FPR95_THRESHOLD_IMAGES, MIN_INTERVAL_IMAGES, bootstrap_distribution, evaluate,
+from ood.evaluation.comparisons import against
+from ood.evaluation.protocols import (FPR95_THRESHOLD_IMAGES, MIN_INTERVAL_IMAGES, bootstrap_distribution, evaluate,
                             interval_fields, plan_for, resampled_ids)
-from ood.results import ResultsFolder, dist_key
-from ood.uncertainty import (Bootstrap, auroc_interval, delong_interval, delong_test, fpr95_interval,
+from ood.reporting.results import ResultsFolder
+from ood.evaluation.rows import dist_key
+from ood.evaluation.uncertainty import (Bootstrap, auroc_interval, delong_interval, delong_test, fpr95_interval,
                              min_resamples, newcombe_interval, two_sided_p)
 
 BAND = (0.93, 0.97)  # the issue's "done when" for a 95 % interval
@@ -239,7 +240,7 @@ def test_small_set_auroc_marked_in_row_and_table(tmp_path):
 
 @pytest.mark.slow  # about 8 s
 def test_why_small_sets_are_marked_or_left_out():
-    """What the thresholds rest on (ood.evaluation): beside 200 ID images, an OOD set of 3 images gets AUROC
+    """What the thresholds rest on (ood.evaluation.protocols): beside 200 ID images, an OOD set of 3 images gets AUROC
     intervals that cover about 83 % (AUROC 0.76; no interval below 5 images), one of 5 about 89 % (marked
     below 20), one of 20 about 94 %."""
     shift = shift_for_auroc(0.76)

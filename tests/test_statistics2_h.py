@@ -2,8 +2,8 @@
 scores (family-wise error), the FPR95 comparison's test calibrated (paired permutation test), and a
 --compare_to whose rows cannot be compared refused or warned about, not dropped.
 
-The simulations are seeded and vectorised through the production code (ood.uncertainty's curves from
-counts, ood.comparisons.tied_with_best); their measured numbers are in the docstrings and docs/method.md."""
+The simulations are seeded and vectorised through the production code (ood.evaluation.uncertainty's curves from
+counts, ood.evaluation.comparisons.tied_with_best); their measured numbers are in the docstrings and docs/method.md."""
 import json
 
 import numpy as np
@@ -11,10 +11,10 @@ import pytest
 
 import test_score_ood_detection
 from checks import exits_2
-from ood.comparisons import tied_with_best
-from ood.metrics import compute_metrics
-from ood.results import caption
-from ood.uncertainty import Bootstrap, Resampled, curve_metrics, paired, simultaneous_worse, swap_counts, swap_test
+from ood.evaluation.comparisons import tied_with_best
+from ood.evaluation.metrics import compute_metrics
+from ood.reporting.results import caption
+from ood.evaluation.uncertainty import Bootstrap, Resampled, curve_metrics, paired, simultaneous_worse, swap_counts, swap_test
 
 TINY = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1",
         "--batch_size", "20", "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
@@ -153,7 +153,7 @@ def test_fpr95_permutation_test_power():
 
 @pytest.mark.parametrize("variant", ["standard", "strict", "closest", "openood"])
 def test_swap_test_observed_difference_and_exact_cases(variant):
-    """The permutation test's observed difference is the rows' FPR95 difference (ood.metrics, continuous
+    """The permutation test's observed difference is the rows' FPR95 difference (ood.evaluation.metrics, continuous
     scores); a score against itself, or against a monotone transform of itself, has p = 1; p is
     symmetric in the two scores and never 0; a swap keeps each side's number of ID samples."""
     a, b = _two_scores(3, 150, 0.5, 1.0)

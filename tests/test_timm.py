@@ -18,7 +18,7 @@ import models
 import test_score_ood_detection
 from ood import data as D
 from ood.errors import UserError
-from ood.setup import Setup
+from ood.runtime.setup import Setup
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--workers", "0", "--device", "cpu", "--amp", "off", "--quiet", "--batch_size", "16"]

@@ -1,5 +1,5 @@
-"""Tests for ood/uncertainty.py: the stratified bootstrap written as counts, the metrics of a weighted
-resample (which must equal ``ood.metrics.compute_metrics`` on the materialised resample), percentile
+"""Tests for ood/evaluation/uncertainty.py: the stratified bootstrap written as counts, the metrics of a weighted
+resample (which must equal ``ood.evaluation.metrics.compute_metrics`` on the materialised resample), percentile
 intervals and their Monte-Carlo error, the paired bootstrap, and DeLong's AUROC variance and test.
 
 Everything here is seeded and small; the whole file runs in a few seconds on two CPU cores.
@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from ood.metrics import FPR_VARIANTS, compute_metrics, fpr_at_95_tpr
-from ood.uncertainty import (
+from ood.evaluation.metrics import FPR_VARIANTS, compute_metrics, fpr_at_95_tpr
+from ood.evaluation.uncertainty import (
     Bootstrap,
     curve_metrics,
     delong,

@@ -1,4 +1,4 @@
-"""verify_data.py / ood.verify on generated data roots: complete, partial and corrupted trees, the
+"""verify_data.py / ood.data.verify on generated data roots: complete, partial and corrupted trees, the
 targets, --expect, --download (torchvision's download replaced by a copy) and the usage errors.
 
 The CIFAR pickles and the SVHN .mat are copies of the session data root, whose md5 sums the ``data``
@@ -14,7 +14,7 @@ import torchvision
 import datagen
 import verify_data
 from ood import data as D
-from ood import verify as V
+from ood.data import verify as V
 from ood.errors import UserError
 
 EXTRA_OOD = ("LSUN_resize", "Places", "Imagenet_resize", "SUN", "iNaturalist")  # not in the session root
@@ -173,7 +173,7 @@ def test_targets_and_usage_errors(tmp_path, capsys):
 def test_download_fetches_torchvision_sets_and_explains_the_rest(data, tmp_path, monkeypatch, capsys):
     """--download calls torchvision's classes with download=True for the needed sets they can fetch
     (here replaced by a copy of the generated files), then checks again; a set with a public archive
-    (LSUN_C) is fetched by ood.download, which cannot reach it here (every proxy at a closed local port:
+    (LSUN_C) is fetched by ood.data.download, which cannot reach it here (every proxy at a closed local port:
     one line naming what to fetch by hand); for a set without one (ImageNet-1k) it prints the link and
     the target folder."""
     import socket
