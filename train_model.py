@@ -13,34 +13,20 @@ Example:  python train_model.py --dataset cifar10 --model resnet18 --dataset_pat
 Several GPUs:  torchrun --nproc_per_node 4 train_model.py ...  (DistributedDataParallel; --batch_size is
 the total over all processes)
 """
-from ood.runtime import options as cli
+import sys
+
+from ood import api
 from ood.runtime.entry import cli_main
-from ood.runtime.run import open_run
-from ood.training.trainer import Trainer
 
 
-def build_parser():
-    p = cli.parser(__doc__)
-    cli.add_common(p)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=cli.positive_int, default=100, help="training epochs")
-    g.add_argument("--lr", type=cli.positive_float, default=0.2, help="initial learning rate (RecLag code 0.2, SHE code 0.1)")
-    g.add_argument("--momentum", type=cli.nonnegative_float, default=0.9, help="SGD momentum")
-    g.add_argument("--weight_decay", type=cli.nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
-    g.add_argument("--augment", choices=["autoaugment", "flip", "none"], default="autoaugment",
-                   help="autoaugment: AutoAugment (CIFAR-10 policy) + flip, as the reference")
-    g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="start again even if the checkpoint exists")
-    return p
+def build_parser(argv=None):
+    return api.parser("train", argv, __doc__)
 
 
 @cli_main
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    hyper = {k: getattr(args, k) for k in ("epochs", "lr", "momentum", "weight_decay", "augment", "resume",
-                                           "overwrite")}
-    with open_run(args, training=True) as run:  # joins torchrun's process group, and leaves it at the end
-        return Trainer(run.setup, hyper).run()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return api.train(api.parse("train", argv, __doc__))
 
 
 if __name__ == "__main__":

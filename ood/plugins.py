@@ -101,16 +101,29 @@ def load_object(name, what):
     module, _, attr = name.partition(":")
     if not module or not attr:
         raise UserError(f"cannot load {what} {name!r}: write it as package.module:{'Class' if 'class' in what else 'function'}.")
+    return _imported(module, attr.split("."), name, what)
+
+
+def load_module(name, what):
+    """The module ``package.module`` of the user's (``--data_plugin``: one that declares data sets),
+    imported as ``load_object`` imports a plug-in's: an error is one line naming it."""
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise UserError(f"cannot load {what} {name!r}: give a module as package.module, importable from the "
+                        f"current directory or PYTHONPATH.")
+    return _imported(name, [], name, what)
+
+
+def _imported(module, attrs, name, what):
     try:
         obj = importlib.import_module(module)
-        for part in attr.split("."):
+        for part in attrs:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         if debugging():
             raise
         raise UserError(f"cannot load {what} {name!r} ({type(e).__name__}: {e}). Write it as "
-                        f"package.module:attribute, with the module importable from the current directory or "
-                        f"PYTHONPATH.") from None
+                        f"package.module{':attribute' if attrs else ''}, with the module importable from the "
+                        f"current directory or PYTHONPATH.") from None
     except Exception as e:  # a syntax error in the user's module, or its own code failing at import
         if debugging():
             raise

@@ -19,7 +19,7 @@ PACKAGES = ("ood", "scores", "models")
 LAYER = {"ood.errors": 0, "ood.params": 0, "ood.plugins": 0, "ood.io": 0, "ood._moved": 0,
          "scores": 1, "models": 1, "ood.system": 1,
          "ood.data": 2, "ood.training": 3, "ood.cache": 4, "ood.evaluation": 5, "ood.reporting": 6,
-         "ood.runtime": 7, "ood.api": 8, "ood": 9}
+         "ood.runtime": 7, "ood.commands": 8, "ood.api": 9, "ood": 10}
 
 
 def project_modules():

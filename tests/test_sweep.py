@@ -9,6 +9,7 @@ import datagen
 import sweep_scores
 import test_score_ood_detection
 import train_model
+from ood.evaluation.sweep import select
 
 COMMON = ["--dataset", "fashionmnist", "--model", "wrn", "--layers", "10", "--widen_factor", "1", "--batch_size", "20",
           "--workers", "0", "--device", "cpu", "--amp", "off", "--quiet"]
@@ -74,11 +75,11 @@ def test_selection_looks_at_validation_sets_only():
         return {"score": "X", "label": label, "ood_dataset": ood, "auroc": auroc, "fpr95": 1 - auroc,
                 "settings": {"s": label}}
     rows = [row("A", "val", 0.9), row("B", "val", 0.8), row("A", "test", 0.5), row("B", "test", 0.99)]
-    chosen = sweep_scores._select(rows, {Cls: {}}, ["val"])
+    chosen = select(rows, {Cls: {}}, ["val"])
     assert chosen["X"]["label"] == "A"
     for flipped in (0.0, 0.7, 1.0):  # the test rows do not matter
         rows[2]["auroc"] = flipped
-        assert sweep_scores._select(rows, {Cls: {}}, ["val"])["X"]["label"] == "A"
+        assert select(rows, {Cls: {}}, ["val"])["X"]["label"] == "A"
 
 
 def test_selected_table_and_operating_point(args):

@@ -7,6 +7,7 @@ and ID test features), as nanoGPT keeps its config beside every checkpoint.
 """
 import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -119,25 +120,59 @@ def compute(objs, states, sets, head):
     return {name: [score_set(s, feats, st, head, name) for s, st in zip(objs, states)] for name, feats in sets.items()}
 
 
-def make_row(setup, objs, ood_name, metrics, id_features):
-    """One results row: the score's settings and the run's configuration beside its metrics."""
+@dataclass(frozen=True)
+class RowSource:
+    """Where a row's features came from, as its fields say it: the ID set, the backbone and its checkpoint,
+    the input size, precision, preprocessing and subset, the environments. ``of_setup`` gives them for a
+    run of the scripts; features a user brings (ood.api.score_features) give what the user knows.
+    ``id_set``: the IDSet (its benchmark's rows also say the OOD set's group), or None; ``id_protocol``:
+    its preprocessing family, which the paper protocol's draw size depends on."""
+    id_dataset: str
+    model: str
+    num_classes: int
+    input_size: int | None = None
+    feature_precision: str | None = None
+    train_precision: str | None = None
+    preprocessing: dict | None = None
+    subset: int | None = None
+    recipe: str | None = None
+    checkpoint: str | None = None
+    environment: dict | None = None
+    train_environment: dict | None = None
+    id_set: object = None
+    id_protocol: str = "cifar"
+
+    @classmethod
+    def of_setup(cls, setup):
+        return cls(id_dataset=setup.id_set.name, model=setup.model.name, num_classes=setup.id_set.num_classes,
+                   input_size=setup.input_size, feature_precision=setup.feature_precision,
+                   train_precision=setup.train_precision,
+                   preprocessing={"source": setup.preprocessing,
+                                  "transform": describe_transform(setup.test_transform())},
+                   subset=setup.subset, recipe=setup.recipe, checkpoint=setup.checkpoint_id,
+                   environment=setup.environment, train_environment=dict(setup.train_environment) or None,
+                   id_set=setup.id_set, id_protocol=setup.id_set.preprocessing)
+
+
+def make_row(source, objs, ood_name, metrics, id_features):
+    """One results row: the score's settings and where its features came from (a RowSource) beside its
+    metrics."""
     first = objs[0]
-    row = {"id_dataset": setup.id_set.name, "model": setup.model.name, "score": first.name,
-           "ood_dataset": ood_name, **metrics, "input_size": setup.input_size,
-           "feature_precision": setup.feature_precision, "train_precision": setup.train_precision,
-           "preprocessing": {"source": setup.preprocessing, "transform": describe_transform(setup.test_transform())},
-           "subset": setup.subset, "recipe": setup.recipe,
+    row = {"id_dataset": source.id_dataset, "model": source.model, "score": first.name,
+           "ood_dataset": ood_name, **metrics, "input_size": source.input_size,
+           "feature_precision": source.feature_precision, "train_precision": source.train_precision,
+           "preprocessing": source.preprocessing, "subset": source.subset, "recipe": source.recipe,
            "settings": first.shared_settings()}
     replicate = {k: [o.replicate_settings()[k] for o in objs] for k in first.replicate_settings()}
     if replicate:
         row["replicates"] = replicate
-    row.update(checkpoint=setup.checkpoint_id, id_features=id_features["digest"], environment=setup.environment,
-               train_environment=dict(setup.train_environment) or None)
+    row.update(checkpoint=source.checkpoint, id_features=id_features["digest"], environment=source.environment,
+               train_environment=source.train_environment)
     # the backbone's ID test accuracy, in every row: a table of a backbone near chance says nothing about
     # its scores, and its caption says so (ood.reporting.reports.chance_note)
-    row.update(id_accuracy=accuracy(id_features), num_classes=setup.id_set.num_classes)
-    if setup.id_set.benchmark:  # a benchmark's rows say which and the OOD set's group
-        row.update(benchmark=setup.id_set.benchmark, ood_group=group_of(setup.id_set, ood_name))
+    row.update(id_accuracy=accuracy(id_features), num_classes=source.num_classes)
+    if source.id_set is not None and source.id_set.benchmark:  # a benchmark's rows say which and the group
+        row.update(benchmark=source.id_set.benchmark, ood_group=group_of(source.id_set, ood_name))
     return row
 
 
@@ -153,18 +188,21 @@ def group_of(id_set, ood_name):
 
 
 def accuracy(features):
-    """Top-1 accuracy of the backbone's head on a labelled image set (its cached logits and labels)."""
-    labels = features["labels"]
-    return float((features["logits"].argmax(1) == labels).double().mean()) if len(labels) else float("nan")
+    """Top-1 accuracy of the backbone's head on a labelled image set (its cached logits and labels); None
+    when the set has no logits or labels (features a user brings without them)."""
+    labels, logits = features.get("labels"), features.get("logits")
+    if labels is None or logits is None:
+        return None
+    return float((logits.argmax(1) == labels).double().mean()) if len(labels) else float("nan")
 
 
-def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None):
+def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=None):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.protocols.Evaluation) says for
     this score, with their intervals when it asks for them. ``dists``, a dict, receives each row's
     bootstrap distribution under ``ood.reporting.results.dist_key(row)``. A row of too few images for an interval
     (``too_few_images``) has none, and no distribution (so no test uses it), only ``intervals_note``."""
-    plan = evaluation.plan(type(objs[0]), len(values["id"][0]), setup.id_set.preprocessing)
+    plan = evaluation.plan(type(objs[0]), len(values["id"][0]), source.id_protocol)
     boot = evaluation.intervals
     sides = resampled_ids(values["id"], boot) if boot else None
     rows = []
@@ -173,7 +211,7 @@ def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None
             m = evaluate_replicates(values["id"], values[o], o, plan)
         except ValueError as e:
             raise UserError(f"score {objs[0].name} against {o}: {e}") from None
-        row = make_row(setup, objs, o, m, id_features)
+        row = make_row(source, objs, o, m, id_features)
         few = too_few_images(m["n_id"], m["n_ood"]) if boot else None
         if few:
             row.update(bootstrap=boot.describe(), intervals_note=few)
@@ -185,4 +223,15 @@ def rows_for(setup, objs, values, ood_names, evaluation, id_features, dists=None
                 dists[dist_key(row)] = dist
         rows.append(row)
     return rows
+
+
+def score_all(score_runs, fit, sets, head, source, ood_names, evaluation, dists=None):
+    """The fit -> score -> rows step of every script and of ood.api: for each score run (its replicates'
+    score objects), its fitted states (``fit(score)``: the stored pattern, or {} for a score without
+    one), its values on every image set of ``sets`` ({"id": the ID features, <OOD name>: features}) and
+    its rows against ``ood_names``; yields (score objects, values, rows) one score run at a time."""
+    for objs in score_runs:
+        states = [fit(s) if s.needs_fit() else {} for s in objs]
+        values = compute(objs, states, sets, head)
+        yield objs, values, rows_for(source, objs, values, ood_names, evaluation, sets["id"], dists)
 

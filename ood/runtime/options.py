@@ -11,6 +11,7 @@ from ood.evaluation.metrics import FPR_VARIANTS
 from ood.evaluation.protocols import DEFAULT_LEVEL, DEFAULT_RESAMPLES, PROTOCOLS
 from ood.evaluation.uncertainty import min_resamples
 from ood.params import Param, add_params, argparse_type
+from ood.plugins import load_module
 from ood.system import progress
 from ood.system.accel import AMP_CHOICES, COMPILE_BREAK_EVEN_IMAGES, COMPILE_CHOICES
 
@@ -126,8 +127,35 @@ def default_workers():
     return min(8, available_cpus())
 
 
+DATA_PLUGIN = "--data_plugin"
+
+
+def load_data_plugins(argv):
+    """Import the ``--data_plugin package.module`` modules named in ``argv`` before a parser is built: a
+    module of the user's that registers ID sets, OOD sets or benchmarks (``ood.data.register_*``), so
+    that ``--dataset``, ``--ood`` and ``--benchmark`` know them, as ``--score package.module:Class`` adds a
+    score, without editing this repository (docs/extending.md)."""
+    taking = False
+    for token in argv or ():
+        if token.startswith("--"):
+            taking = token == DATA_PLUGIN
+            if token.startswith(DATA_PLUGIN + "="):
+                load_module(token.split("=", 1)[1], "data-set module")
+            continue
+        if taking:
+            load_module(token, "data-set module")
+
+
+def add_data_plugin(g):
+    g.add_argument(DATA_PLUGIN, nargs="+", default=[], metavar="MODULE",
+                   help="modules of your own to import first, as package.module, that declare data sets or "
+                        "benchmarks (ood.data.register_id / register_ood / register_benchmark; "
+                        "docs/extending.md)")
+
+
 def add_common(p):
     g = p.add_argument_group("data and model")
+    add_data_plugin(g)
     g.add_argument("--dataset", default="cifar10", help=dataset_help())
     g.add_argument("--benchmark", choices=benchmark_names(), default=PAPER, help=benchmark_help())
     g.add_argument("--model", default="resnet18",

@@ -52,6 +52,7 @@ def script_parser(doc, argv, group, *, score=None, results=None, own=None):
     ``--stored_pattern_dir`` for one that does not, then what ``own(group)`` adds; last, the settings of
     every registered score, which must come after every other flag because a plug-in's setting that
     would repeat one of them is refused by name."""
+    cli.load_data_plugins(argv)
     scores.load_plugins(argv)
     p = cli.parser(doc)
     cli.add_common(p)
