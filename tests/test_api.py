@@ -76,6 +76,8 @@ def test_score_features_settings_with_and_without_prefix_and_intervals():
     lo, hi = boot[0]["auroc_ci"]
     assert lo <= boot[0]["auroc"] <= hi and boot[0]["bootstrap"]["resamples"] == 200
     assert "auroc_ci" not in plain[0]  # no intervals unless asked
+    unlabelled = api.score_features(train, {"features": test["features"]}, ood, head, scores=["MSP"])
+    assert unlabelled[0]["id_accuracy"] is None and plain[0]["id_accuracy"] is not None
 
 
 def test_score_features_refuses_what_it_cannot_use():

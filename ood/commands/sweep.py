@@ -5,10 +5,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import scores
 from ood.evaluation.rows import assign_labels
 from ood.evaluation.scoring import RowSource, score_all
-from ood.evaluation.sweep import cost_summary, grid_pairs, parse_grid, resolve_grid, select
+from ood.evaluation.sweep import cost_summary, grid_pairs, grid_plugins, parse_grid, resolve_grid, select
 from ood.reporting import sweep as report
 from ood.reporting.commit import transaction
 from ood.reporting.results import SWEEP_FILES
@@ -48,22 +47,6 @@ def build_parser(argv=None, doc=__doc__):
     # a sweep compares settings, each row once; its tables show no intervals, so none are computed unless asked
     p.set_defaults(bootstrap=0)
     return p
-
-
-def grid_plugins(argv):
-    """``--score`` arguments naming the plug-ins of --grid tokens in ``argv`` (see scores.load_plugins)."""
-    out, taking = [], False
-    for token in argv or ():
-        if token.startswith("--"):
-            taking = token == "--grid"
-            continue
-        if taking and "=" in token and ":" in token.partition("=")[0]:
-            name = token.partition("=")[0].rpartition(":")[0]
-            if scores.is_plugin_name(name):
-                out += ["--score", name]
-        elif taking and "=" not in token and scores.is_plugin_name(token):  # a plug-in's declared grid
-            out += ["--score", token]
-    return out
 
 
 class _Fits:

@@ -189,9 +189,9 @@ def group_of(id_set, ood_name):
 
 def accuracy(features):
     """Top-1 accuracy of the backbone's head on a labelled image set (its cached logits and labels); None
-    when the set has no logits or labels (features a user brings without them)."""
+    when the set has no logits or no labels (features a user brings without them: labels -1)."""
     labels, logits = features.get("labels"), features.get("logits")
-    if labels is None or logits is None:
+    if labels is None or logits is None or (len(labels) and bool((labels < 0).all())):  # -1: no label
         return None
     return float((logits.argmax(1) == labels).double().mean()) if len(labels) else float("nan")
 
