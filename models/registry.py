@@ -16,6 +16,8 @@ Constructor arguments that are not declared options (timm's ``drop_path_rate``, 
 constructor takes them (``ModelSpec.model_args``), and one that declares none refuses them. A backbone
 built for one input size (a ViT: its position embeddings) declares how to build it at another
 (``ModelSpec.sized``), so that ``--resize_val`` builds it at the size it is run at.
+
+``__all__`` is what ``models`` re-exports: the registration, the lookups and ``build_model``.
 """
 import ast
 import inspect
@@ -26,6 +28,10 @@ import torch
 
 from ood.errors import UserError
 from ood.plugins import debugging, is_plugin_name, load_object
+
+__all__ = ["register_backbone", "register", "register_family", "ModelSpec", "Weights", "build_model", "get_spec",
+           "registered", "model_names", "all_options", "resolve_options", "parse_model_arg", "can_load_pretrained",
+           "pretrained_id", "check_runs"]
 
 
 @dataclass(frozen=True)

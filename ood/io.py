@@ -1,5 +1,8 @@
 """Files: atomic writes with the umask's mode, stale temporaries cleaned, a lock for one writer at a
-time, early checks that an output location is writable, file hashes and safe file names."""
+time, early checks that an output location is writable, file hashes and safe file names.
+
+``__all__`` lists the helpers a plug-in or a new data-set layout may use; ``umask_mode`` and ``orphans``
+serve the downloader."""
 import contextlib
 import errno
 import fcntl
@@ -12,6 +15,9 @@ from pathlib import Path
 
 
 from ood.errors import UserError
+
+__all__ = ["atomic_path", "write_text", "save_torch", "load_torch", "locked", "check_writable_dir",
+           "check_writable_file", "file_digest", "sha256_file", "safe_name", "DiskFull", "is_disk_full"]
 
 
 def safe_name(name):

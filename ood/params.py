@@ -5,6 +5,11 @@ else is derived from that one declaration: the command-line flag and its help te
 the default (a constant, or a ``Rule`` that depends on the run: data set, backbone, feature size, seed),
 the fingerprint of a fitted stored pattern (``fit=True`` settings), the settings recorded in every
 results row, the aggregator's check that averaged runs agree, and the axes a sweep may vary.
+
+What a score's or a backbone's author imports is ``__all__``: ``Param``, and for a default that depends on
+the run ``Context`` a ``Rule`` (``per_dataset``, ``up_to`` make the common ones); ``ParamError`` is what a
+bad value raises. The rest (``add_params``, ``argparse_type``, ``values_from_args``) is how the scripts
+turn the declarations into flags (docs/extending.md).
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ood.errors import UserError
+
+__all__ = ["Param", "Context", "Rule", "per_dataset", "up_to", "ParamError"]
 
 
 @dataclass(frozen=True)

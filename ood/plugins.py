@@ -3,7 +3,11 @@ the user's, used without editing this repository.
 
 A plug-in's code is the user's, not ours: an exception it raises (importing it, its ``fit``, its
 ``score``) ends the run with one line naming the plug-in as the user gave it (RECLAG_DEBUG=1 shows the
-traceback instead), and its stored patterns are keyed on its code as well as its ``version``."""
+traceback instead), and its stored patterns are keyed on its code as well as its ``version``.
+
+For users (``__all__``): ``load_object`` and ``load_module`` load a name as the scripts do, with the same
+one-line errors (a notebook can check that ``"mymod:MyScore"`` loads), and ``DEBUG_ENV`` names the variable
+that shows a plug-in's traceback. The rest is the registries' bookkeeping (``scores``, ``models``)."""
 import contextlib
 import hashlib
 import importlib
@@ -14,6 +18,8 @@ import sys
 from pathlib import Path
 
 from ood.errors import UserError
+
+__all__ = ["load_object", "load_module", "DEBUG_ENV"]
 
 DEBUG_ENV = "RECLAG_DEBUG"
 DEBUG_HINT = f"set {DEBUG_ENV}=1 for the traceback"

@@ -6,6 +6,9 @@ place in the tables (``order``), whether it is one of the paper's six (``paper``
 the aggregator's settings check, sweeps and the tests all derive from those declarations.
 
 A user's own score takes part the same way without editing this file: ``--score package.module:Class``.
+
+``__all__``: the registry's functions (``register``, ``get``, ``names``, ``resolve_names``, ``instances``,
+...) and, for convenience, ``Score`` and ``score_key`` of scores.base.
 """
 import difflib
 import inspect
@@ -15,6 +18,9 @@ from ood.params import add_params, values_from_args
 from ood.plugins import add_score_plugin, is_plugin_name, load_object, plugin_origin, running
 
 from .base import Score, score_key
+
+__all__ = ["Score", "score_key", "register", "registered", "paper_scores", "names", "get", "resolve_names",
+           "instances", "given_settings", "load_plugins", "add_score_args", "REGISTERED", "GROUPS"]
 
 REGISTERED = (
     "scores.logits:MSP",

@@ -8,7 +8,9 @@ Every score returns one float per input, in input order, **higher = more in-dist
 The fitted state is a dict of tensors and plain python values (it is saved with ``weights_only``).
 
 Adding a score: a new file under ``scores/`` with a ``Score`` subclass, and one line
-``"scores.<file>:<Class>"`` in ``scores/__init__.py``; see docs/method.md ("Adding a score").
+``"scores.<file>:<Class>"`` in ``scores/__init__.py``; see docs/method.md ("Adding a score"). A score of
+one's own, outside this repository, imports ``Score`` from here (``__all__``: also the helpers the
+built-in scores on stored patterns use) and runs with ``--score package.module:Class`` (docs/extending.md).
 """
 import re
 import warnings
@@ -17,6 +19,8 @@ import torch
 
 from ood.errors import UserError
 from ood.params import Context
+
+__all__ = ["Score", "score_key", "correct_by_class", "missing_classes_warning"]
 
 
 class Score:
