@@ -33,6 +33,7 @@ class Context:
     num_classes: int = 0
     seed: int = 1              # the run's --seed
     protocol: str = "full"     # evaluation protocol (ood/evaluation/protocols.py)
+    benchmark: str = ""        # --benchmark when not the paper's ("openood"): its own defaults apply
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,14 @@ class Param:
               tuple, or a ``Rule`` giving one for the run (values a backbone cannot take left out);
               OpenOOD v1.5's ``postprocessor_sweep`` where it has one
     grid_source  where the grid comes from
+    benchmarks   {benchmark name: default}: a benchmark's own default for the setting, which replaces
+              ``default`` on its data sets (OpenOOD v1.5's configured ``postprocessor_args`` under
+              ``--benchmark openood``), so that a row run without the flag is the benchmark's row
+    benchmark_source  where those defaults come from
+    implicit  values at which the setting does what the score did before the setting existed: such a value is
+              left out of the stored pattern's key and of the result row's settings (``Score.fit_settings``,
+              ``shared_settings``), so that patterns and rows from before it was added stay valid and
+              comparable; any other value is named there
     """
     name: str
     type: type = float
@@ -117,6 +126,9 @@ class Param:
     check: Callable[[Any], str | None] | None = None
     grid: Any = ()
     grid_source: str = ""
+    benchmarks: dict = field(default_factory=dict)
+    benchmark_source: str = ""
+    implicit: tuple = ()
     _interval: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -147,7 +159,10 @@ class Param:
         return tuple(self.convert(v, f"the declared grid of {self.name}") for v in values)
 
     def default_for(self, ctx=None):
-        return self.default(ctx or Context()) if isinstance(self.default, Rule) else self.default
+        ctx = ctx or Context()
+        if ctx.benchmark in self.benchmarks:
+            return self.benchmarks[ctx.benchmark]
+        return self.default(ctx) if isinstance(self.default, Rule) else self.default
 
     def convert(self, value, flag=None):
         """``value`` (a string from the command line, or a python value) as a checked ``type``;
@@ -194,6 +209,9 @@ class Param:
         parts = [self.help] if self.help else []
         default = str(self.default) if isinstance(self.default, Rule) else repr(self.default)
         tail = f"default {default}" + (f", {self.source}" if self.source else "")
+        for bench, value in self.benchmarks.items():
+            tail += f"; under --benchmark {bench}: {value!r}" + (f", {self.benchmark_source}"
+                                                                 if self.benchmark_source else "")
         if self.bounds:
             tail += f"; in {self.bounds}"
         if self.grid:

@@ -58,15 +58,25 @@ class Score:
         return cls.fit is not Score.fit
 
     def fit_settings(self):
-        """The settings that change what ``fit`` produces (they key the stored pattern)."""
-        return {p.name: self.settings[p.name] for p in self.params if p.fit}
+        """The settings that change what ``fit`` produces (they key the stored pattern); a setting at one
+        of its ``implicit`` values is left out (it fits as before the setting existed)."""
+        return {p.name: self.settings[p.name] for p in self.params if p.fit and not self._implicit(p)}
 
     def shared_settings(self):
-        """The settings two runs must share to be averaged together (everything but seeds)."""
-        return {p.name: self.settings[p.name] for p in self.params if not p.replicate}
+        """The settings two runs must share to be averaged together (everything but seeds; a setting at
+        one of its ``implicit`` values is left out, as in ``fit_settings``)."""
+        return {p.name: self.settings[p.name] for p in self.params if not p.replicate and not self._implicit(p)}
+
+    def _implicit(self, p):
+        return any(self.settings[p.name] == v and type(self.settings[p.name]) is type(v) for v in p.implicit)
 
     def replicate_settings(self):
         return {p.name: self.settings[p.name] for p in self.params if p.replicate}
+
+    def fit_split(self):
+        """The ID split ``fit`` reads: "train" (the training features), or "val" for a score that, as
+        OpenOOD v1.5's ReAct does, fits on the ID validation split (a benchmark that has one)."""
+        return "train"
 
     def fit(self, train, head):
         return {}

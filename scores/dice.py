@@ -19,7 +19,7 @@ class DICE(Score):
                                                                "CIFAR value)"),
               "percentile of the weight contributions below which weights are dropped (in %)",
               "Sun & Li 2022, dice code (demo-cifar.sh --p 90, demo-imagenet.sh --p 70)", bounds="[0, 100)",
-              fit=True),
+              fit=True, benchmarks={"openood": 90.0}, benchmark_source="OpenOOD v1.5 (dice.yml)"),
     )
 
     def fit(self, train, head):

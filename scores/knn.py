@@ -73,11 +73,18 @@ class KNN(Score):
                                     "code's run_cifar.py, for any ID set, use 50), 10 on ImageNet with a 1% "
                                     "bank (paper), 50 otherwise"),
               "the neighbour whose distance is the score", "Sun et al. 2022; knn-ood code (run_cifar.py K = 50)",
-              bounds="[1, inf)", grid=(50, 100, 200, 500, 1000), grid_source="OpenOOD v1.5 (knn.yml)"),
+              bounds="[1, inf)", grid=(50, 100, 200, 500, 1000), grid_source="OpenOOD v1.5 (knn.yml)",
+              benchmarks={"openood": 50}, benchmark_source="OpenOOD v1.5 (knn.yml)"),
         Param("bank_fraction", float, per_dataset({"imagenet": 0.01}, 1.0,
                                                   "0.01 on ImageNet (paper), 1 (all training images) otherwise"),
               "fraction of the training images kept in the bank (a fixed random draw)", "Sun et al. 2022",
-              bounds="(0, 1]", fit=True),
+              bounds="(0, 1]", fit=True, benchmarks={"openood": 1.0},
+              benchmark_source="OpenOOD v1.5 (knn_postprocessor.py: every training image, ImageNet-1k too)"),
+        Param("distance", str, "euclidean", "the score is minus the distance (euclidean, the paper's) or minus "
+              "its square (squared, as OpenOOD v1.5's faiss IndexFlatL2 returns it): the same order and "
+              "metrics, other values", "Sun et al. 2022", choices=("euclidean", "squared"),
+              implicit=("euclidean",),
+              benchmarks={"openood": "squared"}, benchmark_source="OpenOOD v1.5 (knn_postprocessor.py)"),
     )
 
     def fit(self, train, head):
@@ -94,4 +101,5 @@ class KNN(Score):
         bank = state["bank"]
         k = usable_k(self, bank)
         s = top_similarities(normalise(data["features"].float()), bank, k, self.device, state["inv_norm"])[:, k - 1]
-        return -torch.sqrt((2 - 2 * s).clamp_min(0))
+        squared = (2 - 2 * s).clamp_min(0)
+        return -squared if self.distance == "squared" else -torch.sqrt(squared)

@@ -42,15 +42,23 @@ class ReAct(Score):
                                         "reference's sorted element there)"),
               "clip phi at this percentile of the training features",
               "SHE code (get_threshold(p=0.9)): 90; the RecLag code (get_threshold(p=0.98)): 98",
-              bounds="(0, 100]", fit=True, grid=(85, 90, 95, 99), grid_source="OpenOOD v1.5 (react.yml)"),
+              bounds="(0, 100]", fit=True, grid=(85, 90, 95, 99), grid_source="OpenOOD v1.5 (react.yml)",
+              benchmarks={"openood": 90.0}, benchmark_source="OpenOOD v1.5 (react.yml)"),
         Param("threshold", str, Rule(lambda ctx: "sorted" if ctx.protocol == "paper" else "interpolated",
                                      "interpolated; sorted under --protocol paper"),
               "how the percentile is read off the training entries: interpolated (np.percentile, as the ReAct "
               "code) or sorted (element int(N p / 100) of the sorted entries, as get_threshold of the "
               "RecLag and SHE code)", "ReAct code: np.percentile; RecLag / SHE code: get_threshold",
               choices=("interpolated", "sorted"), fit=True),
+        Param("fit_on", str, "train", "the ID split whose features the percentile is read from: train, or val "
+              "(the ID validation split, as OpenOOD v1.5's ReAct: a benchmark that has one)", "ReAct code (train)",
+              choices=("train", "val"), fit=True, implicit=("train",), benchmarks={"openood": "val"},
+              benchmark_source="OpenOOD v1.5 (react_postprocessor.py: setup reads id_loader_dict['val'])"),
         TEMPERATURE,
     )
+
+    def fit_split(self):
+        return self.fit_on
 
     def fit(self, train, head):
         flat = train["features"].float().flatten()

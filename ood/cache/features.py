@@ -230,6 +230,9 @@ class FeatureStore:
             if not score.needs_fit():
                 continue
             path = self.pattern_path(score)
+            if score.fit_split() != TRAIN:  # keyed on another split's features: may be written
+                writes.append(path)
+                continue
             cached = load_torch(path, mmap=True) if head is not None and train is not None else None
             if cached is None or cached.get("fingerprint") != pattern_fingerprint(score, train, head["digest"]):
                 writes.append(path)
@@ -371,19 +374,24 @@ class FeatureStore:
         return self.root / "patterns" / f"{score.key()}-{digest(score.fit_settings(), 10)}.pt"
 
     def pattern(self, score):
-        """The fitted state of ``score`` (patterns/<score>-<fit settings>.pt), refitted when the training
-        features, the head or the score's fit settings change."""
+        """The fitted state of ``score`` (patterns/<score>-<fit settings>.pt), refitted when the features it
+        is fitted on (the training split, or the ID validation split for a score whose ``fit_split`` says
+        so), the head or the score's fit settings change."""
         head = self.head()
-        fp = pattern_fingerprint(score, self.train_digest(), head["digest"])
+        split = score.fit_split()
         path = self.pattern_path(score)
         cached = load_torch(path, mmap=True)  # a bank of training features can be as large as they are
+        if split == TRAIN and cached is not None and \
+                cached.get("fingerprint") == pattern_fingerprint(score, self.train_digest(), head["digest"]):
+            return loaded_state(cached["state"])
+        data = self.features(split)
+        fp = pattern_fingerprint(score, data["digest"], head["digest"])  # the features may have been redone
         if cached is not None and cached.get("fingerprint") == fp:
             return loaded_state(cached["state"])
-        train = self.features(TRAIN)
-        fp = pattern_fingerprint(score, train["digest"], head["digest"])  # the features may have been redone
-        self._warn_empty_classes(train, head)
+        if split == TRAIN:
+            self._warn_empty_classes(data, head)
         with running(score, "fit"):
-            state = score.fit(train, head)
+            state = score.fit(data, head)
         _check_state(state, score)
         stored = storable_state(state, score)
         save_torch({"state": stored, "score": score.name, "settings": score.fit_settings(), "fingerprint": fp}, path)
@@ -403,7 +411,8 @@ class FeatureStore:
 
 def pattern_fingerprint(score, train_digest, head_digest):
     """What a stored pattern is keyed on: the score's class and state format, its fit settings, and the
-    contents of the training features and of the head it was fitted from.
+    contents of the features (``train_digest``: of the training split, or of the split the score's
+    ``fit_split`` names, which its fit settings then say) and of the head it was fitted from.
 
     The code of ``fit``: a built-in score is keyed on its ``version`` alone (we bump it with each change
     of ``fit``, and tests/test_score_contract.py pins what each stores). A plug-in is keyed on its

@@ -62,7 +62,7 @@ def context(setup, head, protocol="full"):
     # those the paper's ImageNet protocol fixes (KNN's 1 % bank)
     return Context(dataset=setup.id_set.base or setup.id_set.key, model=setup.model,
                    feature_dim=int(head["weight"].shape[1]), num_classes=int(head["weight"].shape[0]),
-                   seed=setup.seed, protocol=protocol)
+                   seed=setup.seed, protocol=protocol, benchmark=setup.id_set.benchmark)
 
 
 def score_set(score, feats, state, head, set_name):

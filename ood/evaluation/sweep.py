@@ -46,8 +46,8 @@ def parse_grid(tokens):
     """{score class: {setting: [values]}, or DECLARED} from the --grid tokens, checked: SCORE:SETTING=V1,V2,...
     (the values of a setting given in several tokens are all swept, in the order given); a score's name
     alone (or ``all``, the paper's six, or ``extended``, every registered score, as --score takes them):
-    its declared grid (``Param.grid``; one point, its defaults, when it declares none, as OpenOOD runs a
-    method without a search). A declared grid may depend on the run (ViM's D stays below the feature
+    its declared grid (``Param.grid``; one point, its defaults, when it declares none, as OpenOOD v1.5 runs
+    a method its configs give no sweep). A declared grid may depend on the run (ViM's D stays below the feature
     size): ``resolve_grid`` resolves it once the run is open."""
     grid = {}
     for t in tokens:

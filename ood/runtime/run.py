@@ -34,7 +34,7 @@ from ood.reporting import results as R
 from ood.system.device import check_usable, describe
 from ood.errors import UserError
 from ood.evaluation.protocols import Evaluation
-from ood.cache.features import TEST, VAL, FeatureStore
+from ood.cache.features import TEST, TRAIN, VAL, FeatureStore
 from ood.params import Context
 from ood.evaluation.scoring import context, pick_oods, resolve_oods
 from ood.runtime.setup import Setup
@@ -198,6 +198,9 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
     wanted = tuple(wanted(ctx) if callable(wanted) else wanted)  # a sweep's declared grids depend on the run
     score_runs = tuple(tuple(scores.instances(cls, {**scores.given_settings(cls, args), **settings}, ctx,
                                               setup.device)) for cls, settings in wanted)
+    fitted_on = {s.fit_split() for objs in score_runs for s in objs if s.needs_fit()} - {TRAIN}
+    if fitted_on:  # a score fitted on the ID validation split (OpenOOD's ReAct): that split must be there
+        store.check(sorted(fitted_on))
     store.check_patterns([s for objs in score_runs for s in objs])  # before any extraction
     return Run(setup=setup, rank=rank, oods=tuple(oods), validation=tuple(o.name for o in picked),
                evaluation=evaluation, store=store, head=head, ctx=ctx, score_runs=score_runs, results=folder,
