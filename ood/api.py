@@ -161,7 +161,8 @@ def _parsed(p, argv):
 # ----------------------------------------------------------------------------------------------------
 def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"), *,
                    bootstrap=0, ci_level=DEFAULT_LEVEL, protocol="full", fpr_variant="standard", repeats=10,
-                   seed=1, compare_to=None, dataset="", model="", device="cpu", **settings):
+                   seed=1, compare_to=None, dataset="", model="", device="cpu", benchmark="", val=None,
+                   **settings):
     """Score features a user brings and return the result rows, as results.json holds them.
 
     ``train`` and ``test``: dicts of ``features`` (N x d), optional ``logits`` (N x C; the head's output
@@ -172,7 +173,9 @@ def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE
     scores' settings by their flag names, with the score's prefix (``reclag_hidden=5``) or without it
     where one score declares it (``hidden=5``). ``bootstrap``, ``ci_level``, ``protocol``,
     ``fpr_variant``, ``repeats``, ``seed`` and ``compare_to`` are the scoring script's options;
-    ``dataset`` and ``model`` only name the rows (and feed the defaults that depend on them)."""
+    ``dataset`` and ``model`` only name the rows (and feed the defaults that depend on them);
+    ``benchmark="openood"`` takes OpenOOD v1.5's defaults, as ``--benchmark openood`` does (ReAct then fits
+    on ``val``, the ID validation split's features, a dict as ``train``)."""
     head = {"weight": _tensor(head, "weight", "head", torch.float32),
             "bias": _tensor(head, "bias", "head", torch.float32)}
     if head["weight"].ndim != 2 or head["bias"].shape != head["weight"].shape[:1]:
@@ -184,7 +187,9 @@ def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE
     train = _features(train, "train", head, labels="predicted")
     sets = {"id": _features(test, "test", head), **{str(k): _features(v, f"ood[{k!r}]", head) for k, v in ood.items()}}
     evaluation = _evaluation(protocol, fpr_variant, bootstrap, ci_level, repeats, seed)
-    ctx = Context(dataset=dataset, feature_dim=int(dim), num_classes=int(num_classes), seed=seed, protocol=protocol)
+    ctx = Context(dataset=dataset, feature_dim=int(dim), num_classes=int(num_classes), seed=seed, protocol=protocol,
+                  benchmark=benchmark)
+    splits = {"train": train, "val": None if val is None else _features(val, "val", head)}
     classes = registry.resolve_names([scores] if isinstance(scores, str) else list(scores))
     given = _settings(classes, settings)
     runs = [tuple(registry.instances(cls, given[cls], ctx, torch.device(device))) for cls in classes]
@@ -197,8 +202,12 @@ def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE
                                                            else None)
 
     def fit(score):
+        data = splits.get(score.fit_split())
+        if data is None:
+            raise UserError(f"{score.name} fits on the ID {score.fit_split()} split: give val={{'features': ...}}, "
+                            f"or --{score.key()}_fit_on train (fit_on='train').")
         with running(score, "fit"):
-            return score.fit(train, head)
+            return score.fit(data, head)
     for objs, values, new in score_all(runs, fit, sets, head, source, ood_names, evaluation, dists):
         rows += new
         kept.update({(objs[0].name, o): (values["id"], values[o]) for o in ood_names})

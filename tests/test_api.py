@@ -162,3 +162,16 @@ def test_to_argv_names_flags_as_the_parser_does():
     p = api.parser("verify", [])
     assert api.to_argv({"target": "cifar10"}, p) == ["--for", "cifar10"]
 
+
+
+def test_score_features_under_openoods_defaults_fits_react_on_val():
+    train, test, ood, head = synthetic(seed=4)
+    with pytest.raises(UserError, match="fits on the ID val split"):
+        api.score_features(train, test, ood, head, scores=["ReAct"], benchmark="openood")
+    val = synthetic(seed=5)[1]
+    rows = {r["score"]: r for r in api.score_features(train, test, ood, head, scores=["ReAct", "MSP"],
+                                                        benchmark="openood", val=val)}
+    assert rows["ReAct"]["settings"]["fit_on"] == "val" and rows["MSP"]["settings"] == {"precision": "float32"}
+    on_train = api.score_features(train, test, ood, head, scores=["ReAct"], benchmark="openood", val=val,
+                                  fit_on="train")
+    assert "fit_on" not in on_train[0]["settings"]  # train: what ReAct did before the setting existed
