@@ -39,7 +39,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     done = api.verify(api.parse("verify", argv, __doc__))
     bench = f", benchmark '{done.benchmark}'" if done.benchmark != "paper" else ""
-    print(f"data root {done.root.resolve()}, target '{done.target}'{bench}")
+    print(f"{done.what} root {done.root.resolve()}, target '{done.target}'{bench}")
     print(done.report.table())
     print(done.report.summary())
     sys.stdout.flush()
