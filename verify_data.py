@@ -13,8 +13,12 @@ images instead. --mirror URL (or the environment variable RECLAG_DATA_MIRROR) fe
 <URL>/<file name> instead, e.g. a lab server holding copies. A set that is complete is never fetched again;
 a folder that exists but is incomplete is never written into (move it aside).
 
-Exit status: 0 when every set the target needs is complete (count as expected, md5 ok where checked),
-1 otherwise (or when a download failed: one line each, at the end), 2 for a usage error.
+--checkpoints checks a benchmark's released checkpoints instead (--benchmark openood: OpenOOD v1.5's
+ResNet-18 runs, <--checkpoints_dir>/<run folder>/s<k>/best.ckpt, each loaded into its backbone), and with
+--download fetches, checks and unpacks them the same way (default folder ./checkpoints/openood).
+
+Exit status: 0 when every set (or checkpoint) the target needs is complete (count as expected, md5 ok
+where checked), 1 otherwise (or when a download failed: one line each, at the end), 2 for a usage error.
 
 Examples:
   python verify_data.py --dataset_path ./data                        # everything the paper uses
@@ -22,6 +26,7 @@ Examples:
   python verify_data.py --dataset_path ./data --for scripts/reproduce_imagenet.sh
   python verify_data.py --dataset_path ./data --for cifar100 --download   # fetch CIFAR-100 and its OOD sets
   python verify_data.py --dataset_path ./data --benchmark openood --for cifar10 --download
+  python verify_data.py --benchmark openood --checkpoints --for cifar10 --download   # OpenOOD's best.ckpt
   python verify_data.py --dataset_path ./data --download --mirror http://lab-server/datasets
 """
 import sys
@@ -39,7 +44,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     done = api.verify(api.parse("verify", argv, __doc__))
     bench = f", benchmark '{done.benchmark}'" if done.benchmark != "paper" else ""
-    print(f"data root {done.root.resolve()}, target '{done.target}'{bench}")
+    print(f"{done.what} root {done.root.resolve()}, target '{done.target}'{bench}")
     print(done.report.table())
     print(done.report.summary())
     sys.stdout.flush()

@@ -259,7 +259,11 @@ class Archive:
     names (``verify_data.py --mirror``). ``md5`` or ``size`` check it when known; a zip is also checked
     member by member (its CRCs) before it is unpacked. ``flatten``: a single top-level folder named like
     the archive or its destination is the archive's root (LSUN.tar.gz's ``LSUN/`` becomes ``LSUN_C/``);
-    False unpacks the entries into the destination as they are, as OpenOOD's data_setup does."""
+    False unpacks the entries into the destination as they are, as OpenOOD's data_setup does.
+    ``contents``: paths (relative, "/"-separated) the destination must hold; when declared, the folder of
+    the unpacked tree that holds them all becomes the destination, however deep it lies (a release zip
+    wraps its run folder in folders of its own), and an archive in which no one folder holds them is
+    refused, naming what it holds, before anything is put in place."""
     name: str
     file: str
     dest: str
@@ -268,6 +272,7 @@ class Archive:
     md5: str = ""
     size: int = 0
     flatten: bool = True
+    contents: tuple = ()
 
     @property
     def source(self):
@@ -275,11 +280,25 @@ class Archive:
 
 
 @dataclass(frozen=True)
+class Released:
+    """Checkpoints a benchmark releases for one of its ID sets (OpenOOD v1.5's ``best.ckpt`` of each training
+    run): the archive that holds them, whose ``dest`` is relative to the checkpoints' root
+    (``verify_data.py --checkpoints --checkpoints_dir``) and whose ``contents`` are the checkpoint files
+    its folder must hold, and the registered backbone (``model``) each of them must load into as a state
+    dict, its keys and shapes checked; "" when the archive holds networks of several architectures, of
+    which at least one checkpoint file must then be there. ``note`` says what they are and how to use them."""
+    id_set: str
+    archive: Archive
+    model: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """A benchmark other than the paper's (whose sets are ID_SETS and OOD_SETS above): its own ID sets,
     each with its own OOD sets (``OODSet.group``: "val" for the validation set, then "near" and "far")
-    and the archives that hold them, and the FPR95 convention its tables use. ``--benchmark NAME``
-    selects it; ood/data/openood.py declares OpenOOD v1.5."""
+    and the archives that hold them, the FPR95 convention its tables use and the checkpoints it releases
+    (``Released``). ``--benchmark NAME`` selects it; ood/data/openood.py declares OpenOOD v1.5."""
     name: str
     label: str
     id_sets: tuple                 # IDSet, each with benchmark=name
@@ -287,6 +306,7 @@ class Benchmark:
     archives: tuple                # per ID set: the Archive objects that hold its data
     fpr_variant: str = "standard"  # the FPR95 variant (ood.evaluation.metrics) of its tables: --fpr_variant's default
     source: str = ""               # where its facts come from
+    checkpoints: tuple = ()        # Released: the checkpoints it publishes (verify_data.py --checkpoints)
 
     def id_set(self, name):
         for s in self.id_sets:
@@ -304,6 +324,10 @@ class Benchmark:
 
     def archives_of(self, id_set):
         return self.archives[[s.name for s in self.id_sets].index(id_set.name)]
+
+    def checkpoints_of(self, id_set):
+        """The Released checkpoints of ``id_set`` (none, one or more)."""
+        return tuple(r for r in self.checkpoints if id_key(r.id_set) == id_key(id_set.name))
 
 
 BENCHMARKS = {}

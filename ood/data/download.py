@@ -15,8 +15,11 @@ One downloader for every :class:`ood.data.Archive`, whichever benchmark declares
 - **unpack** into a staging folder beside the destination, then rename it into ``<root>/<dest>``: when
   the archive holds exactly one top-level folder named like the archive (its stem) or like the
   destination's last component, that folder's contents become the destination (LSUN.tar.gz's
-  ``LSUN/`` becomes ``<root>/LSUN_C/``), otherwise the archive's entries do. The destination must not
-  exist (an empty folder is replaced): the downloader never writes into an existing folder.
+  ``LSUN/`` becomes ``<root>/LSUN_C/``), otherwise the archive's entries do; an archive that declares
+  its ``contents`` (a release of checkpoints: ``s0/best.ckpt``, ...) puts the one folder holding them all
+  there, however deep it lies, and is refused in one line saying what it holds when no folder does. The
+  destination must not exist (an empty folder is replaced): the downloader never writes into an
+  existing folder.
 - a file that is not an archive (SVHN's test_32x32.mat) is put at ``<root>/<dest>/<file>``.
 
 The archive file is kept in the root after unpacking (the verifier checks its md5 there; delete it to
@@ -592,10 +595,12 @@ def unpack(archive, path, root, log=print):
                                  f"archive {path} is kept and reused.") from None
         entries = list(staging.iterdir())
         source = staging
-        if archive.flatten and len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
+        if archive.contents:
+            source = _content_root(archive, staging, path, dest, log)
+        elif archive.flatten and len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
                 and entries[0].name in (stem(archive), dest.name):
             source = entries[0]
-        else:
+        if source == staging:
             os.chmod(staging, umask_mode(0o777))  # mkdtemp's folder is private
         try:
             os.rename(source, dest)  # atomic; replaces an empty folder only
@@ -606,3 +611,53 @@ def unpack(archive, path, root, log=print):
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _files(top):
+    """The files (and links) under ``top`` that an archive put there, as "/"-separated paths relative to
+    it, sorted, macOS metadata left out."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, top)
+        out += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in sorted(filenames)]
+        out += [f"{rel}/{d}".replace(os.sep, "/").removeprefix("./") for d in dirnames
+                if os.path.islink(os.path.join(dirpath, d))]
+    return [f for f in out if not _junk(f)]
+
+
+def _some(paths, n=4):
+    """A few of ``paths``, and how many there are in all."""
+    more = f", ... ({len(paths):,} in all)" if len(paths) > n else ""
+    return ", ".join(paths[:n]) + more
+
+
+def _content_root(archive, staging, path, dest, log=print):
+    """The folder of the unpacked tree ``staging`` that holds every path of ``archive.contents``: the
+    archive's top, or a folder any number of levels down (OpenOOD's checkpoint zips wrap their run folder
+    in folders of their own). None, or several: DownloadFailed, one line naming what the archive holds.
+    Files outside the chosen folder are not put in place (a line says which)."""
+    files = _files(staging)
+    first = archive.contents[0]
+    roots = sorted({f[:-len(first)] for f in files if f == first or f.endswith("/" + first)})
+    present = set(files)
+    roots = [r for r in roots if all(f"{r}{c}" in present for c in archive.contents)]
+    wanted = ", ".join(archive.contents)
+    if len(roots) == 1:
+        top = roots[0]
+        left = [f for f in files if not f.startswith(top)]
+        if left:
+            log(f"{archive.file}: put {top or 'its top folder'} in place; left out what lies beside it: "
+                f"{_some(left)}")
+        return staging / top if top else staging
+    names = sorted({posixpath.basename(c) for c in archive.contents})
+    named = [f for f in files if posixpath.basename(f) in names]
+    if roots:
+        what = f"several folders hold them: {_some([r.rstrip('/') or '.' for r in roots])}"
+    elif named:
+        what = f"no folder holds them all; its {' and '.join(names)} files: {_some(named)}"
+    else:
+        what = f"it holds no {' or '.join(names)} at all; its files: {_some(files) or 'none'}"
+    raise DownloadFailed(f"{archive.file}: expected one folder holding {wanted}, but {what}. Nothing was put at "
+                         f"{dest}; the archive is kept at {path}: unpack it by hand so that {dest}/{first} and "
+                         f"the others exist, or report its layout.")

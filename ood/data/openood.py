@@ -1,12 +1,13 @@
 """OpenOOD v1.5, declared once: its four ID sets, their validation and near/far OOD sets, the image lists
-they are read from, the test preprocessing and the archives that hold them.
+they are read from, the test preprocessing, the archives that hold them and its released checkpoints.
 
 OpenOOD v1.5 (Zhang et al., "OpenOOD v1.5: Enhanced Benchmark for Out-of-Distribution Detection", 2023)
 is the benchmark post-hoc detectors are compared on today. Every fact below is read from its code
 (github.com/Jingkang50/OpenOOD): the splits and lists from ``DATA_INFO`` in
 ``openood/evaluation_api/datasets.py``, the preprocessing from ``default_preprocessing_dict`` in
 ``openood/evaluation_api/preprocessor.py``, the Google Drive ids from ``download_id_dict`` and the
-folder of each image set from ``dir_dict`` (same file). The covariate-shift ("csid") lists are not
+folder of each image set from ``dir_dict`` (same file), and the released checkpoints (``CHECKPOINTS``) from
+its README and ``scripts/download/download.py``. The covariate-shift ("csid") lists are not
 declared: the full-spectrum setting is outside what this repository evaluates.
 
 On disk, under ``--dataset_path``, the layout is OpenOOD's own::
@@ -269,6 +270,38 @@ def _declare(row):
     return id_set, tuple(oods), tuple(_archive(a) for a in dict.fromkeys(needed))
 
 
+# OpenOOD v1.5's released checkpoints (README "Pre-trained checkpoints", scripts/download/download.py:
+# download_id_dict and --checkpoints ood_v1.5; tests/fixtures/openood_postprocessors.md, section 5). Each
+# ResNet-18 zip holds the three training runs of one ID set, s<k>/best.ckpt (a plain state dict) under the
+# run folder OpenOOD's scripts read (scripts/ood/*/<id>_test_ood_*.sh: ./results/<run folder>/s<k>/best.ckpt).
+# The zips' inner layout is not in OpenOOD's git tree: the folder holding s0/, s1/ and s2/ becomes
+# <checkpoints root>/<run folder>/ wherever it lies in the zip (ood.data.download.unpack, ``contents``), so
+# that --checkpoints_dir ./results gives OpenOOD's own layout.
+RUNS = 3
+
+
+def _released(id_set, key, drive_id, run="", model="", note=""):
+    contents = tuple(f"s{k}/best.ckpt" for k in range(RUNS)) if run else ()
+    return D.Released(id_set, D.Archive(key, f"{key}.zip", run or key, drive_id=drive_id, contents=contents),
+                      model, note)
+
+
+CHECKPOINTS = (
+    _released("cifar10", "cifar10_res18_v1.5", "1byGeYxM_PlLjT72wZsMQvP6popJeWBgt",
+              "cifar10_resnet18_32x32_base_e100_lr0.1_default", "openood_resnet18_32x32",
+              "ResNet-18, cross-entropy, 3 training runs"),
+    _released("cifar100", "cifar100_res18_v1.5", "1s-1oNrRtmA0pGefxXJOUVRYpaoAML0C-",
+              "cifar100_resnet18_32x32_base_e100_lr0.1_default", "openood_resnet18_32x32",
+              "ResNet-18, cross-entropy, 3 training runs"),
+    _released("imagenet200", "imagenet200_res18_v1.5", "1ddVmwc8zmzSjdLUO84EuV4Gz1c7vhIAs",
+              "imagenet200_resnet18_224x224_base_e90_lr0.1_default", "openood_resnet18_224x224",
+              "ResNet-18 at 224x224, cross-entropy, 3 training runs"),
+    _released("imagenet", "imagenet_res50_v1.5", "15PdDMNRfnJ7f2oxW6lI-Ge4QJJH3Z0Fy",
+              note="ResNet-50s of other training methods (MOS, CIDER, AugMix, PixMix, ...); the baseline is "
+                   "torchvision's own weights, --model resnet50 --pretrained, which need no download"),
+)
+
 BENCHMARK = D.register_benchmark(D.Benchmark(
     "openood", "OpenOOD v1.5", *map(tuple, zip(*(_declare(row) for row in TABLE))), fpr_variant="openood",
-    source="github.com/Jingkang50/OpenOOD, openood/evaluation_api/datasets.py (DATA_INFO)"))
+    source="github.com/Jingkang50/OpenOOD, openood/evaluation_api/datasets.py (DATA_INFO)",
+    checkpoints=CHECKPOINTS))

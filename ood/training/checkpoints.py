@@ -93,17 +93,25 @@ def state_dict_mismatch(own, state):
     return f"first difference: {first!r} {why}; " + "; ".join(c for c in counts if c)
 
 
+def state_of(ckpt, path):
+    """The state dict a checkpoint (as read_checkpoint returns it) holds: train_model.py's {"model": ...},
+    the common {"state_dict": ...} wrapper, or the plain state dict OpenOOD's best.ckpt files are; the
+    prefixes of DataParallel, DDP and torch.compile stripped."""
+    state = ckpt
+    if isinstance(ckpt, dict):
+        state = next((ckpt[k] for k in ("model", "state_dict") if isinstance(ckpt.get(k), dict)), ckpt)
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds no state dict.")
+    return clean_state_dict(state)
+
+
 def load_backbone(model, path, expect=None):
     """Load the weights in ``path`` into ``model``. ``expect`` (dict: model, num_classes, ...) is checked
     against the metadata train_model.py stores, so a checkpoint of another model or class count fails
     with a clear message instead of a shape error."""
     ckpt = read_checkpoint(path)
     meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
-    state = ckpt
-    if isinstance(ckpt, dict):  # train_model.py's {"model": ...}, or the common {"state_dict": ...} wrapper
-        state = next((ckpt[k] for k in ("model", "state_dict") if isinstance(ckpt.get(k), dict)), ckpt)
-    if not isinstance(state, dict):
-        raise UserError(f"checkpoint {path} holds no state dict.")
+    state = state_of(ckpt, path)
     if expect and meta:
         for key in ("model", "num_classes", "in_channels"):
             if key in meta and key in expect and meta[key] != expect[key]:
@@ -111,7 +119,6 @@ def load_backbone(model, path, expect=None):
                     f"checkpoint {path} was trained with {key}={meta[key]!r} ({meta.get('model')}, "
                     f"{meta.get('num_classes')} classes, data set {meta.get('dataset')}), but this run asks "
                     f"for {key}={expect[key]!r}. Pass the matching --model/--dataset, or the right --checkpoint.")
-    state = clean_state_dict(state)
     if hasattr(model, "from_torchvision_names"):  # a torchvision classifier saved under its own names
         state = model.from_torchvision_names(state)
     mismatch = state_dict_mismatch(model.state_dict(), state)
