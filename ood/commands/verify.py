@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ood.data import BENCHMARKS, OOD_SETS, benchmark_names
 from ood.data.download import MIRROR_ENV, TIMEOUT, resolve_mirror
-from ood.data.verify import check, downloadable, resolve_target, target_names
+from ood.data.verify import check, csid_keys, downloadable, resolve_target, target_names
 from ood.errors import UserError
 from ood.io import check_writable_dir
 from ood.runtime import options as cli
@@ -37,6 +37,11 @@ def build_parser(argv=None, doc=__doc__):
                    help=f"needed OOD sets instead of the target's: {' '.join(s.name for s in OOD_SETS.values())} "
                         "(case-insensitive, as in test_score_ood_detection.py), or NAME=PATH; under "
                         "--benchmark openood, names of the target's own OOD sets (e.g. tin mnist)")
+    p.add_argument("--fsood", action="store_true",
+                   help="under --benchmark openood: the target's covariate-shifted ID sets too (OpenOOD's "
+                        "full-spectrum setting, test_score_ood_detection.py --fsood: cifar10c; imagenet_v2, "
+                        "imagenet_c, imagenet_r; imagenet_es), and with --download their archives; without it "
+                        "they are neither needed nor fetched (only --fsood runs read them)")
     p.add_argument("--download", action="store_true",
                    help=f"fetch, check and unpack the needed sets that are missing: those with a public archive, "
                         f"and through torchvision {', '.join(downloadable())}; print the link and target folder "
@@ -58,6 +63,8 @@ def build_parser(argv=None, doc=__doc__):
 def run(args):
     """Check (and with --download fetch) the sets the target needs; returns a Verified."""
     resolve_target(args.target, args.benchmark)
+    if args.fsood:
+        csid_keys(BENCHMARKS.get(args.benchmark), args.target)  # a benchmark and target without csid sets: one line
     root = Path(args.dataset_path)
     if not root.is_dir() and not args.download:
         raise UserError(f"--dataset_path {root} is not a directory. Pass the data root that holds the data "
@@ -80,5 +87,5 @@ def run(args):
         check_writable_dir(root, "--dataset_path")
         root.mkdir(parents=True, exist_ok=True)
     report = check(root, args.target, args.ood, expected, args.download, benchmark=args.benchmark,
-                   mirror=mirror, quiet=not sys.stderr.isatty(), timeout=args.timeout)
+                   mirror=mirror, quiet=not sys.stderr.isatty(), timeout=args.timeout, fsood=args.fsood)
     return Verified(root, args.target, args.benchmark, report)
