@@ -9,9 +9,10 @@ downloaded archive lying in the root (e.g. <root>/LSUN.tar.gz, <root>/dtd-r1.0.1
 unpacked into its folder; the archive is kept in the root), the sets torchvision fetches (CIFAR, SVHN,
 Fashion-MNIST) through torchvision, and for the others (ImageNet-1k) it prints where to get them.
 --benchmark openood checks (and fetches, from Google Drive through gdown) OpenOOD v1.5's image lists and
-images instead. --mirror URL (or the environment variable RECLAG_DATA_MIRROR) fetches every archive from
-<URL>/<file name> instead, e.g. a lab server holding copies. A set that is complete is never fetched again;
-a folder that exists but is incomplete is never written into (move it aside).
+images instead; with --fsood its covariate-shifted ID sets too (the full-spectrum setting). --mirror URL
+(or the environment variable RECLAG_DATA_MIRROR) fetches every archive from <URL>/<file name> instead, e.g.
+a lab server holding copies. A set that is complete is never fetched again; a folder that exists but is
+incomplete is never written into (move it aside).
 
 --checkpoints checks a benchmark's released checkpoints instead (--benchmark openood: OpenOOD v1.5's
 ResNet-18 runs, <--checkpoints_dir>/<run folder>/s<k>/best.ckpt, each loaded into its backbone), and with
@@ -27,6 +28,7 @@ Examples:
   python verify_data.py --dataset_path ./data --for cifar100 --download   # fetch CIFAR-100 and its OOD sets
   python verify_data.py --dataset_path ./data --benchmark openood --for cifar10 --download
   python verify_data.py --benchmark openood --checkpoints --for cifar10 --download   # OpenOOD's best.ckpt
+  python verify_data.py --dataset_path ./data --benchmark openood --for cifar10 --fsood --download   # + cifar10c
   python verify_data.py --dataset_path ./data --download --mirror http://lab-server/datasets
 """
 import sys

@@ -122,14 +122,17 @@ def write_all(root):
     return md5s
 
 
-def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5):
+def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5, n_csid=6):
     """OpenOOD v1.5's on-disk layout, in small, for ID set ``id_name``: its image lists in their format
     (``relative/path label`` per line, paths relative to images_classic/ or images_largescale/) under
     benchmark_imglist/<id>/ and the images they name, as OpenOOD's archives unpack them. Every path comes
     from the declarations in ood/data/openood.py. ``n_id``: (train, test, val) images (labels cycle through
-    the first classes, so that a tiny head can tell them apart); ``n_ood``: images per OOD set. ID images
-    are JPEGs, OOD images PNGs of another pattern (some grayscale, as MNIST's are); sizes vary, so the
-    resize and centre crop matter. Returns the ID set's declaration."""
+    the first classes, so that a tiny head can tell them apart); ``n_ood``: images per OOD set; ``n_csid``:
+    images per covariate-shifted ID set (the full-spectrum setting's test_<csid>.txt lists: ID classes as
+    labels, the ID patterns under more noise and a colour cast, a little more in each set). ID and csid
+    images are JPEGs, OOD images PNGs of another pattern (some grayscale, as MNIST's are); sizes vary, so
+    the resize and centre crop matter, except ImageNet-C's, which OpenOOD reads without resizing: they are
+    the input size exactly, as its 224 x 224 crops are. Returns the ID set's declaration."""
     from ood.data import get_benchmark, get_id_set
     id_set = get_id_set(id_name, None, "openood")
     bench = get_benchmark("openood")
@@ -137,11 +140,14 @@ def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5)
     size = size or id_set.input_size
     root = Path(root)
 
-    def write(lines_path, image_dir, folder, labels, pattern, gray=False, ext="png"):
+    def write(lines_path, image_dir, folder, labels, pattern, gray=False, ext="png", shift=0, exact=False):
         rel = []
         for i, y in enumerate(labels):
-            side = int(size * rng.uniform(1.0, 1.4))
+            side = size if exact else int(size * rng.uniform(1.0, 1.4))
             img = class_images([pattern(y)], rng, side)[0]
+            if shift:  # a covariate shift: noise and a colour cast over the class pattern
+                cast = np.array([70.0, -50.0, 25.0]) * shift
+                img = np.clip(img + rng.normal(0, 30 * shift, img.shape) + cast, 0, 255).astype(np.uint8)
             name = f"{folder}/{i:05d}.{ext}"
             path = root / image_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,4 +165,8 @@ def write_openood(root, id_name, n_id=(40, 16, 12), n_ood=10, size=None, seed=5)
     for k, o in enumerate(bench.ood_sets(id_set)):
         write(root / o.layout.list_path(o), o.layout.image_dir, f"{o.name}_like", [-1] * n_ood,
               lambda y, k=k: 20 + 3 * k, gray=o.name == "mnist")
+    for k, c in enumerate(bench.csid_sets(id_set)):
+        labels = [(i + k) % min(4, id_set.num_classes) for i in range(n_csid)]
+        write(root / c.layout.list_path(c), c.layout.image_dir, f"{c.name}_like", labels, lambda y: y, ext="jpg",
+              shift=1 + k, exact=not c.layout.resized)
     return id_set

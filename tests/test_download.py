@@ -474,12 +474,14 @@ def test_cifar_and_svhn_from_a_mirror(data, tmp_path, mirror, monkeypatch):
 # ----------------------------------------------------------------------------------------------------
 # OpenOOD v1.5: image lists and image zips in its layout
 # ----------------------------------------------------------------------------------------------------
-def openood_archives(id_set, with_top=()):
+def openood_archives(id_set, with_top=(), fsood=False):
     """{file name: zip bytes} of every archive ``id_set`` needs, small, in OpenOOD's layout: the image
     lists (``benchmark_imglist.zip``: benchmark_imglist/<id>/..., ``path label`` lines relative to the image
     folder) and one zip per image set holding the images they name, as OpenOOD's zips do: the set's own
-    folders at the top (``with_top``: sets whose zip wraps them in a folder named like the set)."""
-    bench, archives = BENCHMARK, {a.name: a for a in BENCHMARK.archives_of(id_set)}
+    folders at the top (``with_top``: sets whose zip wraps them in a folder named like the set). ``fsood``:
+    with the covariate-shifted ID sets' lists (in benchmark_imglist.zip, as OpenOOD's has them) and zips."""
+    bench = BENCHMARK
+    archives = {a.name: a for a in (*bench.archives_of(id_set), *(bench.csid_archives_of(id_set) if fsood else ()))}
     lists, images = {}, {name: {} for name in archives if name != LISTS}
     seeds = iter(range(1000))
 
@@ -496,6 +498,8 @@ def openood_archives(id_set, with_top=()):
         add(id_set.layout.list_path(id_set, split), id_set.name, split, [0, 1, 2])
     for o in bench.ood_sets(id_set):
         add(o.layout.list_path(o), o.name.removeprefix("val_"), "test" if o.group != "val" else "val", [-1, -1])
+    for c in bench.csid_sets(id_set) if fsood else ():
+        add(c.layout.list_path(c), c.name, "test", [2, 0, 1])
 
     def zipped(members, top):
         buf = io.BytesIO()
@@ -654,3 +658,81 @@ def test_gdown_fails_cleanly_without_network(scripts):
                         f"{root / a.file}; verify_data.py --download then checks and unpacks it."), line
     assert list(root.iterdir()) == []
     assert "NOT READY: 10 of the 10 sets needed by 'cifar10'" in out
+
+
+# ----------------------------------------------------------------------------------------------------
+# OpenOOD v1.5's full-spectrum setting: the covariate-shifted ID sets (verify_data.py --fsood)
+# ----------------------------------------------------------------------------------------------------
+def test_openood_fsood_sets_only_with_the_flag(tmp_path, mirror, capsys):
+    """Without --fsood, CIFAR-10-C is neither needed nor fetched (its archive is large and only --fsood runs
+    read it); with --fsood its list (in benchmark_imglist.zip) and cifar10c.zip are checked and fetched, the
+    zip unpacked into images_classic/cifar10c/, and the verifier counts its labelled images."""
+    c10 = BENCHMARK.id_set("cifar10")
+    mirror.files, lists = openood_archives(c10, fsood=True)
+    root = tmp_path / "data"
+    argv = ["--dataset_path", str(root), "--benchmark", "openood", "--for", "cifar10", "--download",
+            "--mirror", mirror.url]
+    assert verify_data.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "OK: all 10 sets needed by 'cifar10'" in out and "cifar10c (CIFAR-10, csid)" in out
+    assert "cifar10c.zip" not in [n for n, _ in mirror.requests] and not (root / "images_classic/cifar10c").exists()
+    report = V.check(root, "cifar10", benchmark="openood", fsood=True)
+    rows = {r.entry.key: r for r in report.needed}
+    assert list(rows)[-1] == "cifar10/cifar10c" and not rows["cifar10/cifar10c"].ok and not report.ok
+    assert "listed images missing" in rows["cifar10/cifar10c"].status
+    mirror.requests.clear()
+    assert verify_data.main(argv + ["--fsood"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: all 11 sets needed by 'cifar10'" in out
+    assert [n for n, _ in mirror.requests] == ["cifar10c.zip"]  # the rest was complete already
+    assert (root / "benchmark_imglist/cifar10/test_cifar10c.txt").read_text() == \
+        lists["benchmark_imglist/cifar10/test_cifar10c.txt"]
+    assert (root / "images_classic/cifar10c/test/000.png").is_file()
+    row = {r.entry.key: r for r in V.check(root, "cifar10", benchmark="openood", fsood=True).needed}["cifar10/cifar10c"]
+    assert row.ok and row.count == 3 and row.entry.label == "cifar10c (CIFAR-10, csid)"
+    # an ID label out of range in a csid list is refused as in the ID lists
+    (root / "benchmark_imglist/cifar10/test_cifar10c.txt").write_text("cifar10c/test/000.png 10\n")
+    row = {r.entry.key: r for r in V.check(root, "cifar10", benchmark="openood", fsood=True).needed}["cifar10/cifar10c"]
+    assert not row.ok and "label 10 is out of range" in row.status
+
+
+def test_openood_fsood_through_gdown(tmp_path, monkeypatch, capsys):
+    """No mirror: every archive, cifar10c.zip included, comes through gdown from its Google Drive id (a fake
+    gdown.download here, serving the zips by id: nothing leaves the machine), and is checked and unpacked as
+    a mirror's would be."""
+    import gdown
+    c10 = BENCHMARK.id_set("cifar10")
+    files, _ = openood_archives(c10, fsood=True)
+    by_id = {a.drive_id: files[a.file] for a in (*BENCHMARK.archives_of(c10), *BENCHMARK.csid_archives_of(c10))}
+    asked = []
+
+    def download(url=None, output=None, resume=False, quiet=False, **kwargs):
+        asked.append(url)
+        Path(output).write_bytes(by_id[url.removeprefix(DRIVE)])
+        return output
+
+    monkeypatch.setattr(gdown, "download", download)
+    root = tmp_path / "data"
+    assert verify_data.main(["--dataset_path", str(root), "--benchmark", "openood", "--for", "cifar10", "--fsood",
+                             "--download"]) == 0
+    assert "OK: all 11 sets needed by 'cifar10'" in capsys.readouterr().out
+    assert sorted(asked) == sorted(f"{DRIVE}{i}" for i in by_id)
+    assert f"{DRIVE}170DU_ficWWmbh6O2wqELxK9jxRiGhlJH" in asked  # cifar10c.zip
+    assert (root / "images_classic/cifar10c/test/002.png").is_file() and (root / "cifar10c.zip").is_file()
+
+
+def test_openood_fsood_without_csid_sets_is_one_line(tmp_path, capsys):
+    for argv, says in ((["--benchmark", "openood", "--for", "cifar100"], "declares no covariate-shifted ID sets for "
+                                                                         "CIFAR-100"),
+                       (["--for", "cifar10"], "add --benchmark openood")):
+        with pytest.raises(SystemExit) as e:
+            verify_data.main(["--dataset_path", str(tmp_path), *argv, "--fsood"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    # --for all: every ID set that has csid sets (CIFAR-100 has none and is no error there)
+    needed = [r.entry.key for r in V.check(tmp_path, "all", benchmark="openood", fsood=True).needed]
+    assert [k for k in needed if k.split("/")[1] in ("cifar10c", "imagenet_v2", "imagenet_c", "imagenet_r",
+                                                     "imagenet_es")] == [
+        "cifar10/cifar10c", "imagenet200/imagenet_v2", "imagenet200/imagenet_c", "imagenet200/imagenet_r",
+        "imagenet/imagenet_v2", "imagenet/imagenet_c", "imagenet/imagenet_r", "imagenet/imagenet_es"]

@@ -8,7 +8,7 @@ from ood.errors import UserError
 from ood.evaluation.comparisons import against, planned
 from ood.evaluation.protocols import mc_note
 from ood.evaluation.rows import dist_key, row_key, variant_of
-from ood.evaluation.scoring import RowSource, replicate_name, score_all
+from ood.evaluation.scoring import RowSource, id_side, replicate_name, score_all
 from ood.reporting.reports import chance_note
 from ood.reporting.results import RESULTS_FILES, ResultsFolder, read_dists
 from ood.runtime.run import open_run, script_parser
@@ -54,13 +54,15 @@ def run(args):
         sets = run.feature_sets()
         rows, per_sample, dists, kept = Rows(), {}, {}, {}
         for objs, values, new in score_all(run.score_runs, run.store.pattern, sets, run.head,
-                                           RowSource.of_setup(run.setup), run.ood_names, run.evaluation, dists):
+                                           RowSource.of_setup(run.setup), run.ood_names, run.evaluation, dists,
+                                           run.csid_names):
             rows += new
             per_sample[(objs[0].name, variant_of(new[0]))] = {
                 k: (v[0] if len(objs) == 1 else {replicate_name(s): x for s, x in zip(objs, v)})
                 for k, v in values.items()}
             if compare and run.evaluation.intervals:  # what DeLong's test needs
-                kept.update({(objs[0].name, o): (values["id"], values[o]) for o in run.ood_names})
+                ids = id_side(values, run.csid_names)["id"]  # under --fsood, ID test and csid sets
+                kept.update({(objs[0].name, o): (ids, values[o]) for o in run.ood_names})
         if compare and run.evaluation.intervals:
             rows = Rows(against(rows, dists, reference, kept))
         note = mc_note(rows) if run.evaluation.intervals else None
@@ -124,6 +126,8 @@ def check_reference(reference, wanted, folder, evaluation=None):
 def _setting(key, value):
     if key == "bootstrap" and value:
         return f"{value['resamples']} resamples at level {value['level']:g}, seed {value['seed']}"
+    if key == "fsood":
+        return "on (the covariate-shifted ID sets counted as ID)" if value else "off"
     return str(value)
 
 

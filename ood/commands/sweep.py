@@ -79,7 +79,8 @@ def run(args):
         for (cls, _), objs in track(list(zip(run.wanted, run.score_runs)), "sweep", len(run.wanted),
                                     run.setup.quiet or run.rank != 0, size=lambda _: 1, unit="grid points"):
             t0 = time.perf_counter()
-            for _, _, new in score_all([objs], fits, sets, head, source, names, run.evaluation):
+            for _, _, new in score_all([objs], fits, sets, head, source, names, run.evaluation,
+                                       csid=run.csid_names):  # --fsood: the test rows' ID side
                 rows += new
             if pair:
                 for _, _, new in score_all([objs], fits, pair, head, source, run.val_names, run.evaluation):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ood.data import BENCHMARKS, OOD_SETS, benchmark_names, get_benchmark
 from ood.data.download import MIRROR_ENV, TIMEOUT, resolve_mirror
-from ood.data.verify import check, downloadable, resolve_target, target_names
+from ood.data.verify import check, csid_keys, downloadable, resolve_target, target_names
 from ood.errors import UserError
 from ood.io import check_writable_dir
 from ood.runtime import options as cli
@@ -40,6 +40,11 @@ def build_parser(argv=None, doc=__doc__):
                    help=f"needed OOD sets instead of the target's: {' '.join(s.name for s in OOD_SETS.values())} "
                         "(case-insensitive, as in test_score_ood_detection.py), or NAME=PATH; under "
                         "--benchmark openood, names of the target's own OOD sets (e.g. tin mnist)")
+    p.add_argument("--fsood", action="store_true",
+                   help="under --benchmark openood: the target's covariate-shifted ID sets too (OpenOOD's "
+                        "full-spectrum setting, test_score_ood_detection.py --fsood: cifar10c; imagenet_v2, "
+                        "imagenet_c, imagenet_r; imagenet_es), and with --download their archives; without it "
+                        "they are neither needed nor fetched (only --fsood runs read them)")
     p.add_argument("--download", action="store_true",
                    help=f"fetch, check and unpack the needed sets that are missing: those with a public archive, "
                         f"and through torchvision {', '.join(downloadable())}; print the link and target folder "
@@ -70,6 +75,8 @@ def run(args):
     """Check (and with --download fetch) the sets the target needs, or with --checkpoints the released
     checkpoints; returns a Verified."""
     resolve_target(args.target, args.benchmark)
+    if args.fsood:
+        csid_keys(BENCHMARKS.get(args.benchmark), args.target)  # a benchmark and target without csid sets: one line
     if args.checkpoints_dir is not None and not args.checkpoints:
         raise UserError("--checkpoints_dir says where --checkpoints looks for the released checkpoints; add "
                         "--checkpoints (or drop --checkpoints_dir to check the data).")
@@ -92,7 +99,7 @@ def run(args):
         check_writable_dir(root, "--dataset_path")
         root.mkdir(parents=True, exist_ok=True)
     report = check(root, args.target, args.ood, expected, args.download, benchmark=args.benchmark,
-                   mirror=mirror, quiet=not sys.stderr.isatty(), timeout=args.timeout)
+                   mirror=mirror, quiet=not sys.stderr.isatty(), timeout=args.timeout, fsood=args.fsood)
     return Verified(root, args.target, args.benchmark, report)
 
 

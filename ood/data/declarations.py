@@ -30,7 +30,8 @@ class OODSet:
     aliases: tuple = ()
     layout: object = None          # a Layout: how to load, count and fetch it; default: an ImageFolder tree
     custom: bool = False           # a user's NAME=PATH folder
-    group: str = ""                # a benchmark's group of it: "near", "far" or "val" (OpenOOD); "" otherwise
+    group: str = ""                # a benchmark's group of it: "near", "far" or "val" (OpenOOD), or "csid" for a
+    #                                covariate-shifted ID set (labelled ID images, Benchmark.csid); "" otherwise
 
     @property
     def source(self):
@@ -297,8 +298,10 @@ class Released:
 class Benchmark:
     """A benchmark other than the paper's (whose sets are ID_SETS and OOD_SETS above): its own ID sets,
     each with its own OOD sets (``OODSet.group``: "val" for the validation set, then "near" and "far")
-    and the archives that hold them, the FPR95 convention its tables use and the checkpoints it releases
-    (``Released``). ``--benchmark NAME`` selects it; ood/data/openood.py declares OpenOOD v1.5."""
+    and the archives that hold them, the FPR95 convention its tables use, the checkpoints it releases
+    (``Released``) and, optionally, per ID set, its covariate-shifted ID sets (``csid``), which ``--fsood``
+    counts as ID (OpenOOD's full-spectrum setting), and their archives. ``--benchmark NAME`` selects it;
+    ood/data/openood.py declares OpenOOD v1.5."""
     name: str
     label: str
     id_sets: tuple                 # IDSet, each with benchmark=name
@@ -307,6 +310,9 @@ class Benchmark:
     fpr_variant: str = "standard"  # the FPR95 variant (ood.evaluation.metrics) of its tables: --fpr_variant's default
     source: str = ""               # where its facts come from
     checkpoints: tuple = ()        # Released: the checkpoints it publishes (verify_data.py --checkpoints)
+    csid: tuple = ()               # per ID set (same order; () for none): its covariate-shifted ID sets, OODSets of
+    #                                group "csid" whose images are labelled with the ID set's classes (--fsood)
+    csid_archives: tuple = ()      # per ID set: the Archive objects that hold them (fetched with --fsood only)
 
     def id_set(self, name):
         for s in self.id_sets:
@@ -328,6 +334,19 @@ class Benchmark:
     def checkpoints_of(self, id_set):
         """The Released checkpoints of ``id_set`` (none, one or more)."""
         return tuple(r for r in self.checkpoints if id_key(r.id_set) == id_key(id_set.name))
+
+    def csid_sets(self, id_set):
+        """The covariate-shifted ID sets of ``id_set`` (OpenOOD's full-spectrum setting counts them as ID, in
+        this order after the ID test set); () when the benchmark declares none for it."""
+        return self._of(self.csid, id_set)
+
+    def csid_archives_of(self, id_set):
+        """The archives that hold the covariate-shifted ID sets of ``id_set``; () when none."""
+        return self._of(self.csid_archives, id_set)
+
+    def _of(self, per_set, id_set):
+        i = [s.name for s in self.id_sets].index(id_set.name)
+        return tuple(per_set[i]) if i < len(per_set) else ()
 
 
 BENCHMARKS = {}

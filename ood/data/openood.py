@@ -7,14 +7,23 @@ is the benchmark post-hoc detectors are compared on today. Every fact below is r
 ``openood/evaluation_api/datasets.py``, the preprocessing from ``default_preprocessing_dict`` in
 ``openood/evaluation_api/preprocessor.py``, the Google Drive ids from ``download_id_dict`` and the
 folder of each image set from ``dir_dict`` (same file), and the released checkpoints (``CHECKPOINTS``) from
-its README and ``scripts/download/download.py``. The covariate-shift ("csid") lists are not
-declared: the full-spectrum setting is outside what this repository evaluates.
+its README and ``scripts/download/download.py``.
+
+The covariate-shifted ID ("csid") sets of OpenOOD's full-spectrum setting (``eval_ood(fsood=True)``,
+``--fsood``) are declared here too, from ``DATA_INFO[id]['csid']['datasets']``: ID images under another
+distribution (corruptions, renditions, a new test set), labelled with the ID set's classes, which that
+setting counts as ID beside the ID test set. CIFAR-10 has CIFAR-10-C, CIFAR-100 none, ImageNet-200
+ImageNet-V2, -C and -R, ImageNet-1k those and ImageNet-ES. Their lists are in benchmark_imglist.zip, their
+images in archives of their own (``cifar10c.zip`` is not in the evaluation API's ``download_id_dict``; its
+Drive id is that of OpenOOD's scripts/download/download.py). ImageNet-C's images are read as OpenOOD's
+``ImageNetCPreProcessor`` reads them: ToTensor and Normalize only, no resize or crop (``unresized``).
 
 On disk, under ``--dataset_path``, the layout is OpenOOD's own::
 
     benchmark_imglist/<id>/{train,val,test}_<id>.txt       the ID splits
     benchmark_imglist/<id>/val_<ood>.txt                   the validation OOD set
     benchmark_imglist/<id>/test_<ood>.txt                  each near and far OOD set
+    benchmark_imglist/<id>/test_<csid>.txt                 each covariate-shifted ID set (--fsood)
     images_classic/<set>/...   images_largescale/<set>/... the images the lists name
 
 Each list has one ``relative/path label`` per line, the path relative to the set's image folder
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torchvision import transforms as T
 
 from ood.data import declarations as D
 from ood.data.images import load_image
@@ -36,6 +46,7 @@ from ood.errors import UserError
 
 LISTS = "benchmark_imglist"
 CLASSIC, LARGESCALE = "images_classic", "images_largescale"
+CSID = "csid"  # the group (OODSet.group) of a covariate-shifted ID set
 
 
 @dataclass(frozen=True)
@@ -138,11 +149,11 @@ class ImageList(Layout):
     that a partial download is too few images; a bad line is a problem the verifier reports."""
     what = "an OpenOOD image list"
 
-    def __init__(self, image_dir, rule=ANY_LABEL):
-        self.image_dir, self.rule = image_dir, rule
+    def __init__(self, image_dir, rule=ANY_LABEL, resized=True):
+        self.image_dir, self.rule, self.resized = image_dir, rule, resized
 
     def __repr__(self):
-        return f"ImageList({self.image_dir!r}, {self.rule!r})"
+        return f"ImageList({self.image_dir!r}, {self.rule!r}{'' if self.resized else ', resized=False'})"
 
     def read(self, spec, root, split=None):
         """[(image path, label)] of the list, read by its rule."""
@@ -157,9 +168,12 @@ class ImageList(Layout):
     def load(self, spec, root, split, transform, download=False):
         path = Path(root) / self.list_path(spec, split)
         if not path.is_file():
-            what = f"{spec.label} {split}" if split else f"OOD set {spec.name}"
+            what = f"{spec.label} {split}" if split else \
+                f"{'covariate-shifted ID' if spec.group == CSID else 'OOD'} set {spec.name}"
             raise UserError(f"{what} of OpenOOD v1.5 was not found: expected the image list {path}. "
                             f"{self.howto(spec, split)} Pass --dataset_path for another data root.")
+        if not self.resized:
+            transform = unresized(transform)
         try:
             return ImageListDataset(path, Path(root) / self.image_dir, transform, self.rule)
         except OSError as e:
@@ -187,8 +201,26 @@ class ImageList(Layout):
 
     def howto(self, spec, split=None):
         by_hand = spec.fetched_by_hand(split) if split else ""
-        return by_hand or ("Get OpenOOD v1.5's image lists and images with verify_data.py --benchmark openood "
-                           "--download (or OpenOOD's scripts/download/download.py) into the data root.")
+        fsood = " --fsood" if not split and spec.group == CSID else ""
+        return by_hand or (f"Get OpenOOD v1.5's image lists and images with verify_data.py --benchmark openood "
+                           f"--download{fsood} (or OpenOOD's scripts/download/download.py) into the data root.")
+
+
+def unresized(transform):
+    """What OpenOOD reads ImageNet-C's images with (``ImageNetCPreProcessor``, preprocessor.py): ToTensor
+    and Normalize only, no resize or crop (its images are 224 x 224 crops already), with the statistics of
+    the run's own transform, read as OpenOOD's ``get_id_ood_dataloader`` reads them: the last Normalize of
+    a Compose, or the mean and std of a torchvision preset (``weights.transforms()``). None stays None."""
+    if transform is None:
+        return None
+    norms = [t for t in getattr(transform, "transforms", ()) if isinstance(t, T.Normalize)]
+    mean, std = (norms[-1].mean, norms[-1].std) if norms else \
+        (getattr(transform, "mean", None), getattr(transform, "std", None))
+    if mean is None or std is None:
+        raise UserError(f"the images of a covariate-shifted ID set that OpenOOD reads without resizing (ImageNet-C) "
+                        f"are normalised with the statistics of the run's transform, and {transform!r} has none "
+                        f"(no Normalize, no mean and std).")
+    return T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
 
 # Google Drive ids of OpenOOD v1.5's archives (download_id_dict) and the image folder each unpacks into
@@ -201,9 +233,15 @@ _DRIVE_IDS = {
     "places365": "1Ec-LRSTf6u5vEctKX9vRp9OA6tqnJ0Ay", "imagenet_1k": "1i1ipLDFARR-JZ9argXd2-0a6DXwVhXEj",
     "ssb_hard": "1PzkA-WGG8Z18h0ooL_pDdz9cO-DCIouE", "ninco": "1Z82cmvIB0eghTehxOGP5VTdLt7OD3nk6",
     "inaturalist": "1zfLfMvoUD0CUlKNnkk7LgxZZBnTBipdj", "openimage_o": "1VUFXnB_z70uHfdgJG2E_pjYOcEgqM7tE",
+    # the covariate-shifted ID sets' images (--fsood); cifar10c from scripts/download/download.py
+    "cifar10c": "170DU_ficWWmbh6O2wqELxK9jxRiGhlJH", "imagenet_v2": "1akg2IiE22HcbvTBpwXQoD7tgfPCdkoho",
+    "imagenet_r": "1EzjMN2gq-bVV7lg-MEAdeuBuz-7jbGYU", "imagenet_c": "1JeXL9YH4BO8gCJ631c5BHbaSsl-lekHt",
+    "imagenet_es": "1ATz11vKmPqyzfEaEDRaPTF9TXiC244sw",
 }
-_FOLDER = {**{n: CLASSIC for n in ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365")},
-           **{n: LARGESCALE for n in ("imagenet_1k", "ssb_hard", "ninco", "inaturalist", "openimage_o")}}
+_FOLDER = {**{n: CLASSIC for n in ("cifar10", "cifar100", "tin", "mnist", "svhn", "texture", "places365",
+                                   "cifar10c")},
+           **{n: LARGESCALE for n in ("imagenet_1k", "ssb_hard", "ninco", "inaturalist", "openimage_o",
+                                      "imagenet_v2", "imagenet_c", "imagenet_r", "imagenet_es")}}
 
 
 def _archive(name):
@@ -233,27 +271,41 @@ class _Row:
     near: tuple
     far: tuple
     by_hand: tuple = ()            # ID splits no archive holds
+    csid: tuple = ()               # DATA_INFO's csid 'datasets': (set, list test_<stem>.txt, archive), in order
+    unresized: tuple = ()          # csid sets read without resize or crop (ImageNet-C)
 
 
 _CIFAR_FAR = (("mnist", "mnist"), ("svhn", "svhn"), ("texture", "texture"), ("places365", "places365"))
 _IMAGENET_NEAR = (("ssb_hard", "ssb_hard"), ("ninco", "ninco"))
 _IMAGENET_FAR = (("inaturalist", "inaturalist"), ("textures", "texture"), ("openimage_o", "openimage_o"))
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _imagenet_csid(id_name, es=False):
+    """ImageNet's covariate-shifted sets: V2, C, R (and ES for ImageNet-1k), listed as test_<id>_<v2|c|r|es>.txt."""
+    shifts = ("v2", "c", "r", "es") if es else ("v2", "c", "r")
+    return tuple((f"imagenet_{s}", f"{id_name}_{s}", f"imagenet_{s}") for s in shifts)
+
+
 TABLE = (
     _Row("cifar10", "CIFAR-10", 10, 32, 32, ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), "cifar10",
-         ("tin", "tin"), (("cifar100", "cifar100"), ("tin", "tin")), _CIFAR_FAR),
+         ("tin", "tin"), (("cifar100", "cifar100"), ("tin", "tin")), _CIFAR_FAR,
+         csid=(("cifar10c", "cifar10c", "cifar10c"),)),
     _Row("cifar100", "CIFAR-100", 100, 32, 32, ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)), "cifar100",
          ("tin", "tin"), (("cifar10", "cifar10"), ("tin", "tin")), _CIFAR_FAR),
     _Row("imagenet200", "ImageNet-200", 200, 256, 224, _IMAGENET, "imagenet_1k", ("openimage_o", "openimage_o"),
-         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet200.txt")),)),
+         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet200.txt")),),
+         csid=_imagenet_csid("imagenet200"), unresized=("imagenet_c",)),
     _Row("imagenet", "ImageNet-1k", 1000, 256, 224, _IMAGENET, "imagenet_1k", ("openimage_o", "openimage_o"),
-         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet.txt")),)),
+         _IMAGENET_NEAR, _IMAGENET_FAR, (("train", _IMAGENET_TRAIN.format(list="train_imagenet.txt")),),
+         csid=_imagenet_csid("imagenet", es=True), unresized=("imagenet_c",)),
 )
 
 
 def _declare(row):
-    """The IDSet, its OOD sets (validation first, then near, then far) and the archives they need. Each
-    list's rule is declared with it: the ID lists' labels are classes of the ID set, the OOD lists' anything."""
+    """The IDSet, its OOD sets (validation first, then near, then far), the archives they need, its
+    covariate-shifted ID sets and their archives. Each list's rule is declared with it: the ID and csid lists'
+    labels are classes of the ID set, the OOD lists' anything."""
     folder = f"{LISTS}/{row.name}"
 
     def ood(name, archive, group, split="test"):
@@ -267,7 +319,11 @@ def _declare(row):
                      splits=(("train", 0), ("test", 0), ("val", 0)), url="https://github.com/Jingkang50/OpenOOD",
                      benchmark="openood", resize=row.resize, input_size=row.size, by_hand=row.by_hand)
     needed = (LISTS, row.images, row.val[1], *(a for _, a in row.near), *(a for _, a in row.far))
-    return id_set, tuple(oods), tuple(_archive(a) for a in dict.fromkeys(needed))
+    csid = tuple(D.OODSet(name, f"{folder}/test_{stem}.txt", 0, group=CSID,
+                          layout=ImageList(_FOLDER[archive], ListRule(classes=row.classes), name not in row.unresized))
+                 for name, stem, archive in row.csid)
+    return (id_set, tuple(oods), tuple(_archive(a) for a in dict.fromkeys(needed)), csid,
+            tuple(_archive(a) for a in dict.fromkeys(a for _, _, a in row.csid)))
 
 
 # OpenOOD v1.5's released checkpoints (README "Pre-trained checkpoints", scripts/download/download.py:
@@ -301,7 +357,8 @@ CHECKPOINTS = (
                    "torchvision's own weights, --model resnet50 --pretrained, which need no download"),
 )
 
+_DECLARED = [_declare(row) for row in TABLE]
 BENCHMARK = D.register_benchmark(D.Benchmark(
-    "openood", "OpenOOD v1.5", *map(tuple, zip(*(_declare(row) for row in TABLE))), fpr_variant="openood",
+    "openood", "OpenOOD v1.5", *(tuple(d[k] for d in _DECLARED) for k in range(3)), fpr_variant="openood",
     source="github.com/Jingkang50/OpenOOD, openood/evaluation_api/datasets.py (DATA_INFO)",
-    checkpoints=CHECKPOINTS))
+    checkpoints=CHECKPOINTS, csid=tuple(d[3] for d in _DECLARED), csid_archives=tuple(d[4] for d in _DECLARED)))

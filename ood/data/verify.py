@@ -10,8 +10,11 @@ Nothing here names a data set: the rows, their counts, archives and hints, and t
 derive from the declarations in ood/data.py (each set's ``Layout`` counts, checks and fetches it).
 
 For another benchmark than the paper's (``benchmark="openood"``) the rows are each of its ID sets'
-three splits (train, test, val) and each of its OOD sets (validation, near, far), keyed
-``<id set>/<split>`` and ``<id set>/<OOD set>``; its targets are its ID sets and "all".
+three splits (train, test, val), each of its OOD sets (validation, near, far) and each of its
+covariate-shifted ID sets (OpenOOD's full-spectrum setting), keyed ``<id set>/<split>`` and ``<id
+set>/<set>``; its targets are its ID sets and "all". The covariate-shifted ID sets are needed, and their
+archives fetched, only with ``fsood=True`` (``verify_data.py --fsood``): they are large, and only
+``--fsood`` runs read them.
 
 ``download=True`` fetches what the target needs and is missing: the archives its declarations name (through
 ood.data.download: checked, then unpacked) and, for the sets torchvision fetches, torchvision (a mirror serves
@@ -102,6 +105,21 @@ def bench_targets(bench, name):
             return [s]
     raise UserError(f"unknown --for target {name!r} of --benchmark {bench.name}. Choose one of: "
                     f"{', '.join([*(s.name for s in bench.id_sets), 'all'])}.")
+
+
+def csid_keys(bench, name):
+    """The keys of the covariate-shifted ID sets that ``--for name --fsood`` needs under ``bench``; a
+    UserError when the target has none (CIFAR-100: OpenOOD has no full-spectrum setting for it)."""
+    if bench is None:
+        raise UserError("--fsood checks OpenOOD v1.5's covariate-shifted ID sets (its full-spectrum setting); the "
+                        "paper's benchmark has none: add --benchmark openood.")
+    ids = bench_targets(bench, name)
+    keys = tuple(bench_key(s, c) for s in ids for c in bench.csid_sets(s))
+    if not keys:
+        raise UserError(f"--fsood: {bench.label} declares no covariate-shifted ID sets for "
+                        f"{' and '.join(s.label for s in ids)}, so there is nothing to check for its full-spectrum "
+                        f"setting; leave --fsood out.")
+    return keys
 
 
 def resolve_target(name, benchmark=None):
@@ -220,7 +238,8 @@ def entries(benchmark=None):
     bench = D.get_benchmark(benchmark)
     if bench is not None:
         return [e for s in bench.id_sets
-                for e in [_entry(s, s.split_name(r)) for r in ROLES] + [_entry(o, of=s) for o in bench.ood_sets(s)]]
+                for e in [_entry(s, s.split_name(r)) for r in ROLES] + [_entry(o, of=s) for o in bench.ood_sets(s)]
+                + [_entry(c, of=s) for c in bench.csid_sets(s)]]
     out = [_entry(s, split) for s in D.ID_SETS.values() for split in s.split_names]
     return out + [_entry(s) for s in D.OOD_SETS.values() if s.source.under_root]
 
@@ -284,15 +303,17 @@ def _check_row(entry, root, needed, expected, md5_cache):
 
 
 def check(root, target="all", ood=None, expected=None, download=False, log=print, benchmark=None, mirror=None,
-          quiet=True, timeout=DL.TIMEOUT):
+          quiet=True, timeout=DL.TIMEOUT, fsood=False):
     """Check every set under ``root``; ``target`` (see :data:`TARGETS`, or a script name; for another
     ``benchmark``, one of its ID sets or "all") says which are needed, ``ood`` (names) replaces the
     target's OOD sets, ``expected`` ({key: count}) overrides the reference counts, ``download`` fetches
     what the needed sets that are not ok lack (``mirror``: the base URL serving every archive by its file
-    name; ``quiet``: no progress output; ``timeout``: seconds without a byte before a URL is given up)."""
+    name; ``quiet``: no progress output; ``timeout``: seconds without a byte before a URL is given up).
+    ``fsood``: the target's covariate-shifted ID sets are needed too (and their archives fetched)."""
     root = Path(root)
     bench = D.get_benchmark(benchmark)
     id_keys, ood_names = resolve_target(target, benchmark)
+    shifted = csid_keys(bench, target) if fsood else ()
     all_entries = entries(benchmark)
     if bench is None:
         specs = [D.resolve_ood(o) for o in (ood_names if ood is None else ood)]
@@ -312,7 +333,7 @@ def check(root, target="all", ood=None, expected=None, download=False, log=print
             if spec_name not in by_key:
                 raise UserError(f"--expect {k}: no such set. Known: {', '.join(e.key for e in all_entries)}.")
             overrides[spec_name] = overrides.pop(k)
-    needed = {k.lower() for k in id_keys} | {o.lower() for o in ood_names}
+    needed = {k.lower() for k in id_keys} | {o.lower() for o in ood_names} | {c.lower() for c in shifted}
     md5_cache = {}
 
     def run():
@@ -323,7 +344,7 @@ def check(root, target="all", ood=None, expected=None, download=False, log=print
     report = run()
     if download:
         targets = bench_targets(bench, target) if bench is not None else ()
-        failures, covered = fetch_archives(report, root, bench, targets, mirror, log, quiet, timeout)
+        failures, covered = fetch_archives(report, root, bench, targets, mirror, log, quiet, timeout, fsood)
         fetched = set()
         for r in report.needed:
             family = r.entry.key.split("/")[0]
@@ -350,13 +371,15 @@ def check(root, target="all", ood=None, expected=None, download=False, log=print
 # ----------------------------------------------------------------------------------------------------
 # --download: the declared archives a target needs
 # ----------------------------------------------------------------------------------------------------
-def target_archives(report, bench, targets, mirror=None):
+def target_archives(report, bench, targets, mirror=None, fsood=False):
     """(archives, keys of the rows they provide) for the needed rows of ``report``, derived from the
     declarations: for the paper's sets, each needed set whose declaration names an archive with its md5
     (``download.declared_archive``; the sets torchvision fetches only with a mirror); for a benchmark,
-    the archives of each target ID set (``Benchmark.archives_of``), each once."""
+    the archives of each target ID set (``Benchmark.archives_of``), and with ``fsood`` those of its
+    covariate-shifted ID sets (``Benchmark.csid_archives_of``), each once."""
     if bench is not None:
-        archives = list(dict.fromkeys(a for s in targets for a in bench.archives_of(s)))
+        archives = list(dict.fromkeys([*(a for s in targets for a in bench.archives_of(s)),
+                                       *(a for s in targets if fsood for a in bench.csid_archives_of(s))]))
         return archives, {r.entry.key for r in report.needed
                           if not getattr(r.entry.spec, "custom", False) and not r.entry.by_hand}
     archives, covered = {}, set()
@@ -432,13 +455,15 @@ def _state(archive, root, rows, listed):
     return ("absent", "") if problems else ("complete", "")
 
 
-def fetch_archives(report, root, bench=None, targets=(), mirror=None, log=print, quiet=True, timeout=DL.TIMEOUT):
-    """Fetch, check and unpack the declared archives the needed rows of ``report`` lack. An archive whose
+def fetch_archives(report, root, bench=None, targets=(), mirror=None, log=print, quiet=True, timeout=DL.TIMEOUT,
+                   fsood=False):
+    """Fetch, check and unpack the declared archives the needed rows of ``report`` lack (``fsood``: the
+    covariate-shifted ID sets' archives among them). An archive whose
     destination is complete is not fetched; one whose destination exists but is incomplete is left alone
     (a failure line asks to move it aside). Returns (failure lines, keys of the rows the archives cover);
     a failed archive does not stop the others."""
     root = Path(root)
-    archives, covered = target_archives(report, bench, targets, mirror)
+    archives, covered = target_archives(report, bench, targets, mirror, fsood)
     rows = report.needed
     if all(r.ok for r in rows):
         return [], covered

@@ -26,7 +26,7 @@ from ood.evaluation.uncertainty import Bootstrap, delong_test, paired, simultane
 from ood.evaluation.rows import dist_key, table_groups
 
 # what two rows must share for their bootstrap distributions to be paired
-PLAN = ("protocol", "repeats", "seed", "n_id", "n_ood", "fpr_variant", "bootstrap")
+PLAN = ("protocol", "repeats", "seed", "n_id", "n_ood", "fpr_variant", "bootstrap", "fsood")
 AUROC, FPR = METRICS.index("auroc"), METRICS.index("fpr95")
 
 
@@ -42,7 +42,7 @@ def planned(evaluation):
         return None
     plan = evaluation.plan(None, 1)
     return {"protocol": plan.protocol, "repeats": plan.repeats, "seed": plan.seed, "fpr_variant": plan.fpr_variant,
-            "bootstrap": evaluation.intervals.describe()}
+            "bootstrap": evaluation.intervals.describe(), "fsood": True if evaluation.fsood else None}
 
 
 def _compare(r, ref, da, db, values=None):

@@ -62,13 +62,15 @@ FPR95_THRESHOLD_IMAGES = 1000
 @dataclass(frozen=True)
 class Evaluation:
     """How a run evaluates its scores: ``--protocol``, ``--repeats``, ``--seed`` (the draws) and
-    ``--fpr_variant``, and the intervals (``--bootstrap``, ``--ci_level``; None: none), resolved once
-    from the command line."""
+    ``--fpr_variant``, the intervals (``--bootstrap``, ``--ci_level``; None: none) and ``--fsood``
+    (OpenOOD's full-spectrum setting: the ID side is the ID test set and the covariate-shifted ID sets),
+    resolved once from the command line."""
     protocol: str = "full"
     repeats: int = 10
     seed: int = 1
     fpr_variant: str = "standard"
     intervals: Bootstrap | None = None
+    fsood: bool = False
 
     @classmethod
     def from_args(cls, args, note=print, fpr_default="standard"):
@@ -87,7 +89,7 @@ class Evaluation:
         level = getattr(args, "ci_level", DEFAULT_LEVEL)
         intervals = Bootstrap(resamples, level, BOOTSTRAP_SEED) if resamples else None
         return cls(args.protocol, 10 if args.repeats is None else args.repeats, seed,
-                   args.fpr_variant or fpr_default, intervals)
+                   args.fpr_variant or fpr_default, intervals, bool(getattr(args, "fsood", False)))
 
     def plan(self, score_cls, n_id, id_protocol="cifar"):
         return plan_for(self.protocol, score_cls, n_id, self.repeats, self.seed, self.fpr_variant, id_protocol)

@@ -3,9 +3,13 @@ with the same key are the same measurement, the newer replaces the older), those
 share, the key of a row's bootstrap distribution, and the table label of each score's variants."""
 import json
 
+# "fsood": True in a row of OpenOOD's full-spectrum setting (--fsood: the ID side is the ID test set and the
+# covariate-shifted ID sets), absent otherwise, so that such a row never replaces, nor shares a table with, a
+# row of the ID test set alone (and rows written before the field existed keep their keys)
 ROW_KEY = ("score", "settings", "replicates", "ood_dataset", "protocol", "repeats", "seed", "fpr_variant",
-           "input_size", "feature_precision", "subset")
-TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset", "bootstrap")
+           "input_size", "feature_precision", "subset", "fsood")
+TABLE_KEY = ("protocol", "repeats", "seed", "fpr_variant", "input_size", "feature_precision", "subset", "bootstrap",
+             "fsood")
 PROVENANCE = ("id_dataset", "model", "checkpoint", "id_features")
 
 
@@ -21,6 +25,13 @@ def dist_key(row):
     """The key of a row's bootstrap distribution (bootstrap.npz): the row's key, its bootstrap and its point
     estimates, so that a distribution is only ever used with the computation it came from."""
     return _json([row_key(row), row.get("bootstrap"), row.get("auroc"), row.get("fpr95")])
+
+
+def shown_accuracy(row):
+    """The accuracy a row's table shows (OpenOOD's ACC column): under --fsood the accuracy pooled over the ID
+    test set and the covariate-shifted ID sets (``fsood_accuracy``), else the ID test accuracy; None when the
+    row has none."""
+    return row.get("fsood_accuracy") if row.get("fsood") else row.get("id_accuracy")
 
 
 def variant_of(row):

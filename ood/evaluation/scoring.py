@@ -196,12 +196,13 @@ def accuracy(features):
     return float((logits.argmax(1) == labels).double().mean()) if len(labels) else float("nan")
 
 
-def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=None):
+def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=None, extra=None):
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.protocols.Evaluation) says for
     this score, with their intervals when it asks for them. ``dists``, a dict, receives each row's
     bootstrap distribution under ``ood.reporting.results.dist_key(row)``. A row of too few images for an interval
-    (``too_few_images``) has none, and no distribution (so no test uses it), only ``intervals_note``."""
+    (``too_few_images``) has none, and no distribution (so no test uses it), only ``intervals_note``.
+    ``extra``: fields every row carries, part of its key (those of ``full_spectrum``)."""
     plan = evaluation.plan(type(objs[0]), len(values["id"][0]), source.id_protocol)
     boot = evaluation.intervals
     sides = resampled_ids(values["id"], boot) if boot else None
@@ -212,6 +213,7 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
         except ValueError as e:
             raise UserError(f"score {objs[0].name} against {o}: {e}") from None
         row = make_row(source, objs, o, m, id_features)
+        row.update(extra or {})
         few = too_few_images(m["n_id"], m["n_ood"]) if boot else None
         if few:
             row.update(bootstrap=boot.describe(), intervals_note=few)
@@ -225,13 +227,36 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
     return rows
 
 
-def score_all(score_runs, fit, sets, head, source, ood_names, evaluation, dists=None):
+def score_all(score_runs, fit, sets, head, source, ood_names, evaluation, dists=None, csid=()):
     """The fit -> score -> rows step of every script and of ood.api: for each score run (its replicates'
     score objects), its fitted states (``fit(score)``: the stored pattern, or {} for a score without
     one), its values on every image set of ``sets`` ({"id": the ID features, <OOD name>: features}) and
-    its rows against ``ood_names``; yields (score objects, values, rows) one score run at a time."""
+    its rows against ``ood_names``; yields (score objects, values, rows) one score run at a time. ``csid``:
+    names of covariate-shifted ID sets in ``sets`` (--fsood), whose values join the ID side of every row
+    (``id_side``) while ``values`` keep each set apart."""
+    extra = full_spectrum(sets, csid) if csid else None
     for objs in score_runs:
         states = [fit(s) if s.needs_fit() else {} for s in objs]
         values = compute(objs, states, sets, head)
-        yield objs, values, rows_for(source, objs, values, ood_names, evaluation, sets["id"], dists)
+        yield objs, values, rows_for(source, objs, id_side(values, csid), ood_names, evaluation, sets["id"], dists,
+                                     extra)
+
+
+def id_side(values, csid=()):
+    """``values`` ({set: [scores of each replicate]}) with the ID side of OpenOOD's full-spectrum setting
+    under "id": the ID test set's scores followed by those of each covariate-shifted ID set of ``csid``, in
+    that order, per replicate (``eval_ood(fsood=True)`` concatenates them so); ``values`` itself without."""
+    if not csid:
+        return values
+    joined = [np.concatenate([v, *(values[c][k] for c in csid)]) for k, v in enumerate(values["id"])]
+    return {**values, "id": joined}
+
+
+def full_spectrum(sets, csid):
+    """The fields of a row of the full-spectrum setting: ``fsood`` (part of its key), the covariate-shifted ID
+    sets and their sizes, and ``fsood_accuracy``, the accuracy OpenOOD reports as ACC there: the backbone's
+    plain logits against the labels of the ID test set and every csid set pooled (``eval_acc('csid')``)."""
+    pooled = {k: torch.cat([torch.as_tensor(sets[n][k]) for n in ("id", *csid)]) for k in ("logits", "labels")}
+    return {"fsood": True, "csid_sets": list(csid), "n_csid": {c: int(len(sets[c]["labels"])) for c in csid},
+            "fsood_accuracy": accuracy(pooled)}
 

@@ -59,7 +59,7 @@ from ood.errors import UserError
 from ood.evaluation.protocols import METRICS
 from ood.io import safe_name, write_text
 from ood.reporting.results import VARIANT_NOTES, read_dists
-from ood.evaluation.rows import assign_labels, dist_key, row_key
+from ood.evaluation.rows import assign_labels, dist_key, row_key, shown_accuracy
 
 GROUP = ("id_dataset", "model", "protocol")
 RUN_FILES = ("results.json", "selected.json")  # what holds a run's rows
@@ -138,8 +138,11 @@ def load_runs(files):
 
 def group_key(row):
     """(id_dataset, model, protocol) of a row; a benchmark's ID set is named with its benchmark
-    (``openood-cifar10``, as its results folder is), so that its rows never join the paper's CIFAR-10."""
+    (``openood-cifar10``, as its results folder is), so that its rows never join the paper's CIFAR-10, and
+    a row of the full-spectrum setting with "-fsood" (``openood-cifar10-fsood``)."""
     ident = f"{row['benchmark']}-{row['id_dataset']}" if row.get("benchmark") else row["id_dataset"]
+    if row.get("fsood"):  # OpenOOD's full-spectrum rows (--fsood) never join those of the ID test set alone
+        ident += "-fsood"
     return (ident, *(row[k] for k in GROUP[1:]))
 
 
@@ -303,7 +306,7 @@ def _samples(row, metric):
 
 def _average_row(rows):
     """The "Average" pseudo-row of one run: the mean over OOD sets, per replicate."""
-    out = {"n_id": None, "n_ood": None, "settings": rows[0].get("settings"), "id_accuracy": rows[0].get("id_accuracy"),
+    out = {"n_id": None, "n_ood": None, "settings": rows[0].get("settings"), "id_accuracy": shown_accuracy(rows[0]),
            "selected_on": rows[0].get("selected_on")}
     for m in METRICS:
         if all(m in r for r in rows):
@@ -416,7 +419,7 @@ def _combine(group, score, ood, rows, labels, ddof):
     spread = {m: v for m in METRICS if m in out for v in [variation(rows, m)] if v is not None}
     if spread:
         out["variation"] = spread
-    accuracy = [r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None]  # a benchmark's rows
+    accuracy = [shown_accuracy(r) for r in rows if shown_accuracy(r) is not None]  # a benchmark's rows (fsood: pooled)
     if accuracy:
         out["id_accuracy"], out["id_accuracy_std"] = float(np.mean(accuracy)), float(np.std(accuracy, ddof=ddof)) \
             if len(accuracy) > 1 else 0.0

@@ -14,7 +14,7 @@ from ood.evaluation.comparisons import AUROC, FPR, column_distribution, comparab
 from ood.evaluation.protocols import counted_set
 from ood.io import atomic_path, safe_name
 from ood.evaluation.uncertainty import auroc_interval, fpr95_interval, paired
-from ood.evaluation.rows import dist_key
+from ood.evaluation.rows import dist_key, shown_accuracy
 
 
 GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
@@ -193,7 +193,7 @@ def _table(rows, dists=None):
                                 for s in present}, False, level or 0.95)
         marks.update({(s, o): (s in fpr, s in auroc) for s in present})
 
-    acc = {label(r): 100 * r["id_accuracy"] for r in rows if r.get("id_accuracy") is not None}
+    acc = {label(r): 100 * shown_accuracy(r) for r in rows if shown_accuracy(r) is not None}
     return Table(scores, cols, cell, acc.get if acc else None, lambda s, o: marks.get((s, o), (False, False)), dist)
 
 

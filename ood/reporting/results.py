@@ -58,9 +58,20 @@ def benchmark_note(row):
         return f" ({name})"
 
 
+def fsood_note(rows):
+    """What a table of OpenOOD's full-spectrum setting (--fsood) counts as ID, its ACC included; "" for
+    another table."""
+    if not rows or not rows[0].get("fsood"):
+        return ""
+    sets = list(dict.fromkeys(c for r in rows for c in r.get("csid_sets") or ()))
+    return (f", full-spectrum setting (OpenOOD's fsood: ID = the ID test set followed by the covariate-shifted ID "
+            f"set{'s' if len(sets) > 1 else ''} {', '.join(sets)}, each OOD set against all of them)")
+
+
 def caption(rows):
     r = rows[0]
-    text = f"{r['id_dataset']}{benchmark_note(r)}, {r['model']} @ {r['input_size']}px, {r['protocol']} protocol"
+    text = f"{r['id_dataset']}{benchmark_note(r)}{fsood_note(rows)}, {r['model']} @ {r['input_size']}px, " \
+           f"{r['protocol']} protocol"
     if r["protocol"] == "paper":
         full = sorted({x["label"] for x in rows if x["seed"] is None})
         sampled = [x for x in rows if x["seed"] is not None]
@@ -95,7 +106,10 @@ def caption(rows):
         fits = max(len(x.get("replicate_metrics") or []) for x in rows)
         text += f"; {', '.join(replicated)}: mean " + ("" if boot else "± std ") + f"over {fits} fits"
     text += "; FPR95 and AUROC in %"
-    if any(x.get("id_accuracy") is not None for x in rows):
+    if r.get("fsood") and any(x.get("fsood_accuracy") is not None for x in rows):
+        text += (", ID Acc.: the backbone's accuracy over the ID test set and the covariate-shifted ID sets pooled, "
+                 "in % (OpenOOD's ACC in the full-spectrum setting)")
+    elif any(x.get("id_accuracy") is not None for x in rows):
         text += ", ID Acc.: the backbone's ID test accuracy in %"
     chance = reports.chance_note(rows)  # first, where a reader of the table cannot miss it
     text = f"WARNING: {chance}. {text}" if chance else text
@@ -241,8 +255,10 @@ class ResultsFolder:
 
     def _plot(self, merged, per_sample, dest, dists=None):
         plain = {}
+        csid = {c for r in merged for c in r.get("csid_sets") or ()}  # ID images: not plotted as OOD sets
         for label, sets in self._labels(merged, per_sample).items():
-            plain[label] = {k: (next(iter(v.values())) if isinstance(v, dict) else v) for k, v in sets.items()}
+            plain[label] = {k: (next(iter(v.values())) if isinstance(v, dict) else v) for k, v in sets.items()
+                            if k not in csid}
         reports.plot(plain, dest)
         for i, g in enumerate(table_groups(merged)):  # one forest plot per table that has intervals
             if any(r.get("auroc_ci") for r in g):

@@ -12,7 +12,7 @@ import scores
 from ood.evaluation.sweep import param_of
 from ood.io import write_text
 from ood.reporting import reports
-from ood.reporting.results import VARIANT_NOTES
+from ood.reporting.results import VARIANT_NOTES, fsood_note
 from scores.reclag import RecLag
 from scores.reclag_dynamics import log_mean_exp
 
@@ -61,8 +61,9 @@ def write(out, rows, grid, summary, selection, names, validation, val_rows=()):
 def _convention(rows):
     """What the tables' numbers are: the FPR95 variant (with what OpenOOD's means) and the units."""
     variants = sorted({r["fpr_variant"] for r in rows})
-    return "; ".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}" for v in variants) + \
-        "; FPR95 and AUROC in %"
+    full = fsood_note([r for r in rows if r.get("fsood")]).lstrip(", ")
+    fpr = "; ".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}" for v in variants)
+    return (f"{full}; " if full else "") + fpr + "; FPR95 and AUROC in %"
 
 
 def _figure(cls, axes, rows, test_sets, path):

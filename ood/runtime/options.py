@@ -6,7 +6,8 @@ import sys
 
 import models
 
-from ood.data import PAPER, benchmark_help, benchmark_names, dataset_help, ood_help
+from ood.data import PAPER, benchmark_help, benchmark_names, dataset_help, get_benchmark, ood_help
+from ood.errors import UserError
 from ood.evaluation.metrics import FPR_VARIANTS
 from ood.evaluation.protocols import DEFAULT_LEVEL, DEFAULT_RESAMPLES, PROTOCOLS
 from ood.evaluation.uncertainty import min_resamples
@@ -97,7 +98,32 @@ def add_evaluation(g):
                         "--ci_level), 40 at 0.95").after_parse = enough_resamples
     g.add_argument("--ci_level", type=ranged(float, "(0, 1)"), default=DEFAULT_LEVEL,
                    help="coverage of the intervals; the ties and p-values test at 1 - this level")
+    g.add_argument("--fsood", action="store_true",
+                   help="OpenOOD v1.5's full-spectrum setting (eval_ood(fsood=True)), under --benchmark openood: "
+                        "the ID side of every row is the ID test set followed by the ID set's covariate-shifted "
+                        "ID sets (CIFAR-10: cifar10c; ImageNet-200: imagenet_v2, imagenet_c, imagenet_r; "
+                        "ImageNet-1k: those and imagenet_es; CIFAR-100 has none), and the accuracy is pooled "
+                        "over all of them; its rows form tables of their own").after_parse = full_spectrum
     add_store(g)
+
+
+def full_spectrum(args):
+    """--fsood's check, before any work: a benchmark that declares covariate-shifted ID sets for the ID
+    set; one line otherwise (an unknown --dataset is left to the run, which names the known ones)."""
+    if not getattr(args, "fsood", False):
+        return None
+    bench = get_benchmark(getattr(args, "benchmark", PAPER))
+    if bench is None:
+        return ("--fsood is OpenOOD v1.5's full-spectrum setting (its covariate-shifted ID sets counted as ID); "
+                "the paper's benchmark has none: add --benchmark openood")
+    try:
+        id_set = bench.id_set(args.dataset)
+    except UserError:
+        return None
+    if not bench.csid_sets(id_set):
+        return (f"--fsood: {bench.label} declares no covariate-shifted ID sets for {id_set.label} (its csid list "
+                f"is empty), so it has no full-spectrum setting; leave --fsood out")
+    return None
 
 
 def enough_resamples(args):

@@ -85,7 +85,8 @@ class Run:
     in order (one per replicate seed); ``results``, the results folder (None when the run writes none);
     ``val_oods``, the benchmark's validation OOD set under ``--select_on val`` (scored against the ID
     validation split, ``validation_sets``; not a test set); ``wanted``, the (score class, settings) pairs
-    of ``score_runs``.
+    of ``score_runs``; ``csid``, under ``--fsood``, the ID set's covariate-shifted ID sets (OODSets of group
+    "csid", labelled), which join the ID side of every row (OpenOOD's full-spectrum setting).
     """
     setup: Setup
     rank: int = 0
@@ -99,6 +100,7 @@ class Run:
     results: Path | None = None
     val_oods: tuple = ()
     wanted: tuple = ()
+    csid: tuple = ()
 
     @property
     def val_names(self):
@@ -109,15 +111,21 @@ class Run:
         return [o.name for o in self.oods]
 
     @property
+    def csid_names(self):
+        return [c.name for c in self.csid]
+
+    @property
     def scores(self):
         """Every score object of the run, the score runs one after another."""
         return [s for objs in self.score_runs for s in objs]
 
     def feature_sets(self):
-        """{"id": the ID test set's features, <OOD name>: its features}: extracted when a cache is
-        missing or stale (all of them on the first call), read from the store's memory after that."""
-        self.store.extract_stale([TEST, *self.oods])
-        return {"id": self.store.features(TEST), **{o.name: self.store.features(o) for o in self.oods}}
+        """{"id": the ID test set's features, <OOD name>: its features, and under --fsood <csid name>: the
+        features of each covariate-shifted ID set}: extracted when a cache is missing or stale (all of them
+        on the first call), read from the store's memory after that."""
+        self.store.extract_stale([TEST, *self.oods, *self.csid])
+        return {"id": self.store.features(TEST),
+                **{o.name: self.store.features(o) for o in (*self.oods, *self.csid)}}
 
     def validation_sets(self):
         """{"id": the ID validation split's features, <validation OOD set>: its features}: the benchmark's
@@ -182,6 +190,11 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
     if bench is not None and results and args.protocol == "paper":
         raise UserError(f"--protocol paper evaluates each score as the paper's code did on the paper's sets; on "
                         f"--benchmark {bench.name} use --protocol full (as {bench.label} does) or sampled.")
+    csid = bench.csid_sets(setup.id_set) if bench is not None and getattr(args, "fsood", False) else ()
+    same = [o.name for o in oods if o.name.lower() in {c.name.lower() for c in csid}]
+    if same:
+        raise UserError(f"--ood {same[0]}: {same[0]!r} names a covariate-shifted ID set of {setup.id_set.label}, "
+                        f"which --fsood counts as ID; give your folder another name.")
     evaluation = Evaluation.from_args(args, fpr_default=bench.fpr_variant if bench else "standard") \
         if results else None
     print(f"device: {describe(setup.environment)}")
@@ -192,7 +205,7 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
         R.check_targets(folder, files, "--results_dir")  # as ResultsFolder.check_writable does
     store = FeatureStore(setup, args.stored_pattern_dir)
     # a missing set, a bad image file or an unwritable cache stops the run here
-    store.check([*sets, *oods, *((VAL, *val_oods) if val_oods else ())])
+    store.check([*sets, *oods, *csid, *((VAL, *val_oods) if val_oods else ())])
     head = store.head()
     ctx = context(setup, head, evaluation.protocol) if evaluation else context(setup, head)
     wanted = tuple(wanted(ctx) if callable(wanted) else wanted)  # a sweep's declared grids depend on the run
@@ -204,4 +217,4 @@ def _open(args, setup, wanted, training, sets, results, validation, given):
     store.check_patterns([s for objs in score_runs for s in objs])  # before any extraction
     return Run(setup=setup, rank=rank, oods=tuple(oods), validation=tuple(o.name for o in picked),
                evaluation=evaluation, store=store, head=head, ctx=ctx, score_runs=score_runs, results=folder,
-               val_oods=tuple(val_oods), wanted=wanted)
+               val_oods=tuple(val_oods), wanted=wanted, csid=tuple(csid))
