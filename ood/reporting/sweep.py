@@ -62,7 +62,7 @@ def _convention(rows):
     """What the tables' numbers are: the FPR95 variant (with what OpenOOD's means) and the units."""
     variants = sorted({r["fpr_variant"] for r in rows})
     return "; ".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}" for v in variants) + \
-        "; FPR95 and AUROC in %"
+        f"; {reports.units(reports.table_metrics(rows))}"
 
 
 def _figure(cls, axes, rows, test_sets, path):
