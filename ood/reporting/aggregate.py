@@ -14,7 +14,10 @@ The tables keep the paper's layout of ``ood.reporting.reports`` (rows: scores; c
 and AUROC (higher is better) per OOD set and their average, in percent, best in bold), one per
 (id_dataset, model, protocol). The average column is computed per run and then averaged, so its ± is
 the spread of the runs' averages. With a single run the ± is what that run reported (the spread over
-the sampled protocol's draws, 0 for the full protocol), as in results.md.
+the sampled protocol's draws, 0 for the full protocol), as in results.md. A benchmark's table (OpenOOD
+v1.5) is laid out as OpenOOD's scripts/eval_ood.py prints its mean ± std over runs: each near and far set
+and their averages with FPR95, AUROC, AUPR-In and AUPR-Out, and the ID accuracy; its scores are named
+with the settings they ran at, or that each run's sweep chose (``settings_labels``).
 
 **Sources of variation.** A number in these tables moves for three reasons users can tell apart: the
 finite test set (the bootstrap's standard error of each run's row, ood/evaluation/uncertainty.py), the score's own
@@ -280,6 +283,10 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
                     row["ood_sets"] = common
                     group_rows.append(row)
         group_rows = assign_labels(group_rows)
+        benchmark = next((r["benchmark"] for (gg, _, _), lst in cells.items() if gg == g for _, r in lst
+                          if r.get("benchmark")), None)
+        if benchmark:  # OpenOOD's reader sees each score's settings: "ReAct (percentile=90)"
+            group_rows = settings_labels(group_rows)
         out_rows += group_rows
         n_runs = [len(cells.get((g, s, o), [])) for s in scores for o in oods]
         replicated = {r["label"]: len(r["values"]["auroc"]) for r in group_rows
@@ -290,6 +297,9 @@ def aggregate(runs, ddof=0, order=None, allow_mixed=False):
                            "fpr_variants": sorted({str(r.get("fpr_variant")) for (gg, _, _), lst in cells.items()
                                                    if gg == g for _, r in lst}),
                            "min_runs": min(n_runs), "max_runs": max(n_runs), "replicated": replicated})
+        if benchmark:
+            out_groups[-1].update(benchmark=benchmark, ddof=ddof, selected={
+                r["label"]: r["selected_on"] for r in group_rows if r.get("selected_on")})
         if min(n_runs) != max(n_runs):
             warnings.warn(f"{'/'.join(g)}: some scores or OOD sets are in {min(n_runs)} run(s), others in "
                           f"{max(n_runs)}; each cell is the mean over the runs that hold it.")
@@ -406,6 +416,8 @@ def _combine(group, score, ood, rows, labels, ddof):
     if variant == "mixed":
         settings = {"mixed": [json.loads(v) for v in dict.fromkeys(_variant(r) for r in rows)]}
     out = {**group, "score": name, "ood_dataset": ood, "n_runs": len(rows), "runs": labels, "settings": settings}
+    if rows[0].get("selected_on") and variant != "mixed":  # the rule the runs chose their settings by
+        out["selected_on"] = rows[0]["selected_on"]
     for m in METRICS:
         vals = [v for r in rows for v in _samples(r, m)]
         if not vals:
@@ -435,25 +447,94 @@ def _combine(group, score, ood, rows, labels, ddof):
     return out
 
 
+def _setting(value):
+    """A setting's value as a label shows it: 90.0 as 90, a list as its values joined by commas."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_setting, value))
+    return str(value)
+
+
+def settings_text(settings):
+    """The settings of an aggregated row as a label shows them: "percentile=90, T=1"; a sweep's choices
+    per run ({"selected": [settings per run]}) each setting once where the runs chose alike, else its
+    values in run order joined by "/" ("percentile=90/90/85"); runs averaged with --allow_mixed
+    ({"mixed": [...]}) each variant, joined by " | "."""
+    settings = settings or {}
+    if list(settings) == ["selected"]:
+        runs = [s or {} for s in settings["selected"]]
+        parts = []
+        for k in dict.fromkeys(k for s in runs for k in s):
+            values = list(dict.fromkeys(_setting(s.get(k)) for s in runs))
+            parts.append(f"{k}={values[0] if len(values) == 1 else '/'.join(_setting(s.get(k)) for s in runs)}")
+        return ", ".join(parts)
+    if list(settings) == ["mixed"]:
+        return " | ".join(settings_text(v) or "defaults" for v in settings["mixed"])
+    return ", ".join(f"{k}={_setting(v)}" for k, v in settings.items())
+
+
+def _selection(on):
+    """What a sweep chose its settings on (a selected row's ``selected_on``), in words."""
+    split = on.get("id_split") or "test"
+    return f"the ID {split} split against {', '.join(on.get('ood') or [])}"
+
+
+def settings_labels(rows):
+    """``rows`` (one group's, labelled by assign_labels) as new dicts whose label names each score with
+    every setting it was run at, or that the sweeps chose in each run: "ReAct (percentile=90, T=1)"; a
+    score without settings keeps its name. Two variants that would read alike (a score's sweep-chosen rows
+    and rows run at the same settings) are told apart by the rule of the choice."""
+    def key(r):
+        return json.dumps([r["score"], r.get("settings"), r.get("selected_on")], sort_keys=True)
+
+    labels = {}
+    for r in rows:
+        text = settings_text(r.get("settings"))
+        labels.setdefault(key(r), (r, f"{r['score']} ({text})" if text else r["score"]))
+    counts = {}
+    for _, label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    final = {}
+    for k, (r, label) in labels.items():
+        if counts[label] > 1 and r.get("selected_on"):
+            label = f"{label} [chosen on {_selection(r['selected_on'])}]"
+        final[k] = label
+    if len(set(final.values())) < len(final):  # still alike: the labels assign_labels gave keep them apart
+        final = {k: f"{label} [{labels[k][0]['label']}]" for k, label in final.items()}
+    return [{**r, "label": final[key(r)]} for r in rows]
+
+
 # ----------------------------------------------------------------------------------------------------
-# Tables in the paper's layout (cell formatting and bold best values from ood.reporting.reports)
+# Tables in the paper's layout (cell formatting and bold best values from ood.reporting.reports); a
+# benchmark's with AUPR-In and AUPR-Out beside FPR95 and AUROC, as OpenOOD's evaluator prints them
 # ----------------------------------------------------------------------------------------------------
+def _metrics(agg, group):
+    """The metrics of a group's table: a benchmark's all four when its rows carry them."""
+    rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP)]
+    if group.get("benchmark") and rows and all("aupr_in" in r and "aupr_out" in r for r in rows):
+        return reports.BENCHMARK_METRICS
+    return reports.PAPER_METRICS
+
+
 def _table(agg, group):
     rows = [r for r in agg["rows"] if all(r[k] == group[k] for k in GROUP)]
     by = {(r["label"], r["ood_dataset"]): r for r in rows}
     cols = group.get("columns") or group["ood_datasets"] + (["Average"] if len(group["ood_datasets"]) > 1 else [])
     cols = [c for c in cols if any((s, c) in by for s in group["scores"])]
+    metrics = _metrics(agg, group)
 
     def cell(s, o):
         r = by.get((s, o))
         if r is None:
             return None
-        return 100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"]
+        aupr = tuple(reports.Value(100 * r[m], 100 * r.get(f"{m}_std", 0.0)) for m in metrics[2:])
+        return reports.Cell(100 * r["fpr95"], 100 * r["fpr95_std"], 100 * r["auroc"], 100 * r["auroc_std"], aupr=aupr)
     acc = {}
     for r in rows:
         if r.get("id_accuracy") is not None:
             acc.setdefault(r["label"], (100 * r["id_accuracy"], 100 * r.get("id_accuracy_std", 0.0)))
-    return group["scores"], cols, cell, (acc.get if acc else None)
+    return reports.Table(group["scores"], cols, cell, acc.get if acc else None, metrics=metrics)
 
 
 def caption(group):
@@ -465,8 +546,22 @@ def caption(group):
                    for s, n in group.get("replicated", {}).items())
     variants = [v for v in group.get("fpr_variants", []) if v not in ("None", "standard")]  # the default unsaid
     fpr = "".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}; " for v in variants)
+    if not group.get("benchmark"):
+        return (f"{group['id_dataset']}, {group['model']}, {group['protocol']} protocol: {runs}; "
+                f"{fpr}FPR95 and AUROC in %, {spread}{reps}")
+    if n > 1:  # OpenOOD's scripts/eval_ood.py prints mean ± np.std over its runs, ddof 0
+        spread += " (population std, ddof 0, as OpenOOD's np.std)" if group.get("ddof", 0) == 0 else \
+            " (sample std, ddof 1)"
+    chosen = {}
+    for label, on in group.get("selected", {}).items():
+        chosen.setdefault(_selection(on), []).append(label.split(" (")[0])
+    settings = "; each score named with the settings it was run at" + "".join(
+        f"; {', '.join(dict.fromkeys(names))}: at the settings chosen in each run on {on} (best AUROC, OpenOOD's "
+        f"automatic search), a setting's choices in run order joined by / where the runs differ"
+        for on, names in chosen.items())
     return (f"{group['id_dataset']}, {group['model']}, {group['protocol']} protocol: {runs}; "
-            f"{fpr}FPR95 and AUROC in %, {spread}{reps}")
+            f"{fpr}{reports.units(reports.BENCHMARK_METRICS)}, ID Acc.: the backbone's ID test accuracy in %; "
+            f"{spread}{reps}{settings}")
 
 
 def markdown_table(agg, group):
@@ -549,12 +644,12 @@ def plot(agg, path):
     one row of panels per (id_dataset, model, protocol). A score has one style (ood.reporting.reports.styles) in
     every panel, so the one legend holds for all of them."""
     groups = agg["groups"]
-    ncols_max = max(len(_table(agg, g)[1]) for g in groups)
+    ncols_max = max(len(_table(agg, g).cols) for g in groups)
     fig = reports.figure(figsize=(max(8, 1.1 * ncols_max * 2 + 2), 3.2 * len(groups)))
     axes = fig.subplots(len(groups), 2, squeeze=False)
-    looks = reports.styles(s for g in groups for s in _table(agg, g)[0])
+    looks = reports.styles(s for g in groups for s in _table(agg, g).scores)
     for (ax_f, ax_a), g in zip(axes, groups):
-        scores, cols, cell, _ = _table(agg, g)
+        scores, cols, cell = _table(agg, g)[:3]
         x = np.arange(len(cols))
         width = 0.8 / max(1, len(scores))
         for j, s in enumerate(scores):

@@ -1,8 +1,10 @@
 """Tables in the paper's layout (rows: scores; columns: FPR95 (lower is better) and AUROC (higher is
 better) per OOD set and their average, in percent; the best value of each column in bold) as Markdown,
 LaTeX and CSV, and the per-score plots. A benchmark's rows (OpenOOD v1.5) are laid out as OpenOOD's
-tables are: each near set, the near average, each far set, the far average, and the ID accuracy.
-ood/reporting/results.py decides what goes into a results folder."""
+tables are: each near set, the near average, each far set, the far average, and the ID accuracy; each
+column with FPR95, AUROC, AUPR-In and AUPR-Out, the four metrics of OpenOOD's evaluator (its DataFrame's
+FPR@95, AUROC, AUPR_IN, AUPR_OUT), the near and far averages the mean of their sets' values as its
+``nearood`` and ``farood`` rows are. ood/reporting/results.py decides what goes into a results folder."""
 import csv
 import io
 from pathlib import Path
@@ -11,13 +13,39 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ood.evaluation.comparisons import AUROC, FPR, column_distribution, comparable, tied_with_best
-from ood.evaluation.protocols import counted_set
+from ood.evaluation.protocols import METRICS, counted_set
 from ood.io import atomic_path, safe_name
-from ood.evaluation.uncertainty import auroc_interval, fpr95_interval, paired
 from ood.evaluation.rows import dist_key, shown_accuracy
+from ood.evaluation.uncertainty import auroc_interval, fpr95_interval, paired, percentile_interval
 
 
 GROUPS = (("near", "Near-OOD"), ("far", "Far-OOD"))  # a benchmark's OOD groups and their average columns
+
+# The metrics a table shows in each column, in OpenOOD's order (FPR@95, AUROC, AUPR_IN, AUPR_OUT): the
+# paper's tables FPR95 and AUROC; a benchmark's (rows with ``benchmark``, OpenOOD v1.5) all four.
+PAPER_METRICS = ("fpr95", "auroc")
+BENCHMARK_METRICS = ("fpr95", "auroc", "aupr_in", "aupr_out")
+HEADS = {"fpr95": "FPR95", "auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}  # Markdown, LaTeX
+CSV_NAMES = {"fpr95": "FPR95", "auroc": "AUROC", "aupr_in": "AUPR_In", "aupr_out": "AUPR_Out"}
+LOWER_IS_BETTER = ("fpr95",)
+
+
+def table_metrics(rows):
+    """The metrics of a table of ``rows``: all four (BENCHMARK_METRICS) for a benchmark's rows that carry
+    both AUPRs, else the paper's FPR95 and AUROC."""
+    rows = list(rows)
+    if rows and any(r.get("benchmark") for r in rows) and \
+            all(r.get("aupr_in") is not None and r.get("aupr_out") is not None for r in rows):
+        return BENCHMARK_METRICS
+    return PAPER_METRICS
+
+
+def units(metrics):
+    """What a caption says of the metrics of a table (``table_metrics``) and their units."""
+    if tuple(metrics) == BENCHMARK_METRICS:
+        return ("FPR95, AUROC, AUPR-In (ID positive) and AUPR-Out (OOD positive) in %, Near-OOD and Far-OOD the "
+                "mean of their sets' values (OpenOOD's nearood and farood)")
+    return "FPR95 and AUROC in %"
 
 # The look of the scores in a figure. Ten colours alone repeat after ten scores (of the 19 registered,
 # MSP and ASH-S, RecLag and KNN were drawn alike), so each colour is paired with a mark: the k-th ten
@@ -92,10 +120,21 @@ FEW_MARK, APPROX_MARK = "‡", "†"
 LATEX_MARKS = {FEW_MARK: r"$^{\ddagger}$", APPROX_MARK: r"$^{\dagger}$"}
 
 
+class Value(NamedTuple):
+    """One metric of a cell in percent: its value, the spread printed after "±", the interval's ends when
+    known, the std over draws, replicates or runs where the ± shows the interval, the mark after it."""
+    mean: float
+    pm: float
+    ci: tuple | None = None
+    std: float | None = None
+    mark: str = ""
+
+
 class Cell(NamedTuple):
     """One table cell in percent: FPR95 and AUROC with the spread a table prints after "±" (half the
     width of the row's confidence interval when it has one, else the spread over draws or runs) and,
-    when known, the interval's ends; ``marks`` (FPR95's, AUROC's) follow the values."""
+    when known, the interval's ends; ``marks`` (FPR95's, AUROC's) follow the values. ``aupr`` holds the
+    AUPR-In and AUPR-Out Values of a benchmark's table (empty in the paper's)."""
     fpr: float
     fpr_pm: float
     auroc: float
@@ -104,6 +143,18 @@ class Cell(NamedTuple):
     auroc_ci: tuple | None = None
     std: tuple | None = None  # (FPR95, AUROC) std over draws or replicates, where the ± shows the interval
     marks: tuple = ("", "")
+    aupr: tuple = ()
+
+    def values(self):
+        """[Value] of FPR95, AUROC and, when present, AUPR-In and AUPR-Out."""
+        std = self.std or (None, None)
+        return [Value(self.fpr, self.fpr_pm, self.fpr_ci, std[0], self.marks[0]),
+                Value(self.auroc, self.auroc_pm, self.auroc_ci, std[1], self.marks[1]), *self.aupr]
+
+
+def values_of(cell):
+    """[Value] of a Cell, or of a plain (FPR95, ±, AUROC, ±) tuple."""
+    return cell.values() if isinstance(cell, Cell) else [Value(cell[0], cell[1]), Value(cell[2], cell[3])]
 
 
 def row_marks(rows):
@@ -129,13 +180,15 @@ def average_intervals(rows, d, level):
 class Table(NamedTuple):
     """What a rendered table needs: its row labels and columns, ``cell(label, column)`` -> Cell or
     None, ``accuracy(label)`` -> the ID accuracy (or None: no such column), and ``marked(label, column)``
-    -> (FPR95 marked, AUROC marked): the best value and the values tied with it, shown in bold."""
+    -> (FPR95 marked, AUROC marked[, AUPR-In marked, AUPR-Out marked]): the best value and the values tied
+    with it, shown in bold; ``metrics``: those shown in each column (PAPER_METRICS or BENCHMARK_METRICS)."""
     scores: list
     cols: list
     cell: Callable
     accuracy: Callable | None = None
     marked: Callable | None = None
     dist: Callable | None = None
+    metrics: tuple = PAPER_METRICS
 
 
 def _interval_cell(fpr, auroc, ci, level, std=(0.0, 0.0), marks=("", "")):
@@ -148,11 +201,33 @@ def _interval_cell(fpr, auroc, ci, level, std=(0.0, 0.0), marks=("", "")):
                 tuple(100 * x for x in f), tuple(100 * x for x in a), (100 * std[0], 100 * std[1]), marks)
 
 
+def _aupr_values(rows, d, level, average=False):
+    """The AUPR-In and AUPR-Out Values of a cell made of ``rows``, as _interval_cell makes its FPR95 and
+    AUROC: one row's with its percentile interval (``<metric>_ci``) and std; an ``average``'s, the mean over
+    its sets, with the percentile interval of the average's bootstrap distribution ``d`` when there is one.
+    The ± is half the interval's width, else the std (an average's 0, as its FPR95's and AUROC's)."""
+    out = []
+    for m in BENCHMARK_METRICS[2:]:
+        mean = float(np.mean([r[m] for r in rows]))
+        std = 0.0 if average else float(rows[0].get(f"{m}_std") or 0.0)
+        if average:
+            ci = None if d is None else percentile_interval(d[METRICS.index(m)], level)
+        else:
+            ci = rows[0].get(f"{m}_ci")
+        mark = FEW_MARK if any(r.get("intervals_note") for r in rows) else ""
+        if ci is None:
+            out.append(Value(100 * mean, 100 * std, mark=mark))
+        else:
+            out.append(Value(100 * mean, 50 * (ci[1] - ci[0]), tuple(100 * x for x in ci), 100 * std, mark))
+    return tuple(out)
+
+
 def _table(rows, dists=None):
     """The Table of ``rows``; ``dists`` (row key -> bootstrap distribution) gives cells their intervals,
     averages theirs, and the ties with the best. A row's table label (ood.reporting.results.assign_labels) names
     it when present, else its score."""
     dists = dists or {}
+    metrics = table_metrics(rows)
     label = lambda r: r.get("label") or r["score"]  # noqa: E731
     scores = list(dict.fromkeys(label(r) for r in rows))
     cols, averages = columns(rows)
@@ -175,26 +250,28 @@ def _table(rows, dists=None):
                 return None
             d = dist(s, o)
             ci = None if d is None else average_intervals(rs, d, level)
-            return _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]), ci, level,
-                                  marks=row_marks(rs))
+            c = _interval_cell(np.mean([r["fpr95"] for r in rs]), np.mean([r["auroc"] for r in rs]), ci, level,
+                               marks=row_marks(rs))
+            return c._replace(aupr=_aupr_values(rs, d, level, average=True)) if len(metrics) > 2 else c
         r = by.get((s, o))
         if r is None:
             return None
         ci = (r["fpr95_ci"], r["auroc_ci"]) if r.get("fpr95_ci") and r.get("auroc_ci") else None
-        return _interval_cell(r["fpr95"], r["auroc"], ci, level, (r["fpr95_std"], r["auroc_std"]), row_marks([r]))
+        c = _interval_cell(r["fpr95"], r["auroc"], ci, level, (r["fpr95_std"], r["auroc_std"]), row_marks([r]))
+        return c._replace(aupr=_aupr_values([r], None, level)) if len(metrics) > 2 else c
 
     marks = {}
     for o in cols:
-        present = [s for s in scores if cell(s, o) is not None]
+        present = {s: c for s in scores for c in [cell(s, o)] if c is not None}
         ds = {s: (dist(s, o) if paired_rows else None) for s in present}
-        fpr = tied_with_best({s: (cell(s, o).fpr / 100, None if ds[s] is None else ds[s][FPR]) for s in present},
-                             True, level or 0.95)
-        auroc = tied_with_best({s: (cell(s, o).auroc / 100, None if ds[s] is None else ds[s][AUROC])
-                                for s in present}, False, level or 0.95)
-        marks.update({(s, o): (s in fpr, s in auroc) for s in present})
+        marked = [tied_with_best({s: (c.values()[i].mean / 100, None if ds[s] is None else ds[s][METRICS.index(m)])
+                                  for s, c in present.items()}, m in LOWER_IS_BETTER, level or 0.95)
+                  for i, m in enumerate(metrics)]
+        marks.update({(s, o): tuple(s in x for x in marked) for s in present})
 
     acc = {label(r): 100 * shown_accuracy(r) for r in rows if shown_accuracy(r) is not None}
-    return Table(scores, cols, cell, acc.get if acc else None, lambda s, o: marks.get((s, o), (False, False)), dist)
+    none = (False,) * len(metrics)
+    return Table(scores, cols, cell, acc.get if acc else None, lambda s, o: marks.get((s, o), none), dist, metrics)
 
 
 def _parts(table):
@@ -211,10 +288,11 @@ def _marks(table):
         return table.marked
     best = {}
     for o in table.cols:
-        vals = [v for v in (table.cell(s, o) for s in table.scores) if v is not None]
+        vals = [values_of(v) for v in (table.cell(s, o) for s in table.scores) if v is not None]
         if vals:
-            best[o] = (round(min(v[0] for v in vals), 2), round(max(v[2] for v in vals), 2))
-    return lambda s, o: (round(table.cell(s, o)[0], 2) == best[o][0], round(table.cell(s, o)[2], 2) == best[o][1])
+            best[o] = tuple(round((min if m in LOWER_IS_BETTER else max)(v[i].mean for v in vals), 2)
+                            for i, m in enumerate(table.metrics))
+    return lambda s, o: tuple(round(v.mean, 2) == b for v, b in zip(values_of(table.cell(s, o)), best[o]))
 
 
 def _fmt(mean, std, bold, latex=False, mark=""):
@@ -225,16 +303,16 @@ def _fmt(mean, std, bold, latex=False, mark=""):
 
 
 def _cells(table, score, marked, latex=False):
-    """The FPR95 and AUROC cells of one table row, marked values in bold, each followed by its mark."""
-    out = []
+    """The cells of one table row (FPR95 and AUROC per column; a benchmark's also AUPR-In and AUPR-Out),
+    marked values in bold, each followed by its mark."""
+    out, n = [], len(table.metrics)
     for o in table.cols:
         v = table.cell(score, o)
         if v is None:
-            out += ["--", "--"] if latex else ["–", "–"]
+            out += ["--" if latex else "–"] * n
             continue
-        bold_fpr, bold_auroc = marked(score, o)
-        marks = v.marks if isinstance(v, Cell) else ("", "")
-        out += [_fmt(v[0], v[1], bold_fpr, latex, marks[0]), _fmt(v[2], v[3], bold_auroc, latex, marks[1])]
+        out += [_fmt(x.mean, x.pm, bold, latex, x.mark)
+                for x, bold in zip(values_of(v)[:n], marked(score, o))]
     return out
 
 
@@ -262,8 +340,9 @@ def render_markdown(table):
     """A Table (or ood.reporting.aggregate's tuple) as Markdown; the best values and those tied with them in bold."""
     table = _parts(table)
     marked, acc = _marks(table), table.accuracy
-    head = "| Score | " + " | ".join(f"{o} FPR95↓ | {o} AUROC↑" for o in table.cols) + (" | ID Acc. |" if acc else " |")
-    lines = [head, "|" + "---|" * (1 + 2 * len(table.cols) + bool(acc))]
+    heads = [f"{HEADS[m]}{'↓' if m in LOWER_IS_BETTER else '↑'}" for m in table.metrics]
+    head = "| Score | " + " | ".join(f"{o} {h}" for o in table.cols for h in heads) + (" | ID Acc. |" if acc else " |")
+    lines = [head, "|" + "---|" * (1 + len(heads) * len(table.cols) + bool(acc))]
     for s in table.scores:
         lines.append(f"| {s} | " + " | ".join(_cells(table, s, marked) + ([_accuracy(s, acc)] if acc else []))
                      + " |")
@@ -276,10 +355,12 @@ def render_latex(table, caption=""):
     esc = lambda t: (t.replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")
                      .replace(FEW_MARK, r"\ddag{}").replace(APPROX_MARK, r"\dag{}"))
     extra = (" & ID Acc.", " & ") if acc else ("", "")
+    n = len(table.metrics)
+    heads = " & ".join(HEADS[m] + (r"$\downarrow$" if m in LOWER_IS_BETTER else r"$\uparrow$") for m in table.metrics)
     out = [r"\begin{table}[t]", r"\centering", r"\small",
-           r"\begin{tabular}{l" + "cc" * len(cols) + ("c" if acc else "") + "}", r"\toprule",
-           "Score & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{esc(o)}}}" for o in cols) + extra[0] + r" \\",
-           " & " + " & ".join(r"FPR95$\downarrow$ & AUROC$\uparrow$" for _ in cols) + extra[1] + r" \\",
+           r"\begin{tabular}{l" + "c" * n * len(cols) + ("c" if acc else "") + "}", r"\toprule",
+           "Score & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{esc(o)}}}" for o in cols) + extra[0] + r" \\",
+           " & " + " & ".join(heads for _ in cols) + extra[1] + r" \\",
            r"\midrule"]
     for s in table.scores:
         cells = _cells(table, s, marked, True) + ([_accuracy(s, acc, True)] if acc else [])
@@ -293,13 +374,15 @@ def render_latex(table, caption=""):
 
 def render_csv(table):
     """Per column FPR95, its std, AUROC, its std (over draws, replicates or runs, as results.csv always had
-    them) and, when the rows have intervals, both ends of each interval."""
+    them; a benchmark's table then AUPR-In and AUPR-Out, each with its std) and, when the rows have
+    intervals, both ends of each interval."""
     table = _parts(table)
     scores, cols, cell, acc = table.scores, table.cols, table.cell, table.accuracy
     ends = any(v is not None and v.fpr_ci is not None for s in scores for o in cols
                for v in [cell(s, o)] if isinstance(v, Cell))
-    names = ("FPR95", "FPR95_std", "AUROC", "AUROC_std") + (("FPR95_low", "FPR95_high", "AUROC_low", "AUROC_high")
-                                                           if ends else ())
+    short = [CSV_NAMES[m] for m in table.metrics]
+    names = tuple(x for m in short for x in (m, f"{m}_std")) + \
+        (tuple(x for m in short for x in (f"{m}_low", f"{m}_high")) if ends else ())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["score"] + [f"{o} {m}" for o in cols for m in names] + (["ID_accuracy"] if acc else []))
@@ -310,11 +393,11 @@ def render_csv(table):
             if v is None:
                 vals += [""] * len(names)
                 continue
-            std = v.std if isinstance(v, Cell) and v.std is not None else (v[1], v[3])
-            vals += [f"{x:.4f}" for x in (v[0], std[0], v[2], std[1])]
+            metrics = values_of(v)[:len(short)]
+            vals += [f"{x:.4f}" for m in metrics for x in (m.mean, m.pm if m.std is None else m.std)]
             if ends:
-                vals += [f"{x:.4f}" for x in (v.fpr_ci or ("",) * 2) + (v.auroc_ci or ("",) * 2)] \
-                    if v.fpr_ci is not None else ["", "", "", ""]
+                vals += [x for m in metrics for x in ([f"{e:.4f}" for e in m.ci] if m.ci is not None else ["", ""])] \
+                    if v.fpr_ci is not None else [""] * (2 * len(short))
         if acc:
             v = acc(s)
             vals.append("" if v is None else f"{(v[0] if isinstance(v, tuple) else v):.4f}")

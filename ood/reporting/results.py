@@ -105,7 +105,8 @@ def caption(rows):
     if replicated:
         fits = max(len(x.get("replicate_metrics") or []) for x in rows)
         text += f"; {', '.join(replicated)}: mean " + ("" if boot else "± std ") + f"over {fits} fits"
-    text += "; FPR95 and AUROC in %"
+    metrics = reports.table_metrics(rows)
+    text += f"; {reports.units(metrics)}"
     if r.get("fsood") and any(x.get("fsood_accuracy") is not None for x in rows):
         text += (", ID Acc.: the backbone's accuracy over the ID test set and the covariate-shifted ID sets pooled, "
                  "in % (OpenOOD's ACC in the full-spectrum setting)")
@@ -118,8 +119,9 @@ def caption(rows):
     pct = f"{100 * boot['level']:g} %"
     text += (f"; ± half the width of the {pct} interval from the stratified bootstrap ({boot['resamples']} "
              f"resamples, seed {boot['seed']}): AUROC's on the logit scale (Newcombe's score interval at 0 or 1), "
-             f"FPR95's Wilson interval at the bootstrap's effective sample size; both ends in results.json and "
-             f"results.csv")
+             f"FPR95's Wilson interval at the bootstrap's effective sample size"
+             + (", the AUPRs' percentile interval" if len(metrics) > 2 else "")
+             + "; both ends in results.json and results.csv")
     if r["protocol"] == "paper":
         text += "; best in bold (the scores' rows differ in draws: no ties are tested)"
     else:

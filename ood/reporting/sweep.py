@@ -63,7 +63,7 @@ def _convention(rows):
     variants = sorted({r["fpr_variant"] for r in rows})
     full = fsood_note([r for r in rows if r.get("fsood")]).lstrip(", ")
     fpr = "; ".join(f"FPR95 variant {v}{VARIANT_NOTES.get(v, '')}" for v in variants)
-    return (f"{full}; " if full else "") + fpr + "; FPR95 and AUROC in %"
+    return (f"{full}; " if full else "") + fpr + f"; {reports.units(reports.table_metrics(rows))}"
 
 
 def _figure(cls, axes, rows, test_sets, path):
