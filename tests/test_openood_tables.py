@@ -154,12 +154,12 @@ def test_aggregated_table_has_auprs_and_settings(bench, cifar, tmp_path):
     assert "Near-OOD AUPR_In,Near-OOD AUPR_In_std,Near-OOD AUPR_Out,Near-OOD AUPR_Out_std" in wide
     tex = (tmp_path / "sel" / "aggregate.tex").read_text()
     assert r"AUPR-In$\uparrow$ & AUPR-Out$\uparrow$" in tex and "ReAct (percentile=" in tex
-    # fixed settings (results.json of each run): the settings run at; a score without any keeps its name
+    # fixed settings (results.json of each run): the settings run at (MSP's float32 softmax, OpenOOD's)
     aggregate_results.main([str(tmp_path / f"r{k}") for k in range(3)] + ["--out", str(tmp_path / "fixed"),
                                                                           "--quiet"])
     md = (tmp_path / "fixed" / "aggregate.md").read_text()
     _, body = _table(md)
     knn = next(x for x in body if x.startswith("KNN"))
-    assert set(body) == {"MSP", knn} and "k=3" in knn
+    assert set(body) == {"MSP (precision=float32)", knn} and "k=3" in knn
     assert "each score named with the settings it was run at" in md
     assert (tmp_path / "fixed" / "aggregate.png").exists()
