@@ -11,6 +11,7 @@
   the sweep;
 - ``reporting``: results folders, tables, figures, the transaction, aggregation over seeds;
 - ``runtime``: the scripts' entry, options, setup, run opening, the launcher;
+- ``commands``: one module per script, its command line and its work;
 - ``api``: the scripts as Python calls, and scoring of features a user brings.
 
 The scores live in the package ``scores`` (one file each), the backbones in ``models``; both import the
