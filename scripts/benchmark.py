@@ -98,7 +98,7 @@ def bench_extraction(device, model_name, size, n, batch, workers, amp="off", wit
     return out
 
 
-# the OOD sets of a CIFAR table, as declared in ood/data.py (the paper's nine)
+# the OOD sets of a CIFAR table, as declared in ood/data/paper.py (the paper's nine)
 N_OOD = len(get_id_set("cifar10").default_ood)
 
 

@@ -26,7 +26,7 @@ The archive file is kept in the root after unpacking (the verifier checks its md
 save space). Every failure is a :class:`DownloadFailed` whose message is one line: the archive, what
 went wrong, and what to fetch by hand and where to put it.
 
-What the archives are is derived from the declarations (ood/data.py, ood/data/openood.py): see
+What the archives are is derived from the declarations (ood/data/paper.py, ood/data/openood.py): see
 :func:`declared_archive` and ``Benchmark.archives_of``; ood/data/verify.py decides which ones a target needs.
 """
 import bz2

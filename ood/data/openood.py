@@ -28,7 +28,7 @@ On disk, under ``--dataset_path``, the layout is OpenOOD's own::
 
 Each list has one ``relative/path label`` per line, the path relative to the set's image folder
 (``images_classic/`` or ``images_largescale/``). The sets are declared with the same classes as the
-paper's (``IDSet``, ``OODSet``, ood/data.py) and read through one layout, ``ImageList``; --benchmark
+paper's (``IDSet``, ``OODSet``, ood/data/declarations.py) and read through one layout, ``ImageList``; --benchmark
 openood selects them (``BENCHMARKS["openood"]``).
 """
 import os

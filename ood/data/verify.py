@@ -7,7 +7,7 @@ header, Fashion-MNIST from the idx headers, ImageFolder trees from the file list
 extension in class sub-folders, as ImageFolder counts them).
 
 Nothing here names a data set: the rows, their counts, archives and hints, and the ``--for`` targets
-derive from the declarations in ood/data.py (each set's ``Layout`` counts, checks and fetches it).
+derive from the declarations in ood/data/ (each set's ``Layout`` counts, checks and fetches it).
 
 For another benchmark than the paper's (``benchmark="openood"``) the rows are each of its ID sets'
 three splits (train, test, val), each of its OOD sets (validation, near, far) and each of its
