@@ -36,6 +36,7 @@ from ood.commands import extract as _extract
 from ood.commands import sweep as _sweep
 from ood.commands import train as _train
 from ood.commands import verify as _verify
+from ood.data import get_benchmark
 from ood.errors import UserError
 from ood.evaluation.comparisons import against
 from ood.evaluation.metrics import FPR_VARIANTS
@@ -118,9 +119,11 @@ def to_argv(flags, p=None):
     """The command line that keyword arguments name: ``name=value`` is ``--name value`` (a list: several
     values; True: the flag alone; False or None: left out), or the flag whose destination is ``name``
     when ``p`` (the parser) is given, positionals included (aggregate's ``results``)."""
-    actions = {}
+    actions, switches = {}, {}
     for a in (p._actions if p is not None else ()):
         actions.setdefault(a.dest, a)  # its first spelling (--no_plot before the older --no-plot)
+        if a.nargs == 0 and a.option_strings:  # store_true / store_false: the flag that sets each value
+            switches.setdefault((a.dest, a.const), a.option_strings[0])
     argv, positional = [], []
     for name, value in flags.items():
         action = actions.get(name)
@@ -132,9 +135,12 @@ def to_argv(flags, p=None):
             positional += [str(v) for v in values]
             continue
         flag = action.option_strings[0] if action is not None else f"--{name}"
-        if action is not None and action.nargs == 0:  # store_true / store_false
-            if bool(value) != bool(action.default):
-                argv.append(flag)
+        if action is not None and action.nargs == 0:  # a switch: the flag that sets this value
+            if value is None or value == action.default:
+                continue
+            if (name, bool(value)) not in switches:
+                raise UserError(f"{name}={value!r}: no flag sets it to that; give True or leave it out.")
+            argv.append(switches[(name, bool(value))])
             continue
         if value is None or value is False:
             continue
@@ -160,7 +166,7 @@ def _parsed(p, argv):
 # Features a user brings
 # ----------------------------------------------------------------------------------------------------
 def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE", "SHE", "RecLag"), *,
-                   bootstrap=0, ci_level=DEFAULT_LEVEL, protocol="full", fpr_variant="standard", repeats=10,
+                   bootstrap=0, ci_level=DEFAULT_LEVEL, protocol="full", fpr_variant=None, repeats=10,
                    seed=1, compare_to=None, dataset="", model="", device="cpu", benchmark="", val=None,
                    **settings):
     """Score features a user brings and return the result rows, as results.json holds them.
@@ -174,8 +180,9 @@ def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE
     where one score declares it (``hidden=5``). ``bootstrap``, ``ci_level``, ``protocol``,
     ``fpr_variant``, ``repeats``, ``seed`` and ``compare_to`` are the scoring script's options;
     ``dataset`` and ``model`` only name the rows (and feed the defaults that depend on them);
-    ``benchmark="openood"`` takes OpenOOD v1.5's defaults, as ``--benchmark openood`` does (ReAct then fits
-    on ``val``, the ID validation split's features, a dict as ``train``)."""
+    ``benchmark="openood"`` takes OpenOOD v1.5's defaults, as ``--benchmark openood`` does: its score
+    settings (ReAct then fits on ``val``, the ID validation split's features, a dict as ``train``) and its
+    FPR95 convention unless ``fpr_variant`` says otherwise."""
     head = {"weight": _tensor(head, "weight", "head", torch.float32),
             "bias": _tensor(head, "bias", "head", torch.float32)}
     if head["weight"].ndim != 2 or head["bias"].shape != head["weight"].shape[:1]:
@@ -186,7 +193,9 @@ def score_features(train, test, ood, head, scores=("MSP", "Energy", "ReAct", "HE
         raise UserError("ood: give a dict {set name: {'features': ...}} of at least one OOD set.")
     train = _features(train, "train", head, labels="predicted")
     sets = {"id": _features(test, "test", head), **{str(k): _features(v, f"ood[{k!r}]", head) for k, v in ood.items()}}
-    evaluation = _evaluation(protocol, fpr_variant, bootstrap, ci_level, repeats, seed)
+    bench = get_benchmark(benchmark) if benchmark else None  # its FPR95 convention by default, as --benchmark
+    evaluation = _evaluation(protocol, fpr_variant or (bench.fpr_variant if bench else "standard"), bootstrap,
+                             ci_level, repeats, seed)
     ctx = Context(dataset=dataset, feature_dim=int(dim), num_classes=int(num_classes), seed=seed, protocol=protocol,
                   benchmark=benchmark)
     splits = {"train": train, "val": None if val is None else _features(val, "val", head)}

@@ -103,7 +103,7 @@ class Param:
               tuple, or a ``Rule`` giving one for the run (values a backbone cannot take left out);
               OpenOOD v1.5's ``postprocessor_sweep`` where it has one
     grid_source  where the grid comes from
-    benchmarks   {benchmark name: default}: a benchmark's own default for the setting, which replaces
+    benchmarks   {benchmark name: default or Rule}: a benchmark's own default for the setting, which replaces
               ``default`` on its data sets (OpenOOD v1.5's configured ``postprocessor_args`` under
               ``--benchmark openood``), so that a row run without the flag is the benchmark's row
     benchmark_source  where those defaults come from
@@ -161,7 +161,8 @@ class Param:
     def default_for(self, ctx=None):
         ctx = ctx or Context()
         if ctx.benchmark in self.benchmarks:
-            return self.benchmarks[ctx.benchmark]
+            value = self.benchmarks[ctx.benchmark]
+            return value(ctx) if isinstance(value, Rule) else value
         return self.default(ctx) if isinstance(self.default, Rule) else self.default
 
     def convert(self, value, flag=None):
@@ -210,7 +211,8 @@ class Param:
         default = str(self.default) if isinstance(self.default, Rule) else repr(self.default)
         tail = f"default {default}" + (f", {self.source}" if self.source else "")
         for bench, value in self.benchmarks.items():
-            tail += f"; under --benchmark {bench}: {value!r}" + (f", {self.benchmark_source}"
+            shown = str(value) if isinstance(value, Rule) else repr(value)
+            tail += f"; under --benchmark {bench}: {shown}" + (f", {self.benchmark_source}"
                                                                  if self.benchmark_source else "")
         if self.bounds:
             tail += f"; in {self.bounds}"

@@ -8,7 +8,9 @@ scalar entry of phi over the training set in ascending order and takes element `
 fraction (0.98 there). There is no interpolation: t is always one of the training values, and in general
 not the interpolated percentile. Which of the two is a declared setting, ``--react_threshold``
 (``interpolated`` or ``sorted``; ``sorted`` by default under the paper protocol), so the two fits are
-stored as two patterns and each result row says which one it used.
+stored as two patterns and each result row says which one it used. Under ``--benchmark openood`` the
+percentile is read off the ID validation split's features instead (``--react_fit_on val``), as OpenOOD
+v1.5's ReAct ``setup`` does; ``fit`` then receives those features.
 """
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ def sorted_element(values, percentile):
 class ReAct(Score):
     """Score = T * logsumexp((W min(phi, t) + b) / T), with t the p-th percentile of all scalar entries of
     phi over the ID training set (under ``--protocol paper``: the reference's sorted element, see
-    --react_threshold)."""
+    --react_threshold; under --benchmark openood: over the ID validation split, --react_fit_on)."""
     name, order, paper = "ReAct", 30, True
     params = (
         Param("percentile", float, Rule(lambda ctx: 98.0 if ctx.protocol == "paper" else 90.0,
@@ -58,6 +60,7 @@ class ReAct(Score):
     )
 
     def fit_split(self):
+        """The ID split the percentile is read from (``fit_on``): train, or OpenOOD's val."""
         return self.fit_on
 
     def fit(self, train, head):

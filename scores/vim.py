@@ -33,7 +33,10 @@ class ViM(Score):
               grid=up_to((256, 1000), lambda ctx: ctx.feature_dim - 1 if ctx.feature_dim else None,
                          lambda ctx: principal_dim(ctx.feature_dim), "256, 1000 below the feature size (else the "
                                                                       "ViM code's rule)"),
-              grid_source="OpenOOD v1.5 (vim.yml)", benchmarks={"openood": 256},
+              grid_source="OpenOOD v1.5 (vim.yml)",
+              benchmarks={"openood": Rule(lambda ctx: 256 if not ctx.feature_dim or ctx.feature_dim > 256
+                                          else principal_dim(ctx.feature_dim),
+                                          "256 (below the feature size; for d <= 256 the ViM code's d/2)")},
               benchmark_source="OpenOOD v1.5 (vim.yml; its search could not change it before 2025-10-26, so "
                                "its published ViM rows ran at 256)"),
     )

@@ -161,6 +161,10 @@ def test_to_argv_names_flags_as_the_parser_does():
     assert api.to_argv({"results": "a", "out": "x", "plot": True, "quiet": True}, p) == ["a", "--out", "x", "--quiet"]
     p = api.parser("verify", [])
     assert api.to_argv({"target": "cifar10"}, p) == ["--for", "cifar10"]
+    p = api.parser("evaluate", [])  # --channels_last / --no_channels_last share one destination, default None
+    assert api.to_argv({"channels_last": False}, p) == ["--no_channels_last"]
+    assert api.to_argv({"channels_last": True}, p) == ["--channels_last"]
+    assert api.to_argv({"channels_last": None, "plot": False}, p) == []
 
 
 
@@ -172,6 +176,7 @@ def test_score_features_under_openoods_defaults_fits_react_on_val():
     rows = {r["score"]: r for r in api.score_features(train, test, ood, head, scores=["ReAct", "MSP"],
                                                         benchmark="openood", val=val)}
     assert rows["ReAct"]["settings"]["fit_on"] == "val" and rows["MSP"]["settings"] == {"precision": "float32"}
+    assert rows["MSP"]["fpr_variant"] == "openood"  # the benchmark's convention, as --benchmark openood
     on_train = api.score_features(train, test, ood, head, scores=["ReAct"], benchmark="openood", val=val,
                                   fit_on="train")
     assert "fit_on" not in on_train[0]["settings"]  # train: what ReAct did before the setting existed

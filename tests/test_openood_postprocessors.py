@@ -125,7 +125,10 @@ def test_the_benchmarks_defaults_are_declared_and_shown():
         param = next(p for p in scores.get(name).params if p.name == setting)
         assert param.default_for(Context(dataset="openood-cifar10", benchmark="openood", feature_dim=512,
                                          num_classes=10)) == value, (name, setting)
-        assert f"under --benchmark openood: {value!r}" in param.help_text()
+        shown = "256 (below the feature size" if (name, setting) == ("ViM", "dim") else repr(value)
+        assert f"under --benchmark openood: {shown}" in param.help_text()
+    small = Context(dataset="openood-cifar10", benchmark="openood", feature_dim=128, num_classes=10)
+    assert scores.instances(scores.get("ViM"), {}, small)[0].dim == 64  # 256 needs d > 256
     paper = Context(dataset="cifar10", feature_dim=512, num_classes=10)  # the paper's benchmark: as before
     assert scores.instances(scores.get("SCALE"), {}, paper)[0].percentile == 65
     assert scores.instances(scores.get("NNGuide"), {}, paper)[0].k == 10

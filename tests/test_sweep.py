@@ -134,3 +134,15 @@ def test_select_on_a_folder_of_ones_own(args, trained):
                                      "--grid", "ReAct:percentile=80,95", "--select_on", "VAL", "--results_dir", "v"])
     selected = json.loads(Path("v/selected.json").read_text())
     assert selected["validation"] == ["val"] and selected["test"] == ["iSUN", "Digits"] and rows
+
+
+def test_a_declared_grid_through_an_implicit_value(args, tmp_path):
+    """fDBD's declared grid sweeps distance_as_normalizer over true (its implicit value, left out of the
+    rows' settings as before the setting existed) and false: the figure and the labels read the true
+    rows as true, not as a missing setting."""
+    rows = sweep_scores.main(args + ["--grid", "fDBD", "--results_dir", str(tmp_path / "fdbd")])
+    labels = {r["label"] for r in rows}
+    assert labels == {"fDBD (distance_as_normalizer=True)", "fDBD (distance_as_normalizer=False)"}
+    assert (tmp_path / "fdbd" / "sweep_fdbd.png").exists()
+    assert {json.dumps(r["settings"], sort_keys=True) for r in rows} == \
+        {"{}", json.dumps({"distance_as_normalizer": False})}

@@ -81,6 +81,9 @@ def run(args):
         raise UserError("--checkpoints_dir says where --checkpoints looks for the released checkpoints; add "
                         "--checkpoints (or drop --checkpoints_dir to check the data).")
     _check_download_flags(args)
+    if args.checkpoints and args.fsood:
+        raise UserError("--fsood names the covariate-shifted ID sets; --checkpoints checks the released checkpoints "
+                        "only (drop --fsood, or --checkpoints to check the data).")
     if args.checkpoints:
         return _checkpoints(args)
     root = Path(args.dataset_path)

@@ -1,7 +1,11 @@
 """The schema of a result row, as a leaf every layer may import: the fields that identify a row (two rows
 with the same key are the same measurement, the newer replaces the older), those that a table's rows
-share, the key of a row's bootstrap distribution, and the table label of each score's variants."""
+share, the key of a row's bootstrap distribution, and the table label of each score's variants. It imports
+only the score registry (for the value a setting left out of a row stands for)."""
 import json
+
+import scores
+from ood.errors import UserError
 
 # "fsood": True in a row of OpenOOD's full-spectrum setting (--fsood: the ID side is the ID test set and the
 # covariate-shifted ID sets), absent otherwise, so that such a row never replaces, nor shares a table with, a
@@ -39,6 +43,24 @@ def variant_of(row):
     return _json([row.get("settings"), row.get("replicates")])
 
 
+def implicit_value(score, key):
+    """The value a row's missing setting ``key`` of ``score`` stands for: a setting at one of its
+    ``implicit`` values (what the score did before the setting existed) is left out of the row
+    (``Score.shared_settings``); None for a score or setting not registered here."""
+    try:
+        cls = scores.get(score)
+    except UserError:
+        return None
+    param = next((p for p in cls.params if p.name == key), None)
+    return param.implicit[0] if param is not None and param.implicit else None
+
+
+def setting(row, key):
+    """The row's value of its score's setting ``key``, an implicit one included."""
+    given = row.get("settings") or {}
+    return given[key] if key in given else implicit_value(row["score"], key)
+
+
 def assign_labels(rows):
     """``rows`` as new dicts, each with its table label: the score's name, followed by the settings that
     differ between the variants of that score present in ``rows`` (e.g. "ReAct (percentile=98)"). The
@@ -54,9 +76,10 @@ def assign_labels(rows):
             labels.update({(score, v): score for v in by})
             continue
         keys = sorted({k for s in by.values() for k in s})
-        differ = [k for k in keys if len({_json(s.get(k)) for s in by.values()}) > 1]
-        for v, s in by.items():
-            parts = [f"{k}={','.join(map(str, s[k])) if isinstance(s.get(k), list) else s.get(k)}" for k in differ]
+        filled = {v: {k: s[k] if k in s else implicit_value(score, k) for k in keys} for v, s in by.items()}
+        differ = [k for k in keys if len({_json(s[k]) for s in filled.values()}) > 1]
+        for v, s in filled.items():
+            parts = [f"{k}={','.join(map(str, s[k])) if isinstance(s[k], list) else s[k]}" for k in differ]
             labels[(score, v)] = f"{score} ({', '.join(parts)})"
     return [{**r, "label": labels[(r["score"], variant_of(r))]} for r in rows]
 

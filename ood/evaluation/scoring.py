@@ -200,7 +200,7 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
     """The rows of one score run against every OOD set (``values`` as returned by ``compute``, with
     the ID test set under "id"), evaluated as ``evaluation`` (an ood.evaluation.protocols.Evaluation) says for
     this score, with their intervals when it asks for them. ``dists``, a dict, receives each row's
-    bootstrap distribution under ``ood.reporting.results.dist_key(row)``. A row of too few images for an interval
+    bootstrap distribution under ``ood.evaluation.rows.dist_key(row)``. A row of too few images for an interval
     (``too_few_images``) has none, and no distribution (so no test uses it), only ``intervals_note``.
     ``extra``: fields every row carries, part of its key (those of ``full_spectrum``)."""
     plan = evaluation.plan(type(objs[0]), len(values["id"][0]), source.id_protocol)

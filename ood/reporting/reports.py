@@ -224,7 +224,7 @@ def _aupr_values(rows, d, level, average=False):
 
 def _table(rows, dists=None):
     """The Table of ``rows``; ``dists`` (row key -> bootstrap distribution) gives cells their intervals,
-    averages theirs, and the ties with the best. A row's table label (ood.reporting.results.assign_labels) names
+    averages theirs, and the ties with the best. A row's table label (ood.evaluation.rows.assign_labels) names
     it when present, else its score."""
     dists = dists or {}
     metrics = table_metrics(rows)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import scores
+from ood.evaluation.rows import setting
 from ood.evaluation.sweep import param_of
 from ood.io import write_text
 from ood.reporting import reports
@@ -73,7 +74,7 @@ def _figure(cls, axes, rows, test_sets, path):
         return
     value = {}
     for r in rows:
-        value.setdefault(tuple(r["settings"][k] for k in swept), {})[r["ood_dataset"]] = r
+        value.setdefault(tuple(setting(r, k) for k in swept), {})[r["ood_dataset"]] = r
     if len(swept) == 1:
         fig = reports.figure(figsize=(5, 3.4))
         ax = fig.subplots()
