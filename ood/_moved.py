@@ -28,6 +28,12 @@ MOVED = {
 }
 # The old modules whose name is now a package's: their names are forwarded from the package.
 RENAMED_TO_PACKAGE = {"ood.evaluation": "ood.evaluation.protocols", "ood.training": "ood.training.trainer"}
+# Names that left a module for another: {module: {name: where it lives now}} (forwarded by ``forward``).
+MOVED_NAMES = {
+    "ood.errors": {"cli_main": "ood.runtime.entry", "script_run": "ood.runtime.entry"},
+    "ood.cache.fingerprint": {name: "ood.data.sources" for name in
+                              ("source_files", "source_root", "note_source", "source_digest")},
+}
 
 
 def _warn(old, new):
@@ -64,10 +70,13 @@ def install():
 
 
 def forward(package):
-    """A module ``__getattr__`` for ``package``: a name it lacks is looked up in the module that used to
-    live at its path (``RENAMED_TO_PACKAGE``), with a FutureWarning."""
+    """A module ``__getattr__`` for ``package``: a name it lacks is looked up where it lives now
+    (``MOVED_NAMES``), or in the module that used to live at its path (``RENAMED_TO_PACKAGE``), with a
+    FutureWarning."""
     def __getattr__(name):
-        new = RENAMED_TO_PACKAGE[package]
+        new = MOVED_NAMES.get(package, {}).get(name) or RENAMED_TO_PACKAGE.get(package)
+        if new is None or name.startswith("__"):
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(new)
         if name.startswith("__") or not hasattr(module, name):
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

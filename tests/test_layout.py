@@ -171,6 +171,9 @@ def test_an_old_import_path_still_works_with_a_future_warning():
             "from ood.metrics import compute_metrics\nimport ood.features as F\n"
             "from ood.evaluation import Evaluation\n"
             "import ood.evaluation.metrics as M, ood.cache.features as G, ood.evaluation.protocols as P\n"
+            "from ood.errors import cli_main\nfrom ood.fingerprint import source_digest\n"
+            "import ood.runtime.entry as E, ood.data.sources as S\n"
+            "assert cli_main is E.cli_main and source_digest is S.source_digest\n"
             "assert compute_metrics is M.compute_metrics and F is G and Evaluation is P.Evaluation\n"
             "assert G.__spec__.name == 'ood.cache.features'\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
