@@ -76,9 +76,9 @@ class TorchvisionBackbone(nn.Module):
 @contextlib.contextmanager
 def _weights_only_loads():
     """While the block runs, every torch.load reads with its restricted unpickler (tensors and plain
-    containers; nothing in the file is called). torchvision's builders read their weights with
-    torch.load(weights_only=False), and a file already in torch's hub cache (where the message below
-    asks an offline user to copy one) is read without its hash being checked: only a download is. The
+    containers; nothing in the file is called). torchvision's builders would otherwise read their weights
+    with its unrestricted unpickler, and a file already in torch's hub cache (where the message below
+    asks an offline user to put one) is read without its hash being checked: only a download is. The
     environment variable is torch's own switch for this; the user's setting is restored afterwards."""
     names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")  # both set: torch refuses
     saved = {n: os.environ.pop(n, None) for n in names}
