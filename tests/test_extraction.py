@@ -30,7 +30,7 @@ def test_one_pass_for_the_evaluation_sets(fmnist_run, monkeypatch):
     with open_run(build_parser(argv).parse_args(argv), sets=(TEST,)) as run:
         for spec, name in ((TEST, "test"), (run.oods[0], "iSUN")):
             ds = run.store.dataset(spec)
-            one = F.extract(run.store.model, ds, 5, torch.device("cpu"))
+            one = F.extract(run.store.model, ds, 5, torch.device("cpu"), stages=run.store.stages)
             cached = torch.load(store / f"{name}.pt", weights_only=True)
             assert torch.allclose(cached["features"], one["features"], atol=1e-5, rtol=1e-5)
             assert torch.allclose(cached["logits"], one["logits"], atol=1e-5, rtol=1e-5)

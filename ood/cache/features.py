@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, SequentialSampler, Subset
 
 from ood.system import accel
 from ood.system.accel import loader_options
@@ -28,6 +28,7 @@ from ood import data as D
 from ood.training.checkpoints import load_backbone
 from ood.errors import UserError
 from ood.cache.fingerprint import digest, fingerprint, tensor_digest
+from ood.data.batches import BatchReader, Stages, split
 from ood.data.sources import source_digest
 from ood.io import check_writable_dir, load_torch, save_torch
 from ood.plugins import describe_score, plugin_code, running
@@ -40,18 +41,23 @@ TENSORS = ("features", "logits", "labels")
 
 @torch.inference_mode()
 def extract(model, dataset, batch_size, device, workers=0, desc="", quiet=False, amp="off",
-            channels_last=False, features_fn=None):
+            channels_last=False, features_fn=None, stages=None):
     """phi, logits and labels of every image of ``dataset``, in dataset order (eval mode).
-    ``features_fn`` replaces ``model.forward_features`` (e.g. its torch.compile'd version). The loader
-    has its own generator, so extraction never draws from the global random stream."""
+    ``stages``: the split transform the set was built with (``ood.data.batches.split``: the set's items
+    are uint8 pixels, normalised here a batch at a time); None when its items are the model's input.
+    The set is read a batch at a time (``BatchReader``: one indexing of an in-memory array where that is
+    exact). ``features_fn`` replaces ``model.forward_features`` (e.g. its torch.compile'd version). The
+    loader has its own generator, so extraction never draws from the global random stream."""
     model.eval()
     features_fn = features_fn or model.forward_features
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0),
-                        **loader_options(workers, device))
+    finish = (stages or Stages(None)).finish
+    reader = BatchReader(dataset)
+    loader = DataLoader(reader, sampler=BatchSampler(SequentialSampler(reader), batch_size, drop_last=False),
+                        batch_size=None, generator=torch.Generator().manual_seed(0), **loader_options(workers, device))
     feats, logits, labels = [], [], []
     try:
         for x, y in track(loader, desc or "features", len(dataset), quiet, size=lambda batch: len(batch[1])):
-            x = accel.to_input(x, device, channels_last)
+            x = finish(x, device, channels_last)
             with accel.autocast(device, amp):
                 f = features_fn(x)
                 out = model.fc(f)
@@ -162,6 +168,12 @@ class FeatureStore:
         return head
 
     # -- image sets ------------------------------------------------------------------------------------
+    @cached_property
+    def stages(self):
+        """The evaluation transform split into its per-image and per-batch stages (ood.data.batches);
+        the cache key names the transform whole, since both give the same inputs bit for bit."""
+        return split(self.setup.test_transform())
+
     @staticmethod
     def key(spec):
         return spec if spec in ID_SPLITS else spec.key
@@ -178,9 +190,11 @@ class FeatureStore:
         return self.root / "features" / f"{self.key(spec)}.pt"
 
     def dataset(self, spec):
-        """The torch Dataset of ``spec``: "train", "test", "val" (ID) or an ``OODSet``."""
+        """The torch Dataset of ``spec``: "train", "test", "val" (ID) or an ``OODSet``, built with the image
+        stage of the evaluation transform (its items are uint8 pixels; ``extract(..., stages=self.stages)``
+        normalises them a batch at a time)."""
         s = self.setup
-        tf = s.test_transform()
+        tf = self.stages.image
         if spec in ID_SPLITS:
             ds = D.build_id_dataset(s.id_set, s.data_root, spec, tf, download=s.download)
         elif spec.name == "HeldOut":
@@ -269,7 +283,7 @@ class FeatureStore:
         t0 = time.perf_counter()
         out = extract(self.model, ConcatDataset(sets), s.batch_size, s.device, s.workers,
                       desc=f"features {', '.join(self.key(x) for x in stale)}", quiet=s.quiet, amp=s.amp,
-                      channels_last=s.channels_last, features_fn=self.features_fn)
+                      channels_last=s.channels_last, features_fn=self.features_fn, stages=self.stages)
         seconds = time.perf_counter() - t0
         start = 0
         for spec, ds in zip(stale, sets):
@@ -315,7 +329,7 @@ class FeatureStore:
         t0 = time.perf_counter()
         out = extract(self.model, shard, s.batch_size, s.device, s.workers, desc=f"features {self.key(spec)}",
                       quiet=s.quiet or self.rank != 0, amp=s.amp, channels_last=s.channels_last,
-                      features_fn=self.features_fn)
+                      features_fn=self.features_fn, stages=self.stages)
         out = accel.gather_in_order(out, len(ds))
         out["seconds"] = time.perf_counter() - t0  # what this backbone pass cost (the sweep reports it)
         out = self._store(spec, out)

@@ -40,6 +40,7 @@ import torch
 from torchvision import transforms as T
 
 from ood.data import declarations as D
+from ood.data.batches import ToUint8
 from ood.data.images import load_image
 from ood.data.layouts import Layout
 from ood.errors import UserError
@@ -210,9 +211,13 @@ def unresized(transform):
     """What OpenOOD reads ImageNet-C's images with (``ImageNetCPreProcessor``, preprocessor.py): ToTensor
     and Normalize only, no resize or crop (its images are 224 x 224 crops already), with the statistics of
     the run's own transform, read as OpenOOD's ``get_id_ood_dataloader`` reads them: the last Normalize of
-    a Compose, or the mean and std of a torchvision preset (``weights.transforms()``). None stays None."""
+    a Compose, or the mean and std of a torchvision preset (``weights.transforms()``). None stays None.
+    The image stage of a split transform (ood.data.batches) gives the pixels alone: its batch stage
+    normalises them with the run's statistics."""
     if transform is None:
         return None
+    if isinstance(transform, T.Compose) and transform.transforms and isinstance(transform.transforms[-1], ToUint8):
+        return T.Compose([ToUint8()])
     norms = [t for t in getattr(transform, "transforms", ()) if isinstance(t, T.Normalize)]
     mean, std = (norms[-1].mean, norms[-1].std) if norms else \
         (getattr(transform, "mean", None), getattr(transform, "std", None))

@@ -18,11 +18,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset, get_worker_info
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler, Subset,
+                              get_worker_info)
 from torch.utils.data._utils.worker import _generate_state  # how a DataLoader seeds numpy in its workers
 
 from ood.system import accel
 from ood.system.accel import loader_options
+from ood.data.batches import BatchReader, Stages, split
 from ood import data as D
 from ood.system import inputs
 from ood.training.checkpoints import clean_state_dict, read_checkpoint
@@ -66,16 +68,18 @@ def _tuplify(x):
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def evaluate(model, loader, device, amp="off", channels_last=False, eval_mode=True):
+def evaluate(model, loader, device, amp="off", channels_last=False, eval_mode=True, stages=None):
     """Test loss and accuracy; under torchrun each process scores its shard and the sums are reduced.
     ``eval_mode=False`` validates in train mode, as the reference recipe does (BatchNorm then updates its
-    running statistics from these batches)."""
+    running statistics from these batches). ``stages``: the split transform the loader's set was built
+    with (ood.data.batches), whose batch stage normalises its uint8 batches; None for float batches."""
+    finish = (stages or Stages(None)).finish
     if eval_mode:
         model.eval()
     loss, correct, n = 0.0, 0, 0
     with torch.no_grad(), accel.autocast(device, amp):
         for x, y in loader:
-            x, y = accel.to_input(x, device, channels_last), y.to(device, non_blocking=True)
+            x, y = finish(x, device, channels_last), y.to(device, non_blocking=True)
             out = model(x).float()
             loss += F.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
@@ -188,9 +192,12 @@ class Trainer:
     def build(self):
         s, h = self.setup, self.hyper
         model = s.build_model(run_size=self.train_size)  # first: a size it cannot take is refused before the data
-        train_ds = D.build_id_dataset(s.id_set, s.data_root, "train",
-                                      self.recipe.train_transform(s.id_set, self.train_size, h["augment"]), s.download)
-        test_ds = D.build_id_dataset(s.id_set, s.data_root, "test", D.test_transform(s.id_set, self.train_size))
+        # each image goes through the transforms' image stages in the workers; the batch is normalised on
+        # the device (ood.data.batches: the same values, without ToTensor's and Normalize's cost per image)
+        self.train_stages = split(self.recipe.train_transform(s.id_set, self.train_size, h["augment"]))
+        self.test_stages = split(D.test_transform(s.id_set, self.train_size))
+        train_ds = D.build_id_dataset(s.id_set, s.data_root, "train", self.train_stages.image, s.download)
+        test_ds = D.build_id_dataset(s.id_set, s.data_root, "test", self.test_stages.image)
         self.train_ds, self.test_ds = D.subset(train_ds, s.subset), D.subset(test_ds, s.subset)
         for role, ds in (("train", self.train_ds), ("test", self.test_ds)):  # what a launcher's marker is keyed on
             note_source(ds, f"{s.id_set.key}/{role}")
@@ -281,7 +288,7 @@ class Trainer:
         batches = track(loader, f"training epoch {epoch + 1}/{self.hyper['epochs']}", len(self.sampler) * self.world,
                         s.quiet or self.rank != 0, size=lambda batch: len(batch[1]) * self.world)
         for x, y in batches:
-            x, y = accel.to_input(x, s.device, s.channels_last), y.to(s.device, non_blocking=True)
+            x, y = self.train_stages.finish(x, s.device, s.channels_last), y.to(s.device, non_blocking=True)
             with accel.autocast(s.device, s.amp):
                 out = self.net(x)
                 loss = F.cross_entropy(out.float(), y)
@@ -318,10 +325,12 @@ class Trainer:
                                                           images=len(self.train_ds) * epochs // self.world)
         if compiled:  # the training step only: validation runs eager (one more compilation would not pay)
             self.net = torch.compile(self.eager)
-        shard = Subset(self.test_ds, range(self.rank, len(self.test_ds), self.world))
-        # its own generator: the persistent workers must not draw their seeds from the global stream,
-        # whose position differs between a resumed and an uninterrupted run (dropout draws from it)
-        test_loader = DataLoader(shard, batch_size=s.batch_size, shuffle=False, persistent_workers=s.workers > 0,
+        shard = BatchReader(Subset(self.test_ds, range(self.rank, len(self.test_ds), self.world)))
+        # read a batch at a time (an in-memory set: one indexing per batch); its own generator: the
+        # persistent workers must not draw their seeds from the global stream, whose position differs
+        # between a resumed and an uninterrupted run (dropout draws from it)
+        test_loader = DataLoader(shard, sampler=BatchSampler(SequentialSampler(shard), s.batch_size, drop_last=False),
+                                 batch_size=None, persistent_workers=s.workers > 0,
                                  generator=torch.Generator().manual_seed(s.seed), **loader_options(s.workers, s.device))
         self.say(f"training {s.model.name} on {s.id_set.name} at {self.train_size}x{self.train_size}"
                  + (f" (recipe {s.recipe}; evaluated at {self.meta['input_size']})" if s.recipe != "fixed" else "")
@@ -337,7 +346,7 @@ class Trainer:
             lr = self.opt.param_groups[0]["lr"]
             train_loss, train_acc, running = self.train_epoch(epoch)
             test_loss, test_acc = evaluate(self.eager, test_loader, s.device, s.amp, s.channels_last,
-                                           eval_mode=self.recipe.eval_mode_validation)
+                                           eval_mode=self.recipe.eval_mode_validation, stages=self.test_stages)
             if self.sched is not None:
                 self.sched.step()
             if self.recipe.keep == "best" and (self.best is None or test_acc > self.best[0]):

@@ -1,0 +1,258 @@
+"""Decode each image, normalise the batch: what a loader hands the model, at the model's rate on a CPU.
+
+torchvision's ``ToTensor`` and ``Normalize`` cost 56 and 85 us on one 28x28 Fashion-MNIST image on a
+2-core AVX2 CPU (torch 2.14: per-call overhead on a 784-element tensor), more than decoding, resizing and
+grayscaling it (17 us), and a third of the demo's CNN forward per image. So an evaluation or training
+transform that ends with them is ``split``:
+
+- its **image stage** runs per image, in the loader's workers: the steps before ``ToTensor``, then
+  ``ToUint8`` (the pixels as PIL holds them, a ``(H, W, C)`` uint8 tensor);
+- its **batch stage** (``Normalise``) runs once per batch, on the model's device: to float, divided by 255,
+  normalised. The batch comes out as an ``(N, C, H, W)`` view of ``(N, H, W, C)`` memory, the
+  channels-last layout the model runs in, so no layout copy is made either, and a GPU receives a quarter
+  of the bytes.
+
+The values are those of the per-image transform bit for bit: the same float32 operations (divide by 255,
+subtract the mean, divide by the standard deviation) in the same order on each element. A feature cache
+keyed on the transform's ``repr`` therefore stays valid.
+
+``BatchReader`` reads a batch of an image set at once. Where a set holds its images in memory as a uint8
+array (torchvision's MNIST family, CIFAR and SVHN; ``ArrayImages``) and the image stage leaves them as
+they are (a resize or crop to the size they have, a grayscale of gray pixels), a batch is one indexing
+of that array instead of a PIL image per item; elsewhere it stacks the items of the image stage.
+"""
+import numpy as np
+import torch
+import torchvision
+from torch.utils.data import ConcatDataset, Dataset, Subset
+from torchvision import transforms as T
+
+from ood.data.datasets import ClassSubset
+from ood.data.package_sets import ArrayImages
+from ood.system import accel
+
+EIGHT_BIT_MODES = ("L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+
+
+class ToUint8:
+    """A PIL image (or an (H, W[, C]) uint8 array) as the (H, W, C) uint8 tensor ``ToTensor`` would scale
+    to [0, 1]: the last step of an image stage. Images whose pixels are not 8-bit integers (modes I, I;16,
+    F), which ``ToTensor`` passes on unscaled, are refused rather than scaled differently."""
+
+    def __call__(self, img):
+        if isinstance(img, np.ndarray):
+            if img.dtype != np.uint8:
+                raise ValueError(f"an image stage takes uint8 arrays, not {img.dtype}")
+            a = torch.from_numpy(np.array(img, copy=True))
+        elif img.mode == "1":  # one bit per pixel: ToTensor makes it 0 or 255
+            a = torch.from_numpy(np.array(img, np.uint8, copy=True)) * 255
+        elif img.mode in EIGHT_BIT_MODES:
+            a = torch.from_numpy(np.array(img, np.uint8, copy=True))
+        else:
+            raise ValueError(f"images of PIL mode {img.mode} (not 8 bits per channel) cannot be normalised "
+                             f"batch-wise; convert them to RGB or L in the data set")
+        return a[..., None] if a.ndim == 2 else a
+
+    def __repr__(self):
+        return "ToUint8()"
+
+
+class Normalise:
+    """The batch stage: (N, H, W, C) uint8 -> float32 (N, C, H, W), (x / 255 - mean) / std, on ``device``,
+    channels-last unless asked otherwise. A batch that is not uint8 comes from a data set that built its own
+    tensors: it is moved to the device as it is."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self._constants = {}
+
+    def _on(self, device, channels):
+        key = (str(device), channels)
+        if key not in self._constants:
+            def const(v):
+                v = v * channels if len(v) == 1 else v  # Normalize broadcasts one value over the channels
+                return torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+            # 255 as a tensor on the device: CUDA divides by a Python scalar as a multiply by its reciprocal
+            self._constants[key] = (torch.tensor(255.0, device=device), const(self.mean), const(self.std))
+        return self._constants[key]
+
+    def __call__(self, x, device, channels_last=True):
+        if x.dtype != torch.uint8:
+            return accel.to_input(x, device, channels_last)
+        x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
+        if not channels_last:
+            x = x.contiguous()
+        scale, mean, std = self._on(x.device, x.shape[1])
+        return x.to(torch.float32).div_(scale).sub_(mean).div_(std)
+
+    def __repr__(self):
+        return f"Normalise(mean={self.mean}, std={self.std})"
+
+
+class Stages:
+    """A transform as an image stage (per image) and a batch stage (``finish(batch, device, channels_last)``)."""
+
+    def __init__(self, image, batch=None):
+        self.image, self.batch = image, batch
+
+    def finish(self, x, device, channels_last):
+        if self.batch is None:
+            return accel.to_input(x, device, channels_last)
+        return self.batch(x, device, channels_last)
+
+
+def split(transform):
+    """``transform`` as ``Stages``: a ``Compose`` ending with ``ToTensor`` (and ``Normalize``) is split
+    before them; any other transform stays whole, per image."""
+    steps = list(transform.transforms) if isinstance(transform, T.Compose) else None
+    if not steps:
+        return Stages(transform)
+    mean, std = (0.0,), (1.0,)
+    if isinstance(steps[-1], T.Normalize) and len(steps) > 1:
+        norm = steps.pop()
+        mean, std = tuple(np.atleast_1d(np.asarray(norm.mean, np.float64))), tuple(np.atleast_1d(np.asarray(norm.std, np.float64)))
+    if not isinstance(steps[-1], T.ToTensor) or type(steps[-1]).__call__ is not T.ToTensor.__call__:
+        return Stages(transform)
+    return Stages(T.Compose(steps[:-1] + [ToUint8()]), Normalise(mean, std))
+
+
+# -- reading a batch at once ---------------------------------------------------------------------------
+class _Items:
+    """Any data set: its items one by one through its own transform, stacked."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def read(self, idx):
+        items = [self.dataset[int(i)] for i in idx]
+        return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+
+class _Array:
+    """A uint8 array (N, H, W, C) that the image stage leaves as it is, and its labels."""
+
+    def __init__(self, images, labels, repeat=1):
+        self.images, self.labels, self.repeat = images, np.asarray(labels, np.int64), repeat
+
+    def read(self, idx):
+        x = torch.from_numpy(np.ascontiguousarray(self.images[idx]))
+        if self.repeat > 1:  # gray pixels an RGB image repeats
+            x = x.expand(-1, -1, -1, self.repeat).contiguous()
+        return x, torch.from_numpy(self.labels[idx])
+
+
+class _Mapped:
+    """A subset: indices mapped into the data set below, labels replaced when the subset relabels."""
+
+    def __init__(self, inner, indices, labels=None):
+        self.inner, self.indices = inner, np.asarray(indices, np.int64)
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
+
+    def read(self, idx):
+        x, y = self.inner.read(self.indices[idx])
+        return x, (y if self.labels is None else torch.from_numpy(self.labels[idx]))
+
+
+class _Concat:
+    def __init__(self, parts, ends):
+        self.parts, self.ends = parts, list(ends)
+
+    def read(self, idx):
+        part = np.searchsorted(self.ends, idx, side="right")
+        starts = np.r_[0, self.ends[:-1]]
+        xs, ys, order = [], [], []
+        for p in np.unique(part):
+            where = np.flatnonzero(part == p)
+            x, y = self.parts[p].read(idx[where] - starts[p])
+            xs.append(x), ys.append(y), order.append(where)
+        if len(xs) == 1:
+            return xs[0], ys[0]
+        x, y = torch.cat(xs), torch.cat(ys)
+        inverse = np.empty(len(idx), np.int64)
+        inverse[np.concatenate(order)] = np.arange(len(idx))
+        return x[inverse], y[inverse]
+
+
+def _pixels(dataset):
+    """(uint8 images (N, H, W, C), labels, PIL mode the set hands its transform, transform) of a set that
+    holds its images in memory and reads them exactly as torchvision's (or ArrayImages') ``__getitem__``
+    does; None for any other set, a subclass that reads its own way, or a target transform."""
+    tv = torchvision.datasets
+    for cls, how in ((tv.MNIST, "mnist"), (tv.CIFAR10, "cifar"), (tv.SVHN, "svhn"), (ArrayImages, "array")):
+        if isinstance(dataset, cls) and type(dataset).__getitem__ is cls.__getitem__:
+            break
+    else:
+        return None
+    if getattr(dataset, "target_transform", None) is not None:
+        return None
+    if how == "mnist":
+        data = dataset.data.numpy() if isinstance(dataset.data, torch.Tensor) else dataset.data
+        return data[..., None], np.asarray(dataset.targets), "L", dataset.transform
+    if how == "cifar":
+        return dataset.data, np.asarray(dataset.targets), "RGB", dataset.transform
+    if how == "svhn":
+        return dataset.data.transpose(0, 2, 3, 1), np.asarray(dataset.labels), "RGB", dataset.transform
+    images = dataset.images
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or not (
+            images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+        return None
+    # ArrayImages converts every image to RGB: gray pixels become three equal channels
+    return (images[..., None] if images.ndim == 3 else images), np.asarray(dataset.targets), "RGB", dataset.transform
+
+
+def _unchanged(stage, h, w, gray):
+    """The channels an image stage (``ToUint8`` last) gives an (h, w) image whose pixels are all gray
+    (``gray``) or RGB, if it leaves them as they are; None if it changes them (or is not an image stage)."""
+    if not isinstance(stage, T.Compose) or not stage.transforms or not isinstance(stage.transforms[-1], ToUint8):
+        return None
+    channels = 3
+    for step in stage.transforms[:-1]:
+        if type(step) is T.Resize and step.max_size is None:
+            size = [step.size] if isinstance(step.size, int) else list(step.size)
+            if size != ([min(h, w)] if len(size) == 1 else [h, w]):
+                return None
+        elif type(step) is T.CenterCrop:
+            if list(step.size) != [h, w]:
+                return None
+        elif type(step) is T.Grayscale and step.num_output_channels == 1 and gray:
+            channels = 1  # L of three equal channels is that value: PIL's weights sum to 2**16
+        else:
+            return None
+    return channels
+
+
+def _reader(dataset):
+    """The fastest exact way to read batches of ``dataset``."""
+    if isinstance(dataset, Subset) and type(dataset).__getitem__ is Subset.__getitem__:
+        return _Mapped(_reader(dataset.dataset), dataset.indices)
+    if type(dataset) is ClassSubset:
+        return _Mapped(_reader(dataset.dataset), dataset.indices, dataset.targets)
+    if type(dataset) is ConcatDataset:
+        return _Concat([_reader(d) for d in dataset.datasets], dataset.cumulative_sizes)
+    pixels = _pixels(dataset)
+    if pixels is not None:
+        images, labels, mode, stage = pixels
+        gray = images.shape[-1] == 1
+        channels = _unchanged(stage, images.shape[1], images.shape[2], gray)
+        if channels is not None:
+            # an "L" image stays one channel; gray pixels of an "RGB" image are repeated unless grayscaled
+            repeat = 3 if gray and mode == "RGB" and channels == 3 else 1
+            return _Array(images, labels, repeat)
+    return _Items(dataset)
+
+
+class BatchReader(Dataset):
+    """``dataset`` read a batch at a time: ``reader[indices]`` = (images, labels) of those items, stacked.
+    Use it with a ``BatchSampler`` as the sampler and ``batch_size=None``."""
+
+    def __init__(self, dataset):
+        self.dataset, self.reader = dataset, _reader(dataset)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, indices):
+        return self.reader.read(np.asarray(indices, np.int64))
+
+
+__all__ = ["ToUint8", "Normalise", "Stages", "split", "BatchReader"]
