@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 import test_score_ood_detection
 from checks import exits_2
@@ -267,3 +268,27 @@ def test_compare_to_missing_on_some_sets_is_warned(fmnist_run, capsys):
     rows = json.loads((fmnist_run / "results/fashionmnist/wrn/results.json").read_text())["rows"]
     msp = {r["ood_dataset"]: r for r in rows if r["score"] == "MSP"}
     assert msp["iSUN"]["vs"]["reference"] == "Energy" and "vs" not in msp["mine"]
+
+
+@pytest.mark.parametrize("variant", ["standard", "strict", "closest", "openood"])
+@pytest.mark.parametrize("metric", ["fpr95", "auroc", "aupr_out"])
+def test_swap_test_is_the_difference_of_both_sides_own_curves(variant, metric):
+    """The swap test computes b's side from a's (b's counts are 1 - a's on the pool, so its cumulative
+    counts are the row number minus a's): the same differences and p-value, to the last bit, as curves
+    computed from b's own counts, the pool's halves exchanged; with ties within and across the classes."""
+    rng = np.random.default_rng(7)
+    n, m, swaps = 140, 90, 60
+    ia, oa = np.round(rng.normal(1, 1, n), 1), np.round(rng.normal(0, 1, m), 1)
+    ib, ob = np.round(ia + rng.normal(0, 0.6, n), 1), np.round(oa + rng.normal(0, 0.6, m), 1)
+    boot = Bootstrap(swaps, seed=3)
+    got = swap_test([ia], [oa], [ib], [ob], boot, "X", variant, metric)
+    cid, cood = swap_counts(n, swaps, 3, "id"), swap_counts(m, swaps, 3, "X")
+    ra, rb = rankdata(np.r_[ia, oa]), rankdata(np.r_[ib, ob])
+    pool_id, pool_ood = np.r_[ra[:n], rb[:n]], np.r_[ra[n:], rb[n:]]
+    mine = curve_metrics(pool_id, pool_ood, cid, cood, variant)[metric]
+    theirs = curve_metrics(pool_id, pool_ood, np.r_[cid[n:], cid[:n]], np.r_[cood[m:], cood[:m]], variant)[metric]
+    d = mine - theirs
+    assert got["diff"] == d[0]
+    obs, null, tol = abs(d[0]), np.abs(d[1:]), 1e-9 / max(n, m)
+    p = (np.sum(null > obs + tol) + (np.sum(np.abs(null - obs) <= tol) + 1) / 2) / (swaps + 1)
+    assert got["p"] == (1.0 if obs <= tol else min(1.0, p))

@@ -119,10 +119,25 @@ class _Side:
             for lo in range(0, self.counts.shape[1], step):
                 block = self.counts[self.order, lo:lo + step]
                 cum = np.zeros((self.desc.size + 1, block.shape[1]), dtype=np.float64)
-                cum[1:] = np.cumsum(block, axis=0, dtype=np.int32)
+                np.cumsum(block, axis=0, dtype=np.float64, out=cum[1:])  # integers: exact in float64
                 out.append(cum)
             self._blocks = {step: out}  # one step at a time: the OOD sets of a run are alike in size
         return self._blocks[step]
+
+    def complement(self):
+        """The same values drawn by the complementary counts, 1 - counts (counts of 0 and 1: the other
+        score of a swap, ``swap_counts``): its cumulative counts are the row number minus these, exactly,
+        without a second sort or sum. Its blocks are made as they are read, never kept."""
+        return _Complement(self)
+
+
+class _Complement:
+    def __init__(self, side):
+        self.side, self.order, self.desc, self.ends = side, side.order, side.desc, side.ends
+
+    def blocks(self, step):
+        rows = np.arange(self.desc.size + 1, dtype=np.float64)[:, None]
+        return (rows - cum for cum in self.side.blocks(step))
 
 
 def _step(n, m):
@@ -140,16 +155,20 @@ class Resampled:
     def metrics(self, ood_s, ood_counts, variant="standard", r=0.95, fpr_only=False):
         """{metric: (B,) float64} against one OOD set's resamples (``ood_counts`` (m, B)); ``fpr_only``:
         {"fpr95": ...} alone, at half the cost."""
-        if variant not in FPR_VARIANTS:
-            raise ValueError(f"unknown FPR95 variant {variant!r}; expected one of {FPR_VARIANTS}.")
-        ood = _Side(ood_s, ood_counts)
-        geo = _Geometry(self.id, ood)
-        step = _step(geo.n, geo.m)
-        out = {k: [] for k in (("fpr95",) if fpr_only else METRIC_ORDER)}
-        for ci, co in zip(self.id.blocks(step), ood.blocks(step)):
-            for k, v in _block(ci, co, geo, variant, r, fpr_only).items():
-                out[k].append(v)
-        return {k: np.concatenate(v) for k, v in out.items()}
+        return _metrics(self.id, _Side(ood_s, ood_counts), variant, r, fpr_only)
+
+
+def _metrics(idn, ood, variant="standard", r=0.95, fpr_only=False, geo=None):
+    """``Resampled.metrics`` of two prepared sides (``geo``: their ``_Geometry``, when already known)."""
+    if variant not in FPR_VARIANTS:
+        raise ValueError(f"unknown FPR95 variant {variant!r}; expected one of {FPR_VARIANTS}.")
+    geo = geo or _Geometry(idn, ood)
+    step = _step(geo.n, geo.m)
+    out = {k: [] for k in (("fpr95",) if fpr_only else METRIC_ORDER)}
+    for ci, co in zip(idn.blocks(step), ood.blocks(step)):
+        for k, v in _block(ci, co, geo, variant, r, fpr_only).items():
+            out[k].append(v)
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 class _Geometry:
@@ -387,11 +406,6 @@ def swap_counts(n, resamples, seed, tag):
     return np.concatenate((1 - flip, flip))
 
 
-def _halves_swapped(counts):
-    n = counts.shape[0] // 2
-    return np.concatenate((counts[n:], counts[:n]))
-
-
 def swap_test(id_a, ood_a, id_b, ood_b, boot, tag, fpr_variant="standard", metric="fpr95"):
     """The paired permutation test of "``metric`` of a = that of b" for two scores on the same ID and OOD
     samples, each the mean over its replicates (lists of arrays, as many for a as for b: a swap exchanges
@@ -412,10 +426,12 @@ def swap_test(id_a, ood_a, id_b, ood_b, boot, tag, fpr_variant="standard", metri
     for ia, oa, ib, ob in zip(id_a, ood_a, id_b, ood_b):
         ra = rankdata(np.r_[np.asarray(ia, np.float64), np.asarray(oa, np.float64)])
         rb = rankdata(np.r_[np.asarray(ib, np.float64), np.asarray(ob, np.float64)])
-        pool_id, pool_ood = np.r_[ra[:n], rb[:n]], np.r_[ra[n:], rb[n:]]
-        a = Resampled(pool_id, cid).metrics(pool_ood, cood, fpr_variant, fpr_only=metric == "fpr95")[metric]
-        b = Resampled(pool_id, _halves_swapped(cid)).metrics(pool_ood, _halves_swapped(cood), fpr_variant,
-                                                             fpr_only=metric == "fpr95")[metric]
+        pool_id, pool_ood = _Side(np.r_[ra[:n], rb[:n]], cid), _Side(np.r_[ra[n:], rb[n:]], cood)
+        geo = _Geometry(pool_id, pool_ood)
+        a = _metrics(pool_id, pool_ood, fpr_variant, fpr_only=metric == "fpr95", geo=geo)[metric]
+        # b's counts are a's with the halves exchanged, i.e. 1 - a's on every sample of the pool
+        b = _metrics(pool_id.complement(), pool_ood.complement(), fpr_variant, fpr_only=metric == "fpr95",
+                     geo=geo)[metric]
         diff += (a - b) / len(id_a)
     obs, null = abs(float(diff[0])), np.abs(diff[1:])
     tol = 1e-9 / max(n, m)  # the differences are multiples of 1 / (n or m times the replicates): closer is a tie
