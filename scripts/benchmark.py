@@ -436,7 +436,7 @@ def main():
         print(f"written to {a.json}")
         return
     n = (64 if a.quick else 128) if not gpu else 4096
-    per_model = {"cnn": 64 * n, "resnet18": n, "wrn": 2 * n}  # a few seconds a run each on a CPU
+    per_model = {"cnn": (16 if a.quick else 64) * n, "resnet18": n, "wrn": 2 * n}  # a few seconds a run each on a CPU
     res["extraction"] = {}
     for m, (id_name, s) in EXTRACTION_CASES.items():
         if a.quick and not gpu:

@@ -20,9 +20,11 @@ def test_benchmark_quick(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
-    for m in ("resnet18", "wrn"):
+    for m in ("cnn", "resnet18", "wrn"):
         e = res["extraction"][m]
         assert e["pipeline_img_s"] > 0 and e["bare_img_s"] > 0 and e["ratio"] > 0
+        assert e["channels_last"] is True  # the layout a CPU extracts in by default
+    assert res["extraction"]["cnn"]["id_set"] == "fashionmnist" and res["machine"]["cpu"]
     assert "bf16_vs_fp32_pipeline_speed" in res["extraction"]["wrn"]
     s = res["scoring"]
     assert s["six_scores_s"] > s["one_score_s"] > 0 and s["ratio_with_backbone_pass"] >= 1
@@ -43,3 +45,15 @@ def test_benchmark_quick(tmp_path):
     assert k["break_even_images"] == (pytest.approx(k["compile_s"] / saved) if saved > 0 else None)
     assert "7. --compile (eager), training cnn@28" in proc.stdout
     assert "1. extraction" in proc.stdout and "3. HE" in proc.stdout and "5. CPU training step" in proc.stdout
+
+
+def test_benchmark_extraction_only(tmp_path):
+    """--extraction_only: part 1 alone, one line per backbone naming its batch, workers and layout."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/benchmark.py"), "--quick", "--extraction_only",
+                           "--device", "cpu", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert set(res["extraction"]) == {"cnn", "resnet18", "wrn"} and "scoring" not in res
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("1. extraction")]
+    assert len(lines) == 3 and all("channels-last" in ln and "ratio" in ln for ln in lines)

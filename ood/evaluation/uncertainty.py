@@ -119,7 +119,7 @@ class _Side:
             for lo in range(0, self.counts.shape[1], step):
                 block = self.counts[self.order, lo:lo + step]
                 cum = np.zeros((self.desc.size + 1, block.shape[1]), dtype=np.float64)
-                np.cumsum(block, axis=0, dtype=np.float64, out=cum[1:])  # integers: exact in float64
+                cum[1:] = np.cumsum(block, axis=0, dtype=np.int32)
                 out.append(cum)
             self._blocks = {step: out}  # one step at a time: the OOD sets of a run are alike in size
         return self._blocks[step]
@@ -395,6 +395,7 @@ def paired(dist_a, dist_b, observed, level=0.95):
     return {"diff": float(observed), "ci": list(percentile_interval(d, level)), "p": float(min(1.0, p))}
 
 
+@lru_cache(maxsize=4)
 def swap_counts(n, resamples, seed, tag):
     """(2 n, resamples + 1) counts over a pool of two scores' values (score a's n values, then b's): column
     0 selects a's (no swap), each other column a's value or b's on each sample, by a fair coin seeded by
@@ -403,7 +404,9 @@ def swap_counts(n, resamples, seed, tag):
     rng = np.random.default_rng([seed, resamples, n, zlib.crc32(f"swap:{tag}".encode())])
     flip = np.zeros((n, resamples + 1), dtype=np.uint8)
     flip[:, 1:] = rng.integers(0, 2, size=(n, resamples), dtype=np.uint8)
-    return np.concatenate((1 - flip, flip))
+    out = np.concatenate((1 - flip, flip))
+    out.flags.writeable = False  # kept (every pair of scores compared on a set swaps the same samples)
+    return out
 
 
 def swap_test(id_a, ood_a, id_b, ood_b, boot, tag, fpr_variant="standard", metric="fpr95"):
