@@ -489,8 +489,10 @@ def plot(per_score, out_dir):
             lo = min(d["id"].min(), d[o].min())
             hi = max(d["id"].max(), d[o].max())
             bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
-            ax.hist(d["id"], bins, alpha=0.6, density=True, label="ID test")
-            ax.hist(d[o], bins, alpha=0.6, density=True, label=o)
+            # one filled outline per histogram: matplotlib's hist draws a rectangle per bin, which made
+            # these plots a third of the scoring step's time in the demo
+            for values, label in ((d["id"], "ID test"), (d[o], o)):
+                ax.stairs(np.histogram(values, bins, density=True)[0], bins, fill=True, alpha=0.6, label=label)
             ax.set_title(f"{s}: ID vs {o}", fontsize=9)
             ax.legend(fontsize=7)
         for ax in list(axes.flat)[n:]:
