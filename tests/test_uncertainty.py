@@ -581,3 +581,18 @@ def test_mc_error_predicts_seed_to_seed_spread():
     spread = np.asarray(ends).std(axis=0, ddof=1).max()
     ratio = np.mean(errs) / spread
     assert 1 / 1.5 < ratio < 1.5, (np.mean(errs), spread)
+
+
+def test_cumulative_counts_are_exact_in_either_width():
+    """A side's cumulative counts are summed in 16 bits where every column's total fits and in 32 bits
+    otherwise: both exact, so the metrics do not depend on which."""
+    from ood.evaluation.uncertainty import _Side
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=50)
+    for top in (3, 5000):  # column totals far below and above 65,535
+        counts = rng.integers(0, top, (50, 40)).astype(np.int32)
+        side = _Side(values, counts)
+        want = np.vstack([np.zeros((1, 40)), np.cumsum(counts[side.order].astype(np.int64), axis=0)])
+        got = np.hstack(side.blocks(16))
+        assert np.array_equal(got, want)
+    assert counts.sum(0).max() > np.iinfo(np.uint16).max

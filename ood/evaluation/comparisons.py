@@ -19,7 +19,10 @@ Rows are compared only when they were evaluated on the same draws of the same im
 bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD image) and the others'
 (sampled draws) are not.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 
 from ood.evaluation.protocols import METRICS
 from ood.evaluation.uncertainty import Bootstrap, delong_test, paired, simultaneous_worse, swap_test
@@ -75,15 +78,17 @@ def against(rows, dists, reference, values=None):
     (len(METRICS), B); ``values``: (score, ood set) -> the per-sample scores of each replicate, [[ID
     arrays], [OOD arrays]], for DeLong's test (rows of every OOD image only)."""
     refs = {r["ood_dataset"]: r for r in rows if r["score"].lower() == reference.lower()}
-    out = []
-    for r in rows:
+    todo = {}
+    for i, r in enumerate(rows):
         ref = refs.get(r["ood_dataset"])
         da, db = dists.get(_key(r)), dists.get(_key(ref)) if ref is not None else None
-        if ref is None or r["score"] == ref["score"] or not comparable(r, ref) or da is None or db is None:
-            out.append(r)
-            continue
-        out.append({**r, "vs": _compare(r, ref, da, db, values)})
-    return out
+        if not (ref is None or r["score"] == ref["score"] or not comparable(r, ref) or da is None or db is None):
+            todo[i] = (r, ref, da, db, values)
+    # each comparison on its own: the CPU's threads share them (numpy releases the GIL in its loops),
+    # and every result is the one a single thread computes
+    with ThreadPoolExecutor(max(1, min(len(todo), torch.get_num_threads()))) as pool:
+        done = dict(zip(todo, pool.map(lambda args: _compare(*args), todo.values())))
+    return [{**r, "vs": done[i]} if i in done else r for i, r in enumerate(rows)]
 
 
 def reconcile(rows, dists, fresh, reference):

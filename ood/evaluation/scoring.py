@@ -7,6 +7,7 @@ and ID test features), as nanoGPT keeps its config beside every checkpoint.
 """
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,8 +207,8 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
     plan = evaluation.plan(type(objs[0]), len(values["id"][0]), source.id_protocol)
     boot = evaluation.intervals
     sides = resampled_ids(values["id"], boot) if boot else None
-    rows = []
-    for o in ood_names:
+
+    def row_of(o):
         try:
             m = evaluate_replicates(values["id"], values[o], o, plan)
         except ValueError as e:
@@ -217,14 +218,23 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
         few = too_few_images(m["n_id"], m["n_ood"]) if boot else None
         if few:
             row.update(bootstrap=boot.describe(), intervals_note=few)
-        elif boot:
-            dist = bootstrap_distribution(sides, values[o], o, plan, boot)
-            full = plan.size is None  # DeLong's interval is of the metric on every OOD image
-            row.update(interval_fields(dist, boot, m, values["id"] if full else None, values[o] if full else None))
-            if dists is not None:
-                dists[dist_key(row)] = dist
-        rows.append(row)
-    return rows
+            return row, None
+        if not boot:
+            return row, None
+        dist = bootstrap_distribution(sides, values[o], o, plan, boot)
+        full = plan.size is None  # DeLong's interval is of the metric on every OOD image
+        row.update(interval_fields(dist, boot, m, values["id"] if full else None, values[o] if full else None))
+        return row, dist
+
+    # the first set alone (it sums the ID side's resamples, which the others share), then the others
+    # on the CPU's threads (numpy releases the GIL in its loops); each row is what one thread computes
+    done = [row_of(o) for o in ood_names[:1]]
+    with ThreadPoolExecutor(max(1, min(len(ood_names) - 1, torch.get_num_threads()))) as pool:
+        done += pool.map(row_of, ood_names[1:])
+    for row, dist in done:
+        if dist is not None and dists is not None:
+            dists[dist_key(row)] = dist
+    return [row for row, _ in done]
 
 
 def score_all(score_runs, fit, sets, head, source, ood_names, evaluation, dists=None, csid=()):
