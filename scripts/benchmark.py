@@ -17,7 +17,8 @@ one run, so it means the same on a busy machine. Writes a JSON file and prints a
 4. precision: bf16 vs fp32 extraction speed (autocast on this device); on a GPU also training
    throughput with bf16 + channels-last (+ compile) vs the reference's fp32 setting;
 5. the CPU demo's training step (small CNN, Fashion-MNIST size, batch 128) in fp32, bf16, channels-last
-   and bf16 + channels-last, side by side, with the choice ``--amp auto`` makes on this CPU;
+   and bf16 + channels-last, side by side, with the choice ``--amp auto`` makes on this CPU; and its
+   training loop (kept loader workers, per-image augmentation, the batch normalised) vs the bare step;
 6. fp32 feature extraction on the CPU in channels-last vs contiguous memory (the demo's CNN, WRN-40-2),
    and how far the two layouts' features differ;
 7. torch.compile in training (the demo's CNN on a CPU, ResNet18 @112 in bf16 on CUDA): the compile time,
@@ -47,7 +48,7 @@ from benchtools import timed_pair  # noqa: E402
 import scores  # noqa: E402
 from ood.system import accel  # noqa: E402
 from ood.system.device import cpu_name  # noqa: E402
-from ood.data import get_id_set, test_transform  # noqa: E402
+from ood.data import get_id_set, test_transform, train_transform  # noqa: E402
 from ood.data.batches import split  # noqa: E402
 from ood.evaluation.protocols import (DEFAULT_RESAMPLES, bootstrap_distribution, evaluate, interval_fields,  # noqa: E402
                             plan_for, resampled_ids)
@@ -248,6 +249,65 @@ def bench_training(device, model_name="resnet18", size=112, batch=256, steps=50,
             "speedup": {k: v / base for k, v in out.items()}}
 
 
+class _Labelled(ArrayImages):
+    """ArrayImages with a label per image (training needs one)."""
+
+    def __init__(self, images, labels, transform):
+        super().__init__(images, transform)
+        self.labels = labels
+
+    def __getitem__(self, i):
+        return super().__getitem__(i)[0], int(self.labels[i])
+
+
+def bench_training_loop(device, n, batch=128, workers=2, epochs=2):
+    """The demo's training loop as train_model.py runs it on this device (a DataLoader with ``workers``
+    kept processes, Resize + Grayscale + RandomHorizontalFlip per image, the batch normalised on the
+    device, the SGD step in the precision and layout --amp auto and the default choose) vs the bare
+    step on already normalised tensors of the same shape, side by side: what the input pipeline costs
+    training. Random 28x28 gray images with random labels, ``n`` of them per epoch."""
+    rng = np.random.default_rng(0)
+    id_set = get_id_set("fashionmnist")
+    images, labels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
+    stages = split(train_transform(id_set, 28, "flip"))
+    amp, cl = accel.amp_mode("auto", device, True)[0], accel.use_channels_last(None, device)
+    model = accel.prepare(models.build_model("cnn", 10, 1), device, cl)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = torch.utils.data.DataLoader(_Labelled(images, labels, stages.image), batch_size=batch, shuffle=True,
+                                         persistent_workers=workers > 0, **accel.loader_options(workers, device))
+    x0 = accel.to_input(torch.randn(batch, 1, 28, 28), device, cl)
+    y0 = torch.from_numpy(labels[:batch]).to(device)
+
+    def step(x, y):
+        with accel.autocast(device, amp):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def bare():
+        for _ in range(epochs * ((n + batch - 1) // batch)):
+            step(x0, y0)
+
+    def pipeline():
+        for _ in range(epochs):
+            for x, y in loader:
+                step(stages.finish(x, device, cl), y.to(device, non_blocking=True))
+
+    model.train()
+    t_bare, t_pipe = timed_pair(bare, pipeline, repeats=2)
+    return {"model": "cnn", "input_size": 28, "batch_size": batch, "workers": workers, "amp": amp,
+            "channels_last": cl, "images": epochs * n, "bare_img_s": epochs * n / t_bare,
+            "pipeline_img_s": epochs * n / t_pipe, "ratio": t_bare / t_pipe}
+
+
+def print_training_loop(r):
+    print(f"5. the demo's training loop (cnn@28, batch {r['batch_size']}, {r['workers']} workers, {r['amp']}"
+          f"{', channels-last' if r['channels_last'] else ''}): {r['pipeline_img_s']:.0f} img/s vs the bare step "
+          f"{r['bare_img_s']:.0f} img/s -> ratio {r['ratio']:.3f}")
+
+
 def bench_cpu_extraction(quick):
     """fp32 feature extraction on the CPU in channels-last vs contiguous (NCHW) memory, side by side: the
     demo's CNN at 28 px (grayscale, Fashion-MNIST size) and WRN-40-2 at 32 px; and how far the features of
@@ -403,6 +463,8 @@ def main():
                    help="only part 2 without its backbone-pass ratios: scoring from the cache and the intervals")
     p.add_argument("--extraction_only", action="store_true",
                    help="only part 1: extraction through the pipeline vs the bare forward (CNN, ResNet18, WRN-40-2)")
+    p.add_argument("--training_only", action="store_true",
+                   help="only the demo's training loop vs its bare step (part 5), on the CPU or --device")
     p.add_argument("--cpu_extraction_only", action="store_true",
                    help="only part 6: fp32 extraction on the CPU in channels-last vs contiguous memory")
     p.add_argument("--compile_only", action="store_true",
@@ -416,6 +478,12 @@ def main():
                        "cpus": torch.get_num_threads(), "torch": torch.__version__,
                        "device": torch.cuda.get_device_name(device) if gpu else "cpu"},
            "method": "each ratio compares two timings taken side by side in this run (fastest of repeats)"}
+    if a.training_only:
+        res["training_loop"] = bench_training_loop(device, 1024 if a.quick else 8192)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+        print_training_loop(res["training_loop"])
+        return
     if a.cpu_extraction_only:
         res["cpu_extraction"] = bench_cpu_extraction(a.quick)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +529,7 @@ def main():
                                               repeats=1 if a.quick else 2)
     res["cpu_demo_training"]["auto_choice"] = list(accel.amp_mode("auto", cpu, True))
     res["cpu_demo_training"]["native_bf16"] = accel.cpu_has_native_bf16()
+    res["training_loop"] = bench_training_loop(cpu, 1024 if a.quick else 8192)
     res["cpu_extraction"] = bench_cpu_extraction(a.quick)
     res["compile"] = compile_figures(device, a.quick)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -479,6 +548,7 @@ def main():
     c = res["cpu_demo_training"]
     print(f"5. CPU training step of the demo CNN (native bf16: {c['native_bf16']}; --amp auto: {c['auto_choice'][0]}): "
           + ", ".join(f"{k} {v:.0f} img/s ({c['speedup'][k]:.2f}x)" for k, v in c["img_s"].items()))
+    print_training_loop(res["training_loop"])
     print_cpu_extraction(res["cpu_extraction"])
     print_compile(res["compile"])
     print(f"written to {a.json}")

@@ -39,12 +39,15 @@ def test_benchmark_quick(tmp_path):
     c = res["cpu_demo_training"]
     assert set(c["img_s"]) == {"fp32", "bf16", "fp32+channels_last", "bf16+channels_last"}
     assert all(v > 0 for v in c["img_s"].values()) and c["auto_choice"][0] in ("off", "bf16")
+    t = res["training_loop"]
+    assert t["model"] == "cnn" and t["workers"] == 2 and t["pipeline_img_s"] > 0 and t["ratio"] > 0
     k = res["compile"]
     assert k["backend"] == "eager" and k["model"] == "cnn" and k["eager_img_s"] > 0 and k["compiled_img_s"] > 0
     saved = 1 / k["eager_img_s"] - 1 / k["compiled_img_s"]
     assert k["break_even_images"] == (pytest.approx(k["compile_s"] / saved) if saved > 0 else None)
     assert "7. --compile (eager), training cnn@28" in proc.stdout
     assert "1. extraction" in proc.stdout and "3. HE" in proc.stdout and "5. CPU training step" in proc.stdout
+    assert "5. the demo's training loop" in proc.stdout
 
 
 def test_benchmark_extraction_only(tmp_path):
