@@ -63,7 +63,7 @@ from scores.hopfield import lse_scores  # noqa: E402
 EXTRACTION_CASES = {"cnn": ("fashionmnist", 28), "resnet18": ("cifar10", 112), "wrn": ("cifar10", 64)}
 
 
-def bench_extraction(device, model_name, size, n, batch, workers, amp="off", with_bf16=False, repeats=3,
+def bench_extraction(device, model_name, size, n, batch, workers, amp="off", with_bf16=False, repeats=5,
                      id_name="cifar10"):
     """Pipeline extraction (``ood.cache.features.extract`` as FeatureStore runs it: the evaluation
     transform split into its per-image and per-batch stages, in the memory layout this device uses by
@@ -510,7 +510,7 @@ def main():
         if a.quick and not gpu:
             s = 28 if m == "cnn" else 32
         res["extraction"][m] = bench_extraction(device, m, s, per_model[m], 64 if not gpu else 256, 0 if not gpu else 8,
-                                                with_bf16=m == "wrn", id_name=id_name)
+                                                with_bf16=m == "wrn", id_name=id_name, repeats=2 if a.quick else 5)
     if a.extraction_only:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
