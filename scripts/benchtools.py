@@ -67,3 +67,25 @@ def timed_pair(f, g, repeats=3):
                 torch.cuda.synchronize()
             best[i] = min(best[i], time.perf_counter() - t0)
     return best
+
+
+def paired_ratio(f, g, repeats=5):
+    """(fastest f, fastest g, median of t_f / t_g over pairs run back to back): after a warm-up of each,
+    f and g run alternately ``repeats`` times; each pair sees about the same machine, so the median of
+    the pairs' ratios is steadier than the ratio of the two fastest runs on a machine shared with others."""
+    f(), g()
+    times = []
+    for _ in range(repeats):
+        pair = []
+        for fn in (f, g):
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            pair.append(time.perf_counter() - t0)
+        times.append(pair)
+    tf, tg = (min(t[i] for t in times) for i in (0, 1))
+    ratios = sorted(a / b for a, b in times)
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return tf, tg, median

@@ -46,6 +46,7 @@ import test_score_ood_detection  # noqa: E402
 import train_model  # noqa: E402
 from ood.system import accel  # noqa: E402
 from ood import data as D  # noqa: E402
+from ood.data.batches import split  # noqa: E402
 from ood.params import Context  # noqa: E402
 
 DEMO_OOD = ["Digits", "Photos", "Faces", "GaussianNoise", "UniformNoise"]
@@ -83,7 +84,7 @@ def throughput(device, quick):
     if quick:
         small = lambda configs: benchmark.bench_training(device, "cnn", 28, 16, 1, configs)  # noqa: E731
         r18, others = small(benchmark.TRAINING_CONFIGS[:2]), {m: small(ours) for m in ("resnet34", "wrn")}
-        ext = benchmark.bench_extraction(device, "cnn", 28, 32, 16, 0)
+        ext = benchmark.bench_extraction(device, "cnn", 28, 32, 16, 0, id_name="fashionmnist")
     else:
         r18 = benchmark.bench_training(device, "resnet18", 112, 256, 30, benchmark.TRAINING_CONFIGS, repeats=2)
         others = {m: benchmark.bench_training(device, m, s, 256, 30, benchmark.TRAINING_CONFIGS[1:])
@@ -104,7 +105,8 @@ def loader_rates(data, device, quick, gpu_rates):
     workers = 0 if quick else min(16, os.cpu_count() or 1)
     out = {"workers": workers}
     for size in (112, 64):
-        ds = D.build_id_dataset(id_set, data, "train", D.train_transform(id_set, 32 if quick else size))
+        # the image stage of the training transform, as the trainer's workers run it (ood.data.batches)
+        ds = D.build_id_dataset(id_set, data, "train", split(D.train_transform(id_set, 32 if quick else size)).image)
         ds = D.subset(ds, 256 if quick else 30_000)
         loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True, num_workers=workers,
                                              **({"prefetch_factor": 4, "persistent_workers": False} if workers else {}))
