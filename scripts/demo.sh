@@ -9,7 +9,7 @@
 # stored_pattern_epochs1_subset600/, results/fashionmnist/<model>_epochs1_subset600/): a quick run neither
 # blocks the full one (a checkpoint resumes only with its own settings) nor mixes its rows with it.
 #
-#   bash scripts/demo.sh                     # the full demo (about 8 minutes on 2 CPU cores)
+#   bash scripts/demo.sh                     # the full demo (about 6 minutes on 2 CPU cores)
 #   EPOCHS=1 SUBSET=600 bash scripts/demo.sh # a quick run on fewer images (its backbone is near chance)
 #   MODEL=timm:resnet10t bash scripts/demo.sh --resize_val 28   # another backbone, e.g. one of timm's
 #
