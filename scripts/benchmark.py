@@ -480,7 +480,8 @@ def main():
     res = {"machine": {"platform": platform.platform(), "cpu": cpu_name(), "native_bf16": accel.cpu_has_native_bf16(),
                        "cpus": torch.get_num_threads(), "torch": torch.__version__,
                        "device": torch.cuda.get_device_name(device) if gpu else "cpu"},
-           "method": "each ratio compares two timings taken side by side in this run (fastest of repeats)"}
+           "method": "each ratio compares two timings taken side by side in this run: the fastest of the repeats "
+                     "of each, or (extraction, the training loop) the median ratio of pairs timed back to back"}
     if a.training_only:
         res["training_loop"] = bench_training_loop(device, 1024 if a.quick else 8192)
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -133,3 +133,36 @@ def test_pixel_modes():
     plain, cl = norm(rgb, CPU, False), norm(rgb, CPU, True)
     assert plain.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(plain, cl)
+
+
+def test_the_layout_asked_for_even_with_one_channel():
+    """A gray batch is an (N, 1, H, W) view of (N, H, W, 1) pixels, whose strides read as channels-last: the
+    batch stage hands over the strides the per-image path gave (a contiguous batch, made channels-last by
+    ``contiguous(memory_format=...)`` when asked), gray or RGB."""
+    norm = Normalise((0.5,), (0.5,))
+    for c in (1, 3):
+        pixels = torch.randint(0, 256, (4, 6, 6, c), dtype=torch.uint8)
+        plain, cl = norm(pixels, CPU, False), norm(pixels, CPU, True)
+        assert plain.stride() == torch.empty(plain.shape).stride()
+        assert cl.stride() == torch.empty(cl.shape).contiguous(memory_format=torch.channels_last).stride()
+        assert torch.equal(plain, cl)
+
+
+def test_modes_as_to_tensor_takes_them():
+    """8-bit modes are taken as ToTensor takes them (HSV too); the wider ones it leaves undivided are
+    refused; a Normalize subclass, or a zero standard deviation, is not split into a plain normalisation."""
+    hsv = Image.fromarray(np.random.default_rng(0).integers(0, 256, (3, 4, 3), dtype=np.uint8)).convert("HSV")
+    assert torch.equal(ToUint8()(hsv).permute(2, 0, 1).float() / 255, T.ToTensor()(hsv))
+    for mode in ("I", "I;16", "F"):
+        with pytest.raises(ValueError, match=f"mode {mode}"):
+            ToUint8()(Image.new(mode, (2, 2)))
+    with pytest.raises(ValueError, match="uint8 arrays"):
+        ToUint8()(np.zeros((2, 2), np.float32))
+
+    class Clamped(T.Normalize):
+        def forward(self, x):
+            return super().forward(x).clamp(-1, 1)
+    tf = T.Compose([T.ToTensor(), Clamped((0.5,), (0.5,))])
+    assert split(tf).batch is None
+    with pytest.raises(ValueError, match="standard deviation of 0"):
+        split(T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.0,))]))

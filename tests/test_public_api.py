@@ -39,6 +39,7 @@ PUBLIC = {
         "HeldOutClasses", "cifar_labels",
         # image files
         "load_image", "image_folder", "count_image_folder", "BadImage", "bad_image_message", "download_errors",
+        "ToUint8",
         # the data sets a run builds
         "test_transform", "train_transform", "build_id_dataset", "held_out", "subset", "dataset_labels",
         "ClassSubset",

@@ -596,3 +596,12 @@ def test_cumulative_counts_are_exact_in_either_width():
         got = np.hstack(side.blocks(16))
         assert np.array_equal(got, want)
     assert counts.sum(0).max() > np.iinfo(np.uint16).max
+
+
+def test_threads_for_keeps_memory_within_its_budget():
+    from ood.system.accel import threads_for
+    import torch
+    assert threads_for(5) == min(5, torch.get_num_threads())
+    assert threads_for(0) == 1
+    assert threads_for(8, bytes_each=3 << 30) == 1  # one task over the budget: one at a time
+    assert threads_for(8, bytes_each=1 << 30, budget=2 << 30) <= 2

@@ -191,8 +191,9 @@ class FeatureStore:
 
     def dataset(self, spec):
         """The torch Dataset of ``spec``: "train", "test", "val" (ID) or an ``OODSet``, built with the image
-        stage of the evaluation transform (its items are uint8 pixels; ``extract(..., stages=self.stages)``
-        normalises them a batch at a time)."""
+        stage of the evaluation transform (``self.stages``: its items are uint8 pixels, which
+        ``extract(..., stages=self.stages)`` normalises a batch at a time, where the transform ends with
+        ToTensor and Normalize; the whole transform otherwise, e.g. a torchvision weights preset)."""
         s = self.setup
         tf = self.stages.image
         if spec in ID_SPLITS:

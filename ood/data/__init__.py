@@ -21,12 +21,13 @@ without editing this repository (tests/extra_sets.py does that).
 
 The package, by responsibility (imports point down this list, never up):
 
-- ``images``: image files as the loaders read and count them;
+- ``images``: image files as the loaders read and count them, and an image's pixels as uint8 (``ToUint8``);
 - ``layouts``: how a declared set lies under the data root (load, count, verify, fetch);
 - ``declarations``: ``OODSet``, ``IDSet``, ``Archive``, ``Benchmark``, their registries and help texts;
 - ``paper``, ``package_sets``, ``openood``: the declared sets of the paper, of Python packages and of
   OpenOOD v1.5 (registered when this package is imported);
 - ``datasets``: transforms and the torch data sets a run builds from a declaration;
+- ``batches``: a transform split into its per-image and per-batch stages, and sets read a batch at a time;
 - ``download``, ``verify``: fetching archives and ``verify_data.py``'s checks, derived from the declarations.
 
 Everything a user or a plug-in needs is importable from ``ood.data`` itself (``__all__``).
@@ -37,7 +38,8 @@ from ood.data.declarations import (BENCHMARKS, CIFAR_OOD, DRIVE, ID_SETS, OOD_SE
                                    Benchmark, IDSet, OODSet, benchmark_help, benchmark_names, benchmark_ood,
                                    builtin_ood, dataset_help, get_benchmark, get_id_set, id_key, ood_help,
                                    register_benchmark, register_id, register_ood, resolve_ood)
-from ood.data.images import BadImage, bad_image_message, count_image_folder, download_errors, image_folder, load_image
+from ood.data.images import (BadImage, ToUint8, bad_image_message, count_image_folder, download_errors, image_folder,
+                             load_image)
 from ood.data.layouts import (IMAGE_FOLDER, CifarPickles, HeldOutClasses, IdxFiles, ImageFolderTree, Layout,
                               SVHNFile, TorchvisionLayout, cifar_labels)
 from ood.data import paper  # noqa: F401  (registers the paper's sets)
@@ -56,7 +58,7 @@ __all__ = [
     "Layout", "ImageFolderTree", "IMAGE_FOLDER", "TorchvisionLayout", "CifarPickles", "IdxFiles", "SVHNFile",
     "HeldOutClasses", "cifar_labels",
     # image files
-    "load_image", "image_folder", "count_image_folder", "BadImage", "bad_image_message", "download_errors",
+    "load_image", "image_folder", "count_image_folder", "BadImage", "bad_image_message", "download_errors", "ToUint8",
     # the data sets a run builds
     "test_transform", "train_transform", "build_id_dataset", "held_out", "subset", "dataset_labels", "ClassSubset",
     # the paper's normalisation statistics

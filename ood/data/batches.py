@@ -8,9 +8,8 @@ transform that ends with them is ``split``:
 - its **image stage** runs per image, in the loader's workers: the steps before ``ToTensor``, then
   ``ToUint8`` (the pixels as PIL holds them, a ``(H, W, C)`` uint8 tensor);
 - its **batch stage** (``Normalise``) runs once per batch, on the model's device: to float, divided by 255,
-  normalised. The batch comes out as an ``(N, C, H, W)`` view of ``(N, H, W, C)`` memory, the
-  channels-last layout the model runs in, so no layout copy is made either, and a GPU receives a quarter
-  of the bytes.
+  normalised, in one copy that is also the layout change (channels-last by default: an ``(N, C, H, W)``
+  view of the ``(N, H, W, C)`` pixels), and a GPU receives a quarter of the bytes.
 
 The values are those of the per-image transform bit for bit: the same float32 operations (divide by 255,
 subtract the mean, divide by the standard deviation) in the same order on each element. A feature cache
@@ -28,42 +27,19 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import transforms as T
 
 from ood.data.datasets import ClassSubset
+from ood.data.images import ToUint8
 from ood.data.package_sets import ArrayImages
 from ood.system import accel
 
-EIGHT_BIT_MODES = ("L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
-
-
-class ToUint8:
-    """A PIL image (or an (H, W[, C]) uint8 array) as the (H, W, C) uint8 tensor ``ToTensor`` would scale
-    to [0, 1]: the last step of an image stage. Images whose pixels are not 8-bit integers (modes I, I;16,
-    F), which ``ToTensor`` passes on unscaled, are refused rather than scaled differently."""
-
-    def __call__(self, img):
-        if isinstance(img, np.ndarray):
-            if img.dtype != np.uint8:
-                raise ValueError(f"an image stage takes uint8 arrays, not {img.dtype}")
-            a = torch.from_numpy(np.array(img, copy=True))
-        elif img.mode == "1":  # one bit per pixel: ToTensor makes it 0 or 255
-            a = torch.from_numpy(np.array(img, np.uint8, copy=True)) * 255
-        elif img.mode in EIGHT_BIT_MODES:
-            a = torch.from_numpy(np.array(img, np.uint8, copy=True))
-        else:
-            raise ValueError(f"images of PIL mode {img.mode} (not 8 bits per channel) cannot be normalised "
-                             f"batch-wise; convert them to RGB or L in the data set")
-        return a[..., None] if a.ndim == 2 else a
-
-    def __repr__(self):
-        return "ToUint8()"
-
-
 class Normalise:
     """The batch stage: (N, H, W, C) uint8 -> float32 (N, C, H, W), (x / 255 - mean) / std, on ``device``,
-    channels-last unless asked otherwise. A batch that is not uint8 comes from a data set that built its own
+    in the layout asked for (channels-last or contiguous). A batch that is not uint8 comes from a data set that built its own
     tensors: it is moved to the device as it is."""
 
     def __init__(self, mean, std):
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        if any(s == 0 for s in self.std):  # as Normalize refuses it
+            raise ValueError(f"a standard deviation of 0 in {self.std} would divide by zero")
         self._constants = {}
 
     def _on(self, device, channels):
@@ -80,10 +56,13 @@ class Normalise:
         if x.dtype != torch.uint8:
             return accel.to_input(x, device, channels_last)
         x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
-        if not channels_last:
-            x = x.contiguous()
+        # the layout named, not inferred from the strides (a one-channel view of (N, H, W, 1) memory has
+        # channels-last strides, which convolutions would follow even with --no_channels_last); one channel
+        # is laid out as ``contiguous(memory_format=channels_last)`` leaves it, contiguous
+        fmt = torch.channels_last if channels_last and x.shape[1] > 1 else torch.contiguous_format
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
         scale, mean, std = self._on(x.device, x.shape[1])
-        return x.to(torch.float32).div_(scale).sub_(mean).div_(std)
+        return out.copy_(x).div_(scale).sub_(mean).div_(std)
 
     def __repr__(self):
         return f"Normalise(mean={self.mean}, std={self.std})"
@@ -102,13 +81,13 @@ class Stages:
 
 
 def split(transform):
-    """``transform`` as ``Stages``: a ``Compose`` ending with ``ToTensor`` (and ``Normalize``) is split
-    before them; any other transform stays whole, per image."""
-    steps = list(transform.transforms) if isinstance(transform, T.Compose) else None
+    """``transform`` as ``Stages``: a ``Compose`` ending with ``ToTensor`` (and ``Normalize``), torchvision's
+    own classes, is split before them; any other transform (a subclass included) stays whole, per image."""
+    steps = list(transform.transforms) if type(transform) is T.Compose else None
     if not steps:
         return Stages(transform)
     mean, std = (0.0,), (1.0,)
-    if isinstance(steps[-1], T.Normalize) and len(steps) > 1:
+    if type(steps[-1]) is T.Normalize and len(steps) > 1:
         norm = steps.pop()
         mean, std = tuple(np.atleast_1d(np.asarray(norm.mean, np.float64))), tuple(np.atleast_1d(np.asarray(norm.std, np.float64)))
     if not isinstance(steps[-1], T.ToTensor) or type(steps[-1]).__call__ is not T.ToTensor.__call__:
@@ -246,13 +225,13 @@ class BatchReader(Dataset):
     Use it with a ``BatchSampler`` as the sampler and ``batch_size=None``."""
 
     def __init__(self, dataset):
-        self.dataset, self.reader = dataset, _reader(dataset)
+        self.n, self.reader = len(dataset), _reader(dataset)  # the reader holds what it reads, once
 
     def __len__(self):
-        return len(self.dataset)
+        return self.n
 
     def __getitem__(self, indices):
         return self.reader.read(np.asarray(indices, np.int64))
 
 
-__all__ = ["ToUint8", "Normalise", "Stages", "split", "BatchReader"]
+__all__ = ["ToUint8", "Normalise", "Stages", "split", "BatchReader"]  # ToUint8 lives in ood.data.images

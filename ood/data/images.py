@@ -7,6 +7,7 @@ import urllib.error
 from pathlib import Path
 
 import numpy as np
+import torch
 import torchvision
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -88,3 +89,30 @@ def count_image_folder(path):
         problem = (f"{len(empty)} class folder{'s' if len(empty) != 1 else ''} without images "
                    f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}): ImageFolder refuses that")
     return total, info, problem
+
+
+class ToUint8:
+    """A PIL image (or an (H, W[, C]) uint8 array) as the (H, W, C) uint8 tensor that torchvision's
+    ``ToTensor`` would divide by 255: the last step of an image stage (ood.data.batches). The modes whose
+    pixels ``ToTensor`` passes on undivided (I, I;16, F: integers and floats wider than a byte) and arrays
+    other than uint8 are refused rather than scaled another way; a data set of them converts its images
+    to RGB or L first, as the loaders here do."""
+
+    def __call__(self, img):
+        if isinstance(img, np.ndarray):
+            if img.dtype != np.uint8:
+                raise ValueError(f"an image stage takes uint8 arrays, not {img.dtype}: convert the images "
+                                 f"to RGB or L in the data set")
+            a = torch.from_numpy(np.array(img, copy=True))
+        elif img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            raise ValueError(f"images of PIL mode {img.mode} (not 8 bits per channel) cannot be normalised "
+                             f"batch-wise: convert them to RGB or L in the data set")
+        else:
+            a = torch.from_numpy(np.array(img, np.uint8, copy=True))
+            if img.mode == "1":  # one bit per pixel: ToTensor makes it 0 or 255
+                a = a * 255
+            a = a.view(img.size[1], img.size[0], len(img.getbands()))
+        return a[..., None] if a.ndim == 2 else a
+
+    def __repr__(self):
+        return "ToUint8()"

@@ -40,8 +40,7 @@ import torch
 from torchvision import transforms as T
 
 from ood.data import declarations as D
-from ood.data.batches import ToUint8
-from ood.data.images import load_image
+from ood.data.images import ToUint8, load_image
 from ood.data.layouts import Layout
 from ood.errors import UserError
 
@@ -213,7 +212,8 @@ def unresized(transform):
     the run's own transform, read as OpenOOD's ``get_id_ood_dataloader`` reads them: the last Normalize of
     a Compose, or the mean and std of a torchvision preset (``weights.transforms()``). None stays None.
     The image stage of a split transform (ood.data.batches) gives the pixels alone: its batch stage
-    normalises them with the run's statistics."""
+    normalises them with the run's statistics (none, mean 0 and std 1, where the run's transform had no
+    Normalize: its own images are not normalised either)."""
     if transform is None:
         return None
     if isinstance(transform, T.Compose) and transform.transforms and isinstance(transform.transforms[-1], ToUint8):

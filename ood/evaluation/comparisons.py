@@ -22,8 +22,8 @@ bootstrap (``comparable``): under ``--protocol paper`` RecLag's row (every OOD i
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
+from ood.system import accel
 from ood.evaluation.protocols import METRICS
 from ood.evaluation.uncertainty import Bootstrap, delong_test, paired, simultaneous_worse, swap_test
 from ood.evaluation.rows import dist_key, table_groups
@@ -86,7 +86,10 @@ def against(rows, dists, reference, values=None):
             todo[i] = (r, ref, da, db, values)
     # each comparison on its own: the CPU's threads share them (numpy releases the GIL in its loops),
     # and every result is the one a single thread computes
-    with ThreadPoolExecutor(max(1, min(len(todo), torch.get_num_threads()))) as pool:
+    # a swap test holds both sides' cumulative counts of its pool (float64, both classes, every swap)
+    largest = max((16 * (r["n_id"] + r["n_ood"] + 1) * (r["bootstrap"]["resamples"] + 1) for r, *_ in todo.values()),
+                  default=0)
+    with ThreadPoolExecutor(accel.threads_for(len(todo), largest)) as pool:
         done = dict(zip(todo, pool.map(lambda args: _compare(*args), todo.values())))
     return [{**r, "vs": done[i]} if i in done else r for i, r in enumerate(rows)]
 

@@ -15,6 +15,7 @@ import torch
 
 from ood import data as D
 from ood.errors import UserError
+from ood.system import accel
 from ood.evaluation.protocols import bootstrap_distribution, evaluate_replicates, interval_fields, resampled_ids, too_few_images
 from ood.params import Context
 from ood.plugins import describe_score, running
@@ -228,8 +229,11 @@ def rows_for(source, objs, values, ood_names, evaluation, id_features, dists=Non
 
     # the first set alone (it sums the ID side's resamples, which the others share), then the others
     # on the CPU's threads (numpy releases the GIL in its loops); each row is what one thread computes
+    ood_names = list(ood_names)
     done = [row_of(o) for o in ood_names[:1]]
-    with ThreadPoolExecutor(max(1, min(len(ood_names) - 1, torch.get_num_threads()))) as pool:
+    # each thread holds one OOD set's cumulative counts (float64, every resample)
+    largest = 16 * (max((len(values[o][0]) for o in ood_names[1:]), default=0) + 1) * (boot.resamples if boot else 0)
+    with ThreadPoolExecutor(accel.threads_for(len(ood_names) - 1, largest)) as pool:
         done += pool.map(row_of, ood_names[1:])
     for row, dist in done:
         if dist is not None and dists is not None:

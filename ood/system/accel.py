@@ -108,6 +108,17 @@ def loader_options(workers, device):
     return opts
 
 
+def threads_for(tasks, bytes_each=0, budget=2 << 30):
+    """How many threads to share ``tasks`` independent numpy computations among (numpy releases the GIL in
+    its loops): this process's torch threads (OMP_NUM_THREADS), at most one per task, and no more than
+    hold ``bytes_each`` apiece within ``budget`` bytes (2 GiB): a machine of many cores must not multiply
+    the memory of the statistics of large sets by its core count."""
+    n = min(tasks, torch.get_num_threads())
+    if bytes_each:
+        n = min(n, budget // bytes_each)
+    return max(1, n)
+
+
 def autocast(device, mode):
     dtype = AMP_DTYPES[mode]
     if dtype is None:
