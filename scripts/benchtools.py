@@ -54,27 +54,10 @@ def timed(fn, *args, **kwargs):
     return out, info
 
 
-def timed_pair(f, g, repeats=3):
-    """Fastest of ``repeats`` runs of f and of g, run alternately (f, g, f, g, ...) after a warm-up of
-    each, so both see the same machine load."""
+def _alternate(f, g, repeats):
+    """[(t_f, t_g), ...]: ``repeats`` pairs of runs of f then g, after a warm-up of each."""
     f(), g()
-    best = [float("inf"), float("inf")]
-    for _ in range(repeats):
-        for i, fn in enumerate((f, g)):
-            t0 = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
-
-
-def paired_ratio(f, g, repeats=5):
-    """(fastest f, fastest g, median of t_f / t_g over pairs run back to back): after a warm-up of each,
-    f and g run alternately ``repeats`` times; each pair sees about the same machine, so the median of
-    the pairs' ratios is steadier than the ratio of the two fastest runs on a machine shared with others."""
-    f(), g()
-    times = []
+    pairs = []
     for _ in range(repeats):
         pair = []
         for fn in (f, g):
@@ -83,9 +66,23 @@ def paired_ratio(f, g, repeats=5):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             pair.append(time.perf_counter() - t0)
-        times.append(pair)
-    tf, tg = (min(t[i] for t in times) for i in (0, 1))
-    ratios = sorted(a / b for a, b in times)
+        pairs.append(pair)
+    return pairs
+
+
+def timed_pair(f, g, repeats=3):
+    """Fastest of ``repeats`` runs of f and of g, run alternately (f, g, f, g, ...) after a warm-up of
+    each, so both see the same machine load."""
+    pairs = _alternate(f, g, repeats)
+    return [min(p[i] for p in pairs) for i in (0, 1)]
+
+
+def paired_ratio(f, g, repeats=5):
+    """(fastest f, fastest g, median of t_f / t_g over the pairs run back to back): each pair sees about
+    the same machine, so the median of the pairs' ratios is steadier than the ratio of the two fastest
+    runs on a machine shared with others."""
+    pairs = _alternate(f, g, repeats)
+    ratios = sorted(a / b for a, b in pairs)
     mid = len(ratios) // 2
     median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-    return tf, tg, median
+    return min(p[0] for p in pairs), min(p[1] for p in pairs), median

@@ -27,7 +27,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from torchvision import transforms as T
 
 from ood.data.datasets import ClassSubset
-from ood.data.images import ToUint8
+from ood.data.images import ToUint8, is_image_stage
 from ood.data.package_sets import ArrayImages
 from ood.system import accel
 
@@ -182,7 +182,7 @@ def _pixels(dataset):
 def _unchanged(stage, h, w, gray):
     """The channels an image stage (``ToUint8`` last) gives an (h, w) image whose pixels are all gray
     (``gray``) or RGB, if it leaves them as they are; None if it changes them (or is not an image stage)."""
-    if not isinstance(stage, T.Compose) or not stage.transforms or not isinstance(stage.transforms[-1], ToUint8):
+    if not is_image_stage(stage):
         return None
     channels = 3
     for step in stage.transforms[:-1]:

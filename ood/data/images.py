@@ -116,3 +116,10 @@ class ToUint8:
 
     def __repr__(self):
         return "ToUint8()"
+
+
+def is_image_stage(transform):
+    """Whether ``transform`` is the image stage of a split transform (ood.data.batches): a Compose whose
+    last step is ``ToUint8``, so that its images are pixels still to be normalised a batch at a time."""
+    steps = getattr(transform, "transforms", None)
+    return isinstance(transform, torchvision.transforms.Compose) and bool(steps) and isinstance(steps[-1], ToUint8)

@@ -40,7 +40,7 @@ import torch
 from torchvision import transforms as T
 
 from ood.data import declarations as D
-from ood.data.images import ToUint8, load_image
+from ood.data.images import ToUint8, is_image_stage, load_image
 from ood.data.layouts import Layout
 from ood.errors import UserError
 
@@ -216,7 +216,7 @@ def unresized(transform):
     Normalize: its own images are not normalised either)."""
     if transform is None:
         return None
-    if isinstance(transform, T.Compose) and transform.transforms and isinstance(transform.transforms[-1], ToUint8):
+    if is_image_stage(transform):
         return T.Compose([ToUint8()])
     norms = [t for t in getattr(transform, "transforms", ()) if isinstance(t, T.Normalize)]
     mean, std = (norms[-1].mean, norms[-1].std) if norms else \

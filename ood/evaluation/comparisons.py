@@ -84,9 +84,9 @@ def against(rows, dists, reference, values=None):
         da, db = dists.get(_key(r)), dists.get(_key(ref)) if ref is not None else None
         if not (ref is None or r["score"] == ref["score"] or not comparable(r, ref) or da is None or db is None):
             todo[i] = (r, ref, da, db, values)
-    # each comparison on its own: the CPU's threads share them (numpy releases the GIL in its loops),
-    # and every result is the one a single thread computes
-    # a swap test holds both sides' cumulative counts of its pool (float64, both classes, every swap)
+    # each comparison on its own: the CPU's threads share them (numpy releases the GIL in its loops), and
+    # every result is the one a single thread computes; a swap test holds the cumulative counts of its
+    # pool (float64, both classes, every swap), which bounds how many run at once
     largest = max((16 * (r["n_id"] + r["n_ood"] + 1) * (r["bootstrap"]["resamples"] + 1) for r, *_ in todo.values()),
                   default=0)
     with ThreadPoolExecutor(accel.threads_for(len(todo), largest)) as pool:
